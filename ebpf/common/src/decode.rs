@@ -1,0 +1,257 @@
+//! Bounds-checked decoding of ring-buffer records (userspace only).
+
+use core::fmt;
+use core::mem::size_of;
+
+use crate::config::ProbeConfig;
+use crate::event::*;
+
+unsafe impl aya::Pod for ProbeConfig {}
+
+/// One decoded record, copied out of the ring buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    Exec(ExecEvent),
+    Exit(ExitEvent),
+    Fork(ForkEvent),
+    SignalGenerate(SignalEvent),
+    SignalDeliver(SignalEvent),
+    Setns(NsEvent),
+    Unshare(NsEvent),
+    CgroupMkdir(CgroupEvent),
+    CgroupRmdir(CgroupEvent),
+    CgroupAttach(CgroupEvent),
+    OomVictim(OomEvent),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Fewer bytes than the record's kind needs.
+    Short { kind: u32, need: usize, got: usize },
+    UnknownKind { kind: u32 },
+    /// The record was written by eBPF programs of another ABI version.
+    Version { got: u32 },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Short { kind, need, got } => {
+                write!(f, "record of kind {kind} is {got} bytes, needs {need}")
+            }
+            Self::UnknownKind { kind } => write!(f, "unknown event kind {kind}"),
+            Self::Version { got } => write!(
+                f,
+                "record has ABI version {got}, this agent understands {ABI_VERSION}: \
+                 the eBPF object and the agent come from different builds"
+            ),
+        }
+    }
+}
+
+/// Types that may be built from any bytes of the right length: all-integer `repr(C)` structs.
+///
+/// # Safety
+/// Implementors must be `repr(C)`, made only of integers and arrays of integers, with every
+/// bit pattern valid.
+pub unsafe trait Plain: Copy {}
+unsafe impl Plain for Header {}
+unsafe impl Plain for ExecEvent {}
+unsafe impl Plain for ExitEvent {}
+unsafe impl Plain for ForkEvent {}
+unsafe impl Plain for SignalEvent {}
+unsafe impl Plain for NsEvent {}
+unsafe impl Plain for CgroupEvent {}
+unsafe impl Plain for OomEvent {}
+
+fn read<T: Plain>(kind: u32, bytes: &[u8]) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short {
+            kind,
+            need,
+            got: bytes.len(),
+        });
+    }
+    // SAFETY: length checked above; `Plain` types accept any bit pattern; unaligned read.
+    Ok(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// Decode one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let header: Header = read(0, bytes)?;
+    if header.version != ABI_VERSION {
+        return Err(DecodeError::Version {
+            got: header.version,
+        });
+    }
+    let k = header.kind;
+    let kind = EventKind::from_u32(k).ok_or(DecodeError::UnknownKind { kind: k })?;
+    Ok(match kind {
+        EventKind::Exec => Record::Exec(read(k, bytes)?),
+        EventKind::Exit => Record::Exit(read(k, bytes)?),
+        EventKind::Fork => Record::Fork(read(k, bytes)?),
+        EventKind::SignalGenerate => Record::SignalGenerate(read(k, bytes)?),
+        EventKind::SignalDeliver => Record::SignalDeliver(read(k, bytes)?),
+        EventKind::Setns => Record::Setns(read(k, bytes)?),
+        EventKind::Unshare => Record::Unshare(read(k, bytes)?),
+        EventKind::CgroupMkdir => Record::CgroupMkdir(read(k, bytes)?),
+        EventKind::CgroupRmdir => Record::CgroupRmdir(read(k, bytes)?),
+        EventKind::CgroupAttach => Record::CgroupAttach(read(k, bytes)?),
+        EventKind::OomVictim => Record::OomVictim(read(k, bytes)?),
+    })
+}
+
+/// Bytes of a record (for tests and `podlife record` round trips).
+pub fn as_bytes<T: Plain>(value: &T) -> &[u8] {
+    // SAFETY: `Plain` types are plain integers with explicit padding fields.
+    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// The text before the first NUL of a fixed-size kernel string, lossily as UTF-8 is left to the
+/// caller; this only trims.
+pub fn trim_nul(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    &bytes[..end]
+}
+
+impl Record {
+    pub fn header(&self) -> &Header {
+        match self {
+            Record::Exec(e) => &e.header,
+            Record::Exit(e) => &e.header,
+            Record::Fork(e) => &e.header,
+            Record::SignalGenerate(e) | Record::SignalDeliver(e) => &e.header,
+            Record::Setns(e) | Record::Unshare(e) => &e.header,
+            Record::CgroupMkdir(e) | Record::CgroupRmdir(e) | Record::CgroupAttach(e) => &e.header,
+            Record::OomVictim(e) => &e.header,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(kind: EventKind) -> Header {
+        Header {
+            kind: kind as u32,
+            version: ABI_VERSION,
+            ts_ns: 123_456_789,
+            tgid: 42,
+            tid: 43,
+            cgroup_id: 9999,
+            comm: *b"sh\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        }
+    }
+
+    #[test]
+    fn exec_round_trip() {
+        let mut e = ExecEvent {
+            header: header(EventKind::Exec),
+            old_tid: 43,
+            flags: EXEC_ARGV_TRUNCATED,
+            argc: 2,
+            argv_len: 8,
+            filename: [0; PATH_LEN],
+            argv: [0; ARGV_LEN],
+        };
+        e.argv[..8].copy_from_slice(b"sh\0-c\0x\0");
+        assert_eq!(decode(as_bytes(&e)), Ok(Record::Exec(e)));
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let exit = ExitEvent {
+            header: header(EventKind::Exit),
+            exit_code: 0x300,
+            exit_code_valid: 1,
+        };
+        assert_eq!(decode(as_bytes(&exit)), Ok(Record::Exit(exit)));
+        let fork = ForkEvent {
+            header: header(EventKind::Fork),
+            child_pid: 7,
+            _pad: 0,
+            clone_flags: 0x11,
+        };
+        assert_eq!(decode(as_bytes(&fork)), Ok(Record::Fork(fork)));
+        for kind in [EventKind::SignalGenerate, EventKind::SignalDeliver] {
+            let s = SignalEvent {
+                header: header(kind),
+                sig: 15,
+                errno: 0,
+                code: 0,
+                target_pid: 9,
+                group: 1,
+                result: 1,
+                sa_handler: 0,
+                sa_flags: 0,
+                target_comm: [b'x'; COMM_LEN],
+            };
+            let got = decode(as_bytes(&s)).unwrap();
+            assert_eq!(got.header().kind, kind as u32);
+        }
+        for kind in [EventKind::Setns, EventKind::Unshare] {
+            let n = NsEvent {
+                header: header(kind),
+                flags: 0x0800_0000,
+                fd: 3,
+                ret: 0,
+            };
+            assert_eq!(decode(as_bytes(&n)).unwrap().header().kind, kind as u32);
+        }
+        for kind in [
+            EventKind::CgroupMkdir,
+            EventKind::CgroupRmdir,
+            EventKind::CgroupAttach,
+        ] {
+            let c = CgroupEvent {
+                header: header(kind),
+                root: 0,
+                level: 3,
+                id: 77,
+                pid: 0,
+                path_len: 4,
+                path: [b'/'; PATH_LEN],
+            };
+            assert_eq!(decode(as_bytes(&c)).unwrap().header().kind, kind as u32);
+        }
+        let o = OomEvent {
+            header: header(EventKind::OomVictim),
+            pid: 5,
+            uid: 0,
+            total_vm_kb: 1,
+            anon_rss_kb: 2,
+            file_rss_kb: 3,
+            shmem_rss_kb: 4,
+            pgtables_kb: 5,
+            oom_score_adj: -998,
+            present: OOM_HAS_ANON_RSS,
+            victim_comm: [0; COMM_LEN],
+        };
+        assert_eq!(decode(as_bytes(&o)), Ok(Record::OomVictim(o)));
+    }
+
+    #[test]
+    fn short_and_unknown_are_typed_errors() {
+        let exit = ExitEvent {
+            header: header(EventKind::Exit),
+            exit_code: 0,
+            exit_code_valid: 1,
+        };
+        let bytes = as_bytes(&exit);
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::Short { kind: 2, .. })
+        ));
+        assert!(matches!(decode(&bytes[..3]), Err(DecodeError::Short { .. })));
+        let mut h = header(EventKind::Exit);
+        h.kind = 999;
+        assert_eq!(
+            decode(as_bytes(&h)),
+            Err(DecodeError::UnknownKind { kind: 999 })
+        );
+        h.version = 77;
+        assert_eq!(decode(as_bytes(&h)), Err(DecodeError::Version { got: 77 }));
+    }
+}

@@ -126,7 +126,9 @@ pub struct ProbeConfig {
     pub mode: u32,
     /// Offset of `task_struct.exit_code` from BTF, or `u32::MAX` if unknown.
     pub task_exit_code: u32,
-    pub _pad: u32,
+    /// Hierarchy id whose cgroup events are reported: 0 = cgroup v2 (unified); on a node
+    /// without cgroup v2, the memory controller's v1 hierarchy id.
+    pub cgroup_root: u32,
     pub tp: TracepointOffsets,
 }
 
@@ -136,7 +138,7 @@ impl ProbeConfig {
             self_tgid: 0,
             mode: 0,
             task_exit_code: u32::MAX,
-            _pad: 0,
+            cgroup_root: 0,
             tp: TracepointOffsets::all_absent(),
         }
     }

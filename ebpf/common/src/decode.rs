@@ -27,10 +27,18 @@ pub enum Record {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeError {
     /// Fewer bytes than the record's kind needs.
-    Short { kind: u32, need: usize, got: usize },
-    UnknownKind { kind: u32 },
+    Short {
+        kind: u32,
+        need: usize,
+        got: usize,
+    },
+    UnknownKind {
+        kind: u32,
+    },
     /// The record was written by eBPF programs of another ABI version.
-    Version { got: u32 },
+    Version {
+        got: u32,
+    },
 }
 
 impl fmt::Display for DecodeError {
@@ -244,7 +252,10 @@ mod tests {
             decode(&bytes[..bytes.len() - 1]),
             Err(DecodeError::Short { kind: 2, .. })
         ));
-        assert!(matches!(decode(&bytes[..3]), Err(DecodeError::Short { .. })));
+        assert!(matches!(
+            decode(&bytes[..3]),
+            Err(DecodeError::Short { .. })
+        ));
         let mut h = header(EventKind::Exit);
         h.kind = 999;
         assert_eq!(

@@ -195,9 +195,7 @@ pub enum Counter {
     TrackedTgidsFull = 1,
     /// The tracked-cgroup map was full.
     TrackedCgroupsFull = 2,
-    /// argv scratch map was full.
-    ArgvScratchFull = 3,
-    /// Events emitted.
-    Emitted = 4,
+    /// A cgroup path did not fit in [`PATH_LEN`] and was cut.
+    PathTruncated = 3,
 }
 pub const COUNTER_SLOTS: u32 = 8;

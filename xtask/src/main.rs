@@ -1,1 +1,43 @@
-fn main(){}
+//! Developer tasks. `cargo xtask run` sets up a fresh Debian 12 machine and runs the agent;
+//! `cargo xtask test` sets up and runs every suite (what CI runs).
+
+mod setup;
+mod suites;
+
+use anyhow::{bail, Result};
+
+const HELP: &str = "cargo xtask <task>
+
+  setup        install the toolchain and test dependencies (apt, bpf-linker); idempotent
+  run [ARGS]   setup, build the release agent and run it on this node (ARGS go to podlife)
+  test         setup, then every suite: lint, unit, kernel, end-to-end, dashboards, deploy
+  unit         engine and agent unit tests (no root)
+  kernel       kernel suite: loads the real eBPF programs (root)
+  e2e          end-to-end suite: real containerd + runc pods through the CRI (root)
+  bench        benchmarks (see docs/BENCHMARKS.md)
+  lint         cargo fmt --check and clippy -D warnings (userspace, then the eBPF crate)
+";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match task.as_str() {
+        "setup" => setup::all(),
+        "run" => {
+            setup::toolchain()?;
+            suites::run_agent(&rest)
+        }
+        "test" => suites::all(),
+        "unit" => suites::unit(),
+        "kernel" => suites::kernel(),
+        "e2e" => suites::e2e(),
+        "bench" => suites::bench(&rest),
+        "lint" => suites::lint(),
+        "" | "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown task {other:?}\n\n{HELP}"),
+    }
+}

@@ -1,0 +1,96 @@
+//! Machine set-up from Debian packages and crates.io only (see ../shared/TOOLCHAIN.md).
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context as _, Result};
+
+/// Debian packages of the eBPF toolchain: rustc 1.96 on LLVM 22 with a prebuilt bpf `core`.
+const TOOLCHAIN_PACKAGES: &[&str] = &["llvm-22-dev", "rustc-web", "cargo-web", "libstd-rust-web-dev-bpf"];
+
+/// Debian packages the test suites use.
+const TEST_PACKAGES: &[&str] = &[
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "umoci",
+    "busybox-static",
+    "protobuf-compiler",
+    "stress-ng",
+    "prometheus",
+    "bpftool",
+    "util-linux",
+    "python3-venv",
+];
+
+pub fn sh(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed: {status}");
+    }
+    Ok(())
+}
+
+fn missing_packages(pkgs: &[&str]) -> Vec<String> {
+    pkgs.iter()
+        .filter(|p| {
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output();
+            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .map(|p| p.to_string())
+        .collect()
+}
+
+fn apt_install(pkgs: &[&str]) -> Result<()> {
+    let missing = missing_packages(pkgs);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: apt-get install {}", missing.join(" "));
+    sh(Command::new("apt-get").args(["update", "-qq"]))?;
+    sh(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing))
+}
+
+fn bpf_linker_ok() -> bool {
+    Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// tracefs must be mounted for the programs' tracepoint formats and attachment.
+pub fn mount_tracefs() -> Result<()> {
+    if Path::new("/sys/kernel/tracing/events").is_dir() {
+        return Ok(());
+    }
+    sh(Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]))
+}
+
+pub fn toolchain() -> Result<()> {
+    apt_install(TOOLCHAIN_PACKAGES)?;
+    if !bpf_linker_ok() {
+        eprintln!("xtask: cargo install bpf-linker (LLVM 22, about 90 s once)");
+        sh(Command::new("cargo")
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22")
+            .args([
+                "install",
+                "bpf-linker@0.13.0",
+                "--locked",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ]))?;
+    }
+    mount_tracefs()
+}
+
+pub fn all() -> Result<()> {
+    toolchain()?;
+    apt_install(TEST_PACKAGES)
+}

@@ -1,0 +1,118 @@
+//! The test suites and the agent runner.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+
+use crate::setup::{self, sh};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+pub fn run_agent(args: &[String]) -> Result<()> {
+    sh(cargo().args(["build", "--release", "-p", "podlife"]))?;
+    let bin = root().join("target/release/podlife");
+    eprintln!("xtask: starting {} {}", bin.display(), args.join(" "));
+    sh(Command::new(bin).args(args))
+}
+
+pub fn lint() -> Result<()> {
+    sh(cargo().args(["fmt", "--all", "--check"]))?;
+    sh(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // The eBPF crate alone, for its own target, so the `user` feature does not leak into it.
+    sh(cargo()
+        .args(["clippy", "-p", "podlife-ebpf", "--target", "bpfel-unknown-none", "--", "-D", "warnings"])
+        .env("RUSTUP_TOOLCHAIN", "/usr")
+        .env("CARGO_TARGET_DIR", root().join("target/ebpf-lint")))
+}
+
+pub fn unit() -> Result<()> {
+    sh(cargo().args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "podlife-e2e",
+        "--lib",
+        "--bins",
+    ]))
+}
+
+fn require_root(suite: &str) -> Result<()> {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc_getuid() } != 0 {
+        bail!("the {suite} suite needs root (it loads eBPF programs / runs containerd): run it as root");
+    }
+    Ok(())
+}
+
+extern "C" {
+    #[link_name = "getuid"]
+    fn libc_getuid() -> u32;
+}
+
+pub fn kernel() -> Result<()> {
+    require_root("kernel")?;
+    setup::mount_tracefs()?;
+    sh(cargo().args(["test", "-p", "podlife", "--tests", "--", "--test-threads=1"]))
+}
+
+pub fn e2e() -> Result<()> {
+    require_root("e2e")?;
+    sh(cargo().args(["build", "--release", "-p", "podlife"]))?;
+    sh(Command::new("bash").arg(root().join("tests/run.sh")).current_dir(root()))
+}
+
+pub fn bench(args: &[String]) -> Result<()> {
+    sh(cargo().args(["run", "--release", "-p", "podlife-bench", "--"]).args(args))
+}
+
+fn script(path: &str) -> Result<()> {
+    let p = root().join(path);
+    if !p.exists() {
+        bail!("{path} is missing");
+    }
+    sh(Command::new("bash").arg(p).current_dir(root()))
+}
+
+/// Every suite, in order of cost; stops at the first failure.
+pub fn all() -> Result<()> {
+    setup::all()?;
+    let suites: Vec<(&str, fn() -> Result<()>)> = vec![
+        ("lint", lint),
+        ("unit", unit),
+        ("kernel", kernel),
+        ("e2e", e2e),
+        ("dashboards", || script("dashboards/check.sh")),
+        ("deploy", || script("deploy/validate.sh")),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, suite) in suites {
+        let t = Instant::now();
+        eprintln!("\n===== xtask: {name} =====");
+        match suite() {
+            Ok(()) => {
+                passed += 1;
+                eprintln!("===== xtask: {name} passed in {:.0?} =====", t.elapsed());
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("===== xtask: {name} FAILED after {:.0?}: {e:#} =====", t.elapsed());
+                break;
+            }
+        }
+    }
+    println!("suites: {passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} suite(s) failed");
+    }
+    Ok(())
+}

@@ -1,3 +1,13 @@
 //! podlife agent: the thin layer around the pure engine (podlife-core) that talks to the
 //! kernel, the filesystem and the network.
+pub mod bootstrap;
+pub mod cgroupfs;
+pub mod clock;
+pub mod config;
+pub mod history;
 pub mod kernel;
+pub mod metadata;
+pub mod metrics;
+pub mod reader;
+pub mod store;
+pub mod text;

@@ -1,0 +1,101 @@
+//! Command line and environment. `podlife --help` is the reference.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "podlife",
+    version,
+    about = "eBPF pod lifecycle observer for Kubernetes nodes"
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Address of the HTTP API and /metrics.
+    #[arg(
+        long,
+        env = "PODLIFE_LISTEN",
+        default_value = "0.0.0.0:9090",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Where derived lifecycle events are kept across restarts.
+    #[arg(
+        long,
+        env = "PODLIFE_STATE_DIR",
+        default_value = "/var/lib/podlife",
+        global = true
+    )]
+    pub state_dir: PathBuf,
+
+    /// Runtime state directories holding OCI bundles (container metadata). Repeatable.
+    #[arg(
+        long,
+        env = "PODLIFE_RUNTIME_STATE",
+        value_delimiter = ',',
+        default_value = "/run/containerd,/run/containers/storage",
+        global = true
+    )]
+    pub runtime_state: Vec<PathBuf>,
+
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, env = "PODLIFE_LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+
+    /// Size of the eBPF ring buffer in bytes (a power of two, at least one page).
+    #[arg(long, env = "PODLIFE_RINGBUF_BYTES", default_value_t = 16 << 20, global = true)]
+    pub ringbuf_bytes: u32,
+
+    /// Longest pause between two ring-buffer drains, in milliseconds (adaptive down to 1 ms).
+    #[arg(
+        long,
+        env = "PODLIFE_DRAIN_MAX_MS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub drain_max_ms: u64,
+
+    /// File holding a bearer token required on every endpoint except /healthz, /readyz, /metrics.
+    #[arg(long, env = "PODLIFE_API_TOKEN_FILE", global = true)]
+    pub api_token_file: Option<PathBuf>,
+
+    /// Keep stored history at most this many bytes on disk.
+    #[arg(long, env = "PODLIFE_STORE_MAX_BYTES", default_value_t = 64 << 20, global = true)]
+    pub store_max_bytes: u64,
+
+    /// Keep stored history at most this many hours.
+    #[arg(
+        long,
+        env = "PODLIFE_STORE_MAX_AGE_HOURS",
+        default_value_t = 72,
+        global = true
+    )]
+    pub store_max_age_hours: u64,
+
+    /// Name of this node, shown on timelines.
+    #[arg(long, env = "NODE_NAME", global = true)]
+    pub node_name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (the default).
+    Run,
+    /// Write the decoded kernel events to a JSON-lines file (for engine replay tests).
+    Record {
+        /// Output file ("-" for stdout).
+        #[arg(long, short, default_value = "-")]
+        out: PathBuf,
+        /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Record every process on the node, not only pods.
+        #[arg(long)]
+        all: bool,
+    },
+}

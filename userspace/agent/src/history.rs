@@ -1,0 +1,125 @@
+//! Rendered lifecycle events by pod, in memory (bounded) and served from here: live events
+//! and those an earlier run wrote to the store look the same.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde_json::Value;
+
+pub struct History {
+    by_pod: HashMap<String, Vec<Value>>,
+    /// Order in which pods were first seen, for eviction of the oldest.
+    pod_order: VecDeque<String>,
+    /// Every event in arrival order, for /events (bounded).
+    log: VecDeque<Value>,
+    max_pods: usize,
+    max_events_per_pod: usize,
+    max_log: usize,
+    pub evicted_pods: u64,
+    pub next_seq: u64,
+}
+
+impl History {
+    pub fn new(max_pods: usize, max_events_per_pod: usize, max_log: usize) -> Self {
+        Self {
+            by_pod: HashMap::new(),
+            pod_order: VecDeque::new(),
+            log: VecDeque::new(),
+            max_pods,
+            max_events_per_pod,
+            max_log,
+            evicted_pods: 0,
+            next_seq: 0,
+        }
+    }
+
+    /// Add a rendered event (must have "uid" and "ts_wall_ns"); gives it a sequence number.
+    pub fn push(&mut self, mut event: Value) -> Value {
+        if let Some(obj) = event.as_object_mut() {
+            obj.insert("seq".into(), self.next_seq.into());
+        }
+        self.next_seq += 1;
+        let uid = event
+            .get("uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if !self.by_pod.contains_key(&uid) {
+            self.pod_order.push_back(uid.clone());
+            while self.pod_order.len() > self.max_pods {
+                if let Some(old) = self.pod_order.pop_front() {
+                    self.by_pod.remove(&old);
+                    self.evicted_pods += 1;
+                }
+            }
+        }
+        let events = self.by_pod.entry(uid).or_default();
+        if events.len() >= self.max_events_per_pod {
+            // Keep the start of the story and the most recent part; drop the middle.
+            events.remove(self.max_events_per_pod / 2);
+        }
+        events.push(event.clone());
+        self.log.push_back(event.clone());
+        while self.log.len() > self.max_log {
+            self.log.pop_front();
+        }
+        event
+    }
+
+    pub fn pod(&self, uid: &str) -> Option<&[Value]> {
+        self.by_pod.get(uid).map(Vec::as_slice)
+    }
+
+    pub fn uids(&self) -> impl Iterator<Item = &String> {
+        self.pod_order.iter()
+    }
+
+    /// Events at or after `since_wall_ns`, oldest first, at most `limit` (the newest ones).
+    pub fn since(&self, since_wall_ns: i128, uid: Option<&str>, limit: usize) -> Vec<Value> {
+        let mut out: Vec<Value> = self
+            .log
+            .iter()
+            .rev()
+            .filter(|e| {
+                e.get("ts_wall_ns")
+                    .and_then(Value::as_i64)
+                    .map_or(true, |t| t as i128 >= since_wall_ns)
+            })
+            .filter(|e| uid.is_none_or(|u| e.get("uid").and_then(Value::as_str) == Some(u)))
+            .take(limit)
+            .cloned()
+            .collect();
+        out.reverse();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bounded_by_pods_and_events() {
+        let mut h = History::new(2, 4, 5);
+        for uid in ["a", "b", "c"] {
+            h.push(json!({"uid": uid, "type": "PodAdmitted", "ts_wall_ns": 1}));
+        }
+        assert!(h.pod("a").is_none(), "oldest pod evicted");
+        assert_eq!(h.evicted_pods, 1);
+        for i in 0..10 {
+            h.push(json!({"uid": "c", "type": "ExecFinished", "n": i, "ts_wall_ns": 10 + i}));
+        }
+        let c = h.pod("c").unwrap();
+        assert_eq!(c.len(), 4);
+        assert_eq!(
+            c[0]["type"], "PodAdmitted",
+            "the start of the story is kept"
+        );
+        assert_eq!(c[3]["n"], 9);
+        let recent = h.since(15, None, 100);
+        assert!(recent
+            .iter()
+            .all(|e| e["ts_wall_ns"].as_i64().unwrap() >= 15));
+        assert_eq!(h.since(0, Some("c"), 2).len(), 2);
+    }
+}

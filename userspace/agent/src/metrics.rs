@@ -1,0 +1,375 @@
+//! Prometheus metrics on an explicit registry. Label values are bounded: namespace, pod, uid,
+//! container (KSM names, so series join with kube-state-metrics) and small enums. Never a pid,
+//! container id, path or argv. A removed pod's series are deleted a few scrapes later.
+
+use std::collections::{HashMap, HashSet};
+
+use prometheus::{
+    histogram_opts, opts, Encoder as _, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Registry, TextEncoder,
+};
+use serde_json::Value;
+
+const POD: &[&str] = &["namespace", "pod", "uid", "container"];
+
+/// Identity of the pod and container an event belongs to, as metric label values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct PodLabels {
+    pub namespace: String,
+    pub pod: String,
+    pub uid: String,
+    pub container: String,
+}
+
+impl PodLabels {
+    fn values(&self) -> [&str; 4] {
+        [&self.namespace, &self.pod, &self.uid, &self.container]
+    }
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    container_starts: IntCounterVec,
+    container_exits: IntCounterVec,
+    container_restarts: IntCounterVec,
+    oom_kills: IntCounterVec,
+    exec_sessions: IntCounterVec,
+    probe_failures: IntCounterVec,
+    stop_signals_ignored: IntCounterVec,
+    grace_overruns: IntCounterVec,
+    crashes: IntCounterVec,
+    termination_seconds: HistogramVec,
+    exec_seconds: HistogramVec,
+    pub ringbuf_events: IntCounter,
+    pub ringbuf_lost: IntCounter,
+    pub decode_errors: IntCounter,
+    pub attribution_failures: IntCounterVec,
+    pub tracked_pods: IntGauge,
+    pub tracked_processes: IntGauge,
+    pub feature_enabled: IntGaugeVec,
+    pub ready: IntGauge,
+    pub store_errors: IntCounter,
+    /// Label sets seen per pod uid, to delete them after the pod is removed.
+    series: HashMap<String, HashSet<SeriesKey>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    family: Family,
+    labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Family {
+    Starts,
+    Exits,
+    Restarts,
+    Oom,
+    Exec,
+    ProbeFail,
+    Ignored,
+    Overrun,
+    Crash,
+}
+
+fn counter(reg: &Registry, name: &str, help: &str, extra: &[&str]) -> IntCounterVec {
+    let labels: Vec<&str> = POD.iter().chain(extra).copied().collect();
+    let c = IntCounterVec::new(opts!(name, help), &labels).expect("valid metric");
+    reg.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+impl Metrics {
+    pub fn new(version: &str) -> Self {
+        let registry = Registry::new_custom(Some("podlife".into()), None).expect("registry");
+        let r = &registry;
+        let reg = |c: Box<dyn prometheus::core::Collector>| r.register(c).expect("unique metric");
+        let termination_seconds = HistogramVec::new(
+            histogram_opts!(
+                "termination_duration_seconds",
+                "Time from a container's stop request to its exit",
+                vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0]
+            ),
+            &[],
+        )
+        .expect("valid");
+        reg(Box::new(termination_seconds.clone()));
+        let exec_seconds = HistogramVec::new(
+            histogram_opts!(
+                "exec_duration_seconds",
+                "Duration of exec sessions (probes and kubectl exec)",
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+            ),
+            &["kind"],
+        )
+        .expect("valid");
+        reg(Box::new(exec_seconds.clone()));
+        let int = |name: &str, help: &str| {
+            let c = IntCounter::with_opts(opts!(name, help)).expect("valid");
+            reg(Box::new(c.clone()));
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::with_opts(opts!(name, help)).expect("valid");
+            reg(Box::new(g.clone()));
+            g
+        };
+        let attribution_failures = IntCounterVec::new(
+            opts!(
+                "attribution_failures_total",
+                "Kernel events that could not be tied to a pod, by stage"
+            ),
+            &["stage"],
+        )
+        .expect("valid");
+        reg(Box::new(attribution_failures.clone()));
+        let feature_enabled = IntGaugeVec::new(
+            opts!(
+                "feature_enabled",
+                "1 when a capture feature works on this kernel"
+            ),
+            &["feature"],
+        )
+        .expect("valid");
+        reg(Box::new(feature_enabled.clone()));
+        let build_info = IntGaugeVec::new(opts!("build_info", "Build of the agent"), &["version"])
+            .expect("valid");
+        reg(Box::new(build_info.clone()));
+        build_info.with_label_values(&[version]).set(1);
+        Self {
+            container_starts: counter(r, "container_starts_total", "Containers started", &[]),
+            container_exits: counter(
+                r,
+                "container_exits_total",
+                "Container exits by reason",
+                &["reason"],
+            ),
+            container_restarts: counter(r, "container_restarts_total", "Container restarts", &[]),
+            oom_kills: counter(
+                r,
+                "container_oom_kills_total",
+                "OOM kills by the limit that fired and whether the victim was the container init",
+                &["limit_scope", "victim"],
+            ),
+            exec_sessions: counter(
+                r,
+                "exec_sessions_total",
+                "Exec sessions (probes, kubectl exec) by result",
+                &["kind", "result"],
+            ),
+            probe_failures: counter(
+                r,
+                "probe_failures_total",
+                "Failed exec probes by reason",
+                &["reason"],
+            ),
+            stop_signals_ignored: counter(
+                r,
+                "stop_signals_ignored_total",
+                "Stop signals the container init ignored",
+                &[],
+            ),
+            grace_overruns: counter(
+                r,
+                "grace_period_overruns_total",
+                "Containers SIGKILLed after their grace period",
+                &[],
+            ),
+            crashes: counter(
+                r,
+                "process_crashes_total",
+                "Processes killed by a crash signal",
+                &["signal"],
+            ),
+            termination_seconds,
+            exec_seconds,
+            ringbuf_events: int(
+                "ringbuf_events_total",
+                "Records read from the eBPF ring buffer",
+            ),
+            ringbuf_lost: int(
+                "ringbuf_events_lost_total",
+                "Records the kernel could not put on the ring buffer (full)",
+            ),
+            decode_errors: int(
+                "decode_errors_total",
+                "Ring-buffer records that failed to decode",
+            ),
+            store_errors: int("store_errors_total", "Failed writes of the history store"),
+            attribution_failures,
+            tracked_pods: gauge("tracked_pods", "Pods the engine follows"),
+            tracked_processes: gauge("tracked_processes", "Processes the engine follows"),
+            feature_enabled,
+            ready: gauge(
+                "ready",
+                "1 once programs are attached, bootstrap done and the ring buffer read",
+            ),
+            registry,
+            series: HashMap::new(),
+        }
+    }
+
+    fn inc(&mut self, family: Family, labels: &PodLabels, extra: &[&str]) {
+        let vec = match family {
+            Family::Starts => &self.container_starts,
+            Family::Exits => &self.container_exits,
+            Family::Restarts => &self.container_restarts,
+            Family::Oom => &self.oom_kills,
+            Family::Exec => &self.exec_sessions,
+            Family::ProbeFail => &self.probe_failures,
+            Family::Ignored => &self.stop_signals_ignored,
+            Family::Overrun => &self.grace_overruns,
+            Family::Crash => &self.crashes,
+        };
+        let all: Vec<&str> = labels
+            .values()
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        vec.with_label_values(&all).inc();
+        self.series
+            .entry(labels.uid.clone())
+            .or_default()
+            .insert(SeriesKey {
+                family,
+                labels: all.iter().map(|s| s.to_string()).collect(),
+            });
+    }
+
+    /// Count one lifecycle event (its JSON form, as served).
+    pub fn observe(&mut self, labels: &PodLabels, event: &Value) {
+        let s = |k: &str| {
+            event
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string()
+        };
+        let f = |k: &str| event.get(k).and_then(Value::as_f64);
+        match event.get("type").and_then(Value::as_str).unwrap_or("") {
+            "ContainerStarted" => self.inc(Family::Starts, labels, &[]),
+            "ContainerExited" => {
+                let reason = s("reason");
+                self.inc(Family::Exits, labels, &[&reason]);
+            }
+            "ContainerRestarted" => self.inc(Family::Restarts, labels, &[]),
+            "OOMKill" => {
+                let scope = s("limit_scope");
+                let victim = match event.get("victim_is_init").and_then(Value::as_bool) {
+                    Some(true) => "init",
+                    Some(false) => "child",
+                    None => "unknown",
+                };
+                self.inc(Family::Oom, labels, &[&scope, victim]);
+            }
+            "ExecFinished" => {
+                let probe = event
+                    .get("probe")
+                    .is_some_and(|p| !p.is_null() && p != false);
+                let kind = if probe { "probe" } else { "exec" };
+                let timed_out = event.get("timed_out").and_then(Value::as_bool) == Some(true);
+                let ok = event.get("exit_code").and_then(Value::as_i64) == Some(0);
+                let result = if timed_out {
+                    "timeout"
+                } else if ok {
+                    "success"
+                } else {
+                    "failure"
+                };
+                self.inc(Family::Exec, labels, &[kind, result]);
+                if let Some(ms) = f("duration_ms") {
+                    self.exec_seconds
+                        .with_label_values(&[kind])
+                        .observe(ms / 1000.0);
+                }
+            }
+            "ProbeFailed" => {
+                let timed_out = event.get("timed_out").and_then(Value::as_bool) == Some(true);
+                let reason = if timed_out { "timeout" } else { "exit_code" };
+                self.inc(Family::ProbeFail, labels, &[reason]);
+            }
+            "StopSignalIgnored" => self.inc(Family::Ignored, labels, &[]),
+            "GracePeriodOverrun" => self.inc(Family::Overrun, labels, &[]),
+            "ProcessCrashed" => {
+                let sig = s("signal");
+                self.inc(Family::Crash, labels, &[&sig]);
+            }
+            _ => {}
+        }
+    }
+
+    /// Observe a termination (stop request → exit) duration.
+    pub fn observe_termination(&self, seconds: f64) {
+        self.termination_seconds
+            .with_label_values(&[] as &[&str])
+            .observe(seconds);
+    }
+
+    /// Delete every series of a pod (call a few scrape intervals after PodRemoved).
+    pub fn forget_pod(&mut self, uid: &str) {
+        let Some(keys) = self.series.remove(uid) else {
+            return;
+        };
+        for k in keys {
+            let labels: Vec<&str> = k.labels.iter().map(String::as_str).collect();
+            let vec = match k.family {
+                Family::Starts => &self.container_starts,
+                Family::Exits => &self.container_exits,
+                Family::Restarts => &self.container_restarts,
+                Family::Oom => &self.oom_kills,
+                Family::Exec => &self.exec_sessions,
+                Family::ProbeFail => &self.probe_failures,
+                Family::Ignored => &self.stop_signals_ignored,
+                Family::Overrun => &self.grace_overruns,
+                Family::Crash => &self.crashes,
+            };
+            let _ = vec.remove_label_values(&labels);
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn labels() -> PodLabels {
+        PodLabels {
+            namespace: "default".into(),
+            pod: "web".into(),
+            uid: "u-1".into(),
+            container: "app".into(),
+        }
+    }
+
+    #[test]
+    fn exposition_has_ksm_labels_and_deletes_removed_pods() {
+        let mut m = Metrics::new("test");
+        m.observe(
+            &labels(),
+            &json!({"type": "OOMKill", "limit_scope": "container", "victim_is_init": true}),
+        );
+        m.observe(
+            &labels(),
+            &json!({"type": "ContainerExited", "reason": "OOMKilled"}),
+        );
+        m.observe(&labels(), &json!({"type": "ExecFinished", "exit_code": 1, "timed_out": false, "probe": null, "duration_ms": 4.0}));
+        let text = m.encode();
+        assert!(text.contains(r#"podlife_container_oom_kills_total{container="app",limit_scope="container",namespace="default",pod="web",uid="u-1",victim="init"} 1"#), "{text}");
+        assert!(text.contains(r#"podlife_container_exits_total{container="app",namespace="default",pod="web",reason="OOMKilled",uid="u-1"} 1"#));
+        assert!(text.contains(r#"podlife_exec_sessions_total{container="app",kind="exec",namespace="default",pod="web",result="failure",uid="u-1"} 1"#));
+        assert!(text.contains("podlife_build_info{version=\"test\"} 1"));
+        m.forget_pod("u-1");
+        let text = m.encode();
+        assert!(
+            !text.contains("uid=\"u-1\""),
+            "series of a removed pod remain:\n{text}"
+        );
+    }
+}

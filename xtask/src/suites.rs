@@ -83,10 +83,12 @@ fn script(path: &str) -> Result<()> {
     sh(Command::new("bash").arg(p).current_dir(root()))
 }
 
+type Suite = (&'static str, fn() -> Result<()>);
+
 /// Every suite, in order of cost; stops at the first failure.
 pub fn all() -> Result<()> {
     setup::all()?;
-    let suites: Vec<(&str, fn() -> Result<()>)> = vec![
+    let suites: [Suite; 6] = [
         ("lint", lint),
         ("unit", unit),
         ("kernel", kernel),

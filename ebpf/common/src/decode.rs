@@ -9,6 +9,8 @@ use crate::event::*;
 unsafe impl aya::Pod for ProbeConfig {}
 
 /// One decoded record, copied out of the ring buffer.
+// Exec records are large (argv); boxing them would allocate on the hottest path for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record {
     Exec(ExecEvent),

@@ -54,7 +54,7 @@ fn try_cgroup(ctx: &TracePointContext, op: Op, l: Layout) -> Option<()> {
         return None;
     }
     let id: u64 = field(ctx, l.id)?;
-    let tracked = unsafe { TRACKED_CGROUPS.get(&id) }.is_some();
+    let tracked = unsafe { TRACKED_CGROUPS.get(id) }.is_some();
     if op != Op::Mkdir && !tracked {
         return None;
     }
@@ -78,7 +78,7 @@ fn try_cgroup(ctx: &TracePointContext, op: Op, l: Layout) -> Option<()> {
             entry.discard(0);
             return None;
         }
-        if TRACKED_CGROUPS.insert(&id, &1, 0).is_err() {
+        if TRACKED_CGROUPS.insert(id, 1, 0).is_err() {
             count(podlife_common::Counter::TrackedCgroupsFull);
         }
     }
@@ -86,7 +86,7 @@ fn try_cgroup(ctx: &TracePointContext, op: Op, l: Layout) -> Option<()> {
         count(Counter::PathTruncated);
     }
     if op == Op::Rmdir {
-        let _ = TRACKED_CGROUPS.remove(&id);
+        let _ = TRACKED_CGROUPS.remove(id);
     }
     let kind = match op {
         Op::Mkdir => EventKind::CgroupMkdir,

@@ -79,17 +79,17 @@ pub fn interesting(tgid: u32) -> bool {
         return true;
     }
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
-    unsafe { TRACKED_CGROUPS.get(&cgroup) }.is_some()
+    unsafe { TRACKED_CGROUPS.get(cgroup) }.is_some()
 }
 
 #[inline(always)]
 pub fn is_tracked_tgid(tgid: u32) -> bool {
-    unsafe { TRACKED_TGIDS.get(&tgid) }.is_some()
+    unsafe { TRACKED_TGIDS.get(tgid) }.is_some()
 }
 
 #[inline(always)]
 pub fn track_tgid(tgid: u32, why: u8) {
-    if TRACKED_TGIDS.insert(&tgid, &why, 0).is_err() {
+    if TRACKED_TGIDS.insert(tgid, why, 0).is_err() {
         count(Counter::TrackedTgidsFull);
     }
 }

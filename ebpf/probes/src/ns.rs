@@ -38,7 +38,7 @@ fn try_enter_setns(ctx: &TracePointContext) -> Option<()> {
         nstype: field::<u64>(ctx, config!(tp.setns_nstype)).unwrap_or(0) & 0xffff_ffff,
         _pad: 0,
     };
-    SETNS_ARGS.insert(&tid, &args, 0).ok()
+    SETNS_ARGS.insert(tid, args, 0).ok()
 }
 
 /// syscalls:sys_exit_setns (__syscall_nr, ret)
@@ -50,8 +50,8 @@ pub fn sys_exit_setns(ctx: TracePointContext) -> u32 {
 
 fn try_exit_setns(ctx: &TracePointContext) -> Option<()> {
     let (_, tid) = current_ids();
-    let args = unsafe { *SETNS_ARGS.get(&tid)? };
-    let _ = SETNS_ARGS.remove(&tid);
+    let args = unsafe { *SETNS_ARGS.get(tid)? };
+    let _ = SETNS_ARGS.remove(tid);
     let ret = field::<i64>(ctx, config!(tp.setns_ret)).unwrap_or(0);
     let mut entry = reserve::<NsEvent>()?;
     let e = entry.as_mut_ptr();

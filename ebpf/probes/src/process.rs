@@ -96,7 +96,7 @@ fn try_capture_argv(ctx: &TracePointContext, argv_offset: u16) -> Option<()> {
         buf.flags |= EXEC_ARGV_TRUNCATED;
     }
     buf.len = off as u32;
-    let _ = EXEC_ARGS.insert(&tid, buf, 0);
+    let _ = EXEC_ARGS.insert(tid, buf, 0);
     Some(())
 }
 
@@ -155,7 +155,7 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
                 name.cast(),
             );
         }
-        match EXEC_ARGS.get_ptr(&old_tid) {
+        match EXEC_ARGS.get_ptr(old_tid) {
             Some(args) => {
                 (*e).flags = (*args).flags;
                 (*e).argc = (*args).argc;
@@ -165,7 +165,7 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
                     ARGV_LEN as u32,
                     (*args).data.as_ptr().cast(),
                 );
-                let _ = EXEC_ARGS.remove(&old_tid);
+                let _ = EXEC_ARGS.remove(old_tid);
             }
             None => {
                 (*e).flags = EXEC_ARGV_MISSING;
@@ -195,7 +195,7 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
     if !group_dead || !interesting(tgid) {
         return None;
     }
-    let _ = TRACKED_TGIDS.remove(&tgid);
+    let _ = TRACKED_TGIDS.remove(tgid);
     let mut entry = reserve::<ExitEvent>()?;
     let e = entry.as_mut_ptr();
     unsafe {

@@ -82,7 +82,7 @@ impl History {
             .filter(|e| {
                 e.get("ts_wall_ns")
                     .and_then(Value::as_i64)
-                    .map_or(true, |t| t as i128 >= since_wall_ns)
+                    .is_none_or(|t| t as i128 >= since_wall_ns)
             })
             .filter(|e| uid.is_none_or(|u| e.get("uid").and_then(Value::as_str) == Some(u)))
             .take(limit)

@@ -1,13 +1,19 @@
 //! podlife agent: the thin layer around the pure engine (podlife-core) that talks to the
 //! kernel, the filesystem and the network.
+pub mod agent;
 pub mod bootstrap;
 pub mod cgroupfs;
 pub mod clock;
 pub mod config;
+pub mod enrich;
 pub mod history;
+pub mod http;
 pub mod kernel;
 pub mod metadata;
 pub mod metrics;
 pub mod reader;
+pub mod record;
+pub mod shared;
 pub mod store;
 pub mod text;
+pub mod views;

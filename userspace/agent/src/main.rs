@@ -1,4 +1,42 @@
-fn main() {
-    let obj = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/podlife"));
-    println!("{}", obj.len());
+//! podlife: wires configuration, logging and the runtime; the agent lives in `agent.rs`.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use podlife::config::{Args, Command};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("podlife: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &args.command {
+            Some(Command::Record { out, seconds, all }) => {
+                podlife::record::run(out, *seconds, *all, args.ringbuf_bytes).await
+            }
+            Some(Command::Run) | None => podlife::agent::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,215 @@
+//! The agent's start-up sequence and its tasks: one log line per step, fail fast with a hint
+//! when the node lacks what podlife needs, readiness after attach + bootstrap + first read.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use podlife_common::{Counter, TRACK_BOOTSTRAP};
+use podlife_core::{Engine, EngineConfig};
+use tracing::{info, warn};
+
+use crate::cgroupfs::CgroupMounts;
+use crate::clock::WallClock;
+use crate::config::Args;
+use crate::kernel::convert::to_kernel_event;
+use crate::kernel::loader::{Capture, LoadOptions};
+use crate::metrics::Metrics;
+use crate::shared::{Inner, Shared};
+use crate::store::{Limits, Store};
+use crate::{bootstrap, enrich, http, reader};
+
+fn preflight() -> Result<()> {
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        bail!("/sys/kernel/btf/vmlinux is missing: podlife needs a kernel with BTF (CONFIG_DEBUG_INFO_BTF=y, kernel >= 5.8); in a DaemonSet mount /sys/kernel/btf read-only");
+    }
+    info!("BTF found at /sys/kernel/btf/vmlinux");
+    Ok(())
+}
+
+/// Seed the kernel-side filter with what already runs: pod cgroups and runtime shim trees.
+pub fn track_existing(
+    capture: &mut Capture,
+    mounts: &CgroupMounts,
+) -> (Vec<bootstrap::FoundCgroup>, Vec<bootstrap::FoundProcess>) {
+    let cgroups = mounts
+        .v2
+        .as_deref()
+        .map(bootstrap::scan_cgroups)
+        .unwrap_or_default();
+    for c in &cgroups {
+        if let Err(e) = capture.track_cgroup(c.id) {
+            warn!("cannot track cgroup {}: {e}", c.path);
+        }
+    }
+    let procs = bootstrap::scan_processes(Path::new("/proc"), mounts.v2.as_deref());
+    for p in enrich::runtime_trees(&procs) {
+        if let Err(e) = capture.track_tgid(p, TRACK_BOOTSTRAP) {
+            warn!("cannot track pid {p}: {e}");
+        }
+    }
+    (cgroups, procs)
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    info!(version = env!("CARGO_PKG_VERSION"), "podlife starting");
+    preflight()?;
+    let mounts = CgroupMounts::discover();
+    match (&mounts.v2, &mounts.v1_memory) {
+        (Some(v2), _) => info!("cgroup v2 at {}", v2.display()),
+        (None, Some(mem)) => warn!(
+            "no cgroup v2 mount: attribution falls back on process trees; memory cgroup v1 at {}",
+            mem.display()
+        ),
+        (None, None) => warn!("no cgroup hierarchy found: pods cannot be attributed"),
+    }
+    let opts = LoadOptions {
+        ringbuf_bytes: args.ringbuf_bytes,
+        ..Default::default()
+    };
+    let mut capture =
+        Capture::load(&opts, mounts.event_root()).context("attaching eBPF programs")?;
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    for f in &capture.features {
+        metrics
+            .feature_enabled
+            .with_label_values(&[f.name])
+            .set(i64::from(f.enabled));
+    }
+    let clock = WallClock::measure();
+    let limits = Limits {
+        max_bytes: args.store_max_bytes,
+        max_age_ns: args.store_max_age_hours * 3_600_000_000_000,
+    };
+    let (store, loaded) = match Store::open(&args.state_dir, limits) {
+        Ok((s, l)) => (Some(s), Some(l)),
+        Err(e) => {
+            warn!("{e}; timelines will not survive a restart");
+            (None, None)
+        }
+    };
+    let engine = Engine::new(EngineConfig::default());
+    let token = match &args.api_token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading --api-token-file {}", p.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let mut inner = Inner::new(
+        engine,
+        metrics,
+        clock,
+        store,
+        args.node_name.clone(),
+        args.runtime_state.clone(),
+    );
+    if let Some(loaded) = loaded {
+        let n = loaded.events.len();
+        enrich::restore_history(&mut inner, loaded, WallClock::now_wall_ns());
+        info!(
+            events = n,
+            "history restored from {}",
+            args.state_dir.display()
+        );
+    }
+    let (cgroups, procs) = track_existing(&mut capture, &mounts);
+    let now = WallClock::now_mono_ns();
+    enrich::bootstrap_engine(&mut inner, &cgroups, &procs, now);
+    info!(
+        pods_cgroups = cgroups.len(),
+        processes = procs.len(),
+        "bootstrap done"
+    );
+    let ring = capture.ring.take().context("ring buffer already taken")?;
+    let shared = Shared::new(inner, token);
+
+    // Reader: decode, convert, apply. Ready after the first batch.
+    let s = shared.clone();
+    let max_pause = Duration::from_millis(args.drain_max_ms.max(1));
+    tokio::spawn(async move {
+        let result = reader::run(ring, max_pause, |batch| {
+            let mut inner = s.lock();
+            for r in batch {
+                inner.metrics.ringbuf_events.inc();
+                match r {
+                    Ok(rec) => inner.on_kernel_event(&to_kernel_event(&rec)),
+                    Err(_) => inner.metrics.decode_errors.inc(),
+                }
+            }
+            let out = std::mem::take(&mut inner.outbox);
+            drop(inner);
+            for ev in out {
+                let _ = s.live.send(ev);
+            }
+            if !s.ready.swap(true, Ordering::AcqRel) {
+                s.lock().metrics.ready.set(1);
+                info!("ready: first ring-buffer read done");
+            }
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::error!("ring-buffer reader stopped: {e}");
+        }
+    });
+
+    // Ticker: time-based rules, lost-event counter, store flush.
+    let s = shared.clone();
+    tokio::spawn(async move {
+        let mut lost_seen = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let lost = capture.counter(Counter::RingbufLost);
+            let mut inner = s.lock();
+            if lost > lost_seen {
+                inner.metrics.ringbuf_lost.inc_by(lost - lost_seen);
+                warn!(
+                    lost = lost - lost_seen,
+                    "ring buffer full: events lost (raise --ringbuf-bytes)"
+                );
+                lost_seen = lost;
+            }
+            inner.tick(WallClock::now_mono_ns());
+            let out = std::mem::take(&mut inner.outbox);
+            drop(inner);
+            for ev in out {
+                let _ = s.live.send(ev);
+            }
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    info!("listening on http://{}", args.listen);
+    axum::serve(listener, http::router(shared.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    info!("shutting down: flushing history");
+    shared.lock().tick(WallClock::now_mono_ns());
+    Ok(())
+}
+
+/// First SIGTERM/SIGINT drains; a second one aborts at once.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    info!("signal received: draining (send it again to abort)");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        std::process::exit(130);
+    });
+}

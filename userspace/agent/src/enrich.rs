@@ -1,0 +1,162 @@
+//! Glue between what the agent reads (bootstrap scans, runtime bundles, the store) and the
+//! engine's inputs.
+
+use std::collections::{HashMap, HashSet};
+
+use podlife_common::RUNTIME_COMMS;
+use podlife_core::{BootstrapProcess, ContainerKind, ContainerMeta};
+
+use crate::bootstrap::{FoundCgroup, FoundProcess};
+use crate::metadata::OciMeta;
+use crate::shared::Inner;
+use crate::store::Loaded;
+
+/// Runtime shims (containerd-shim*, conmon) and every descendant: the trees the kernel filter
+/// follows.
+pub fn runtime_trees(procs: &[FoundProcess]) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for p in procs {
+        children.entry(p.ppid).or_default().push(p.tgid);
+    }
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack: Vec<u32> = procs
+        .iter()
+        .filter(|p| {
+            RUNTIME_COMMS
+                .iter()
+                .any(|c| p.comm.as_bytes().starts_with(c))
+        })
+        .map(|p| p.tgid)
+        .collect();
+    while let Some(t) = stack.pop() {
+        if seen.insert(t) {
+            out.push(t);
+            stack.extend(children.get(&t).into_iter().flatten());
+        }
+    }
+    out
+}
+
+pub fn container_meta(m: OciMeta) -> ContainerMeta {
+    ContainerMeta {
+        pod_uid: m.pod_uid,
+        pod_name: m.pod_name,
+        namespace: m.pod_namespace,
+        container_name: m.container_name,
+        kind: if m.sandbox {
+            Some(ContainerKind::Sandbox)
+        } else {
+            None
+        },
+        ..Default::default()
+    }
+}
+
+/// Tell the engine about pods and processes that were there before the agent.
+pub fn bootstrap_engine(
+    inner: &mut Inner,
+    cgroups: &[FoundCgroup],
+    procs: &[FoundProcess],
+    now_ns: u64,
+) {
+    let mut out = Vec::new();
+    for c in cgroups {
+        out.extend(inner.engine.bootstrap_cgroup(c.id, &c.path, now_ns));
+    }
+    let ticks = clock_ticks();
+    let boot_ns = |t: u64| t.saturating_mul(1_000_000_000) / ticks;
+    for p in procs.iter().filter(|p| {
+        p.cgroup_path
+            .as_deref()
+            .is_some_and(|c| c.contains("kubepods"))
+    }) {
+        out.extend(inner.engine.bootstrap_process(BootstrapProcess {
+            tgid: p.tgid,
+            ppid: p.ppid,
+            cgroup_id: p.cgroup_id.unwrap_or(0),
+            comm: p.comm.clone(),
+            argv: p.argv.clone(),
+            start_ns: boot_ns(p.start_ticks),
+        }));
+    }
+    inner.publish(out);
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// Serve what earlier runs wrote, and say on each affected timeline that the agent was down.
+pub fn restore_history(inner: &mut Inner, loaded: Loaded, now_wall_ns: i128) {
+    // Pods still alive at the last write: their timelines have a hole to declare.
+    let mut uids: Vec<String> = Vec::new();
+    for ev in loaded.events {
+        if let Some(uid) = ev.get("uid").and_then(|u| u.as_str()) {
+            let removed = ev.get("type").and_then(|t| t.as_str()) == Some("PodRemoved");
+            uids.retain(|u| u != uid);
+            if !removed {
+                uids.push(uid.to_string());
+            }
+        }
+        inner.history.push(ev);
+    }
+    if let Some(last) = loaded.last_alive_ns {
+        for uid in uids {
+            let ev = serde_json::json!({
+                "uid": uid,
+                "type": "AgentGap",
+                "source": "agent",
+                "time": crate::clock::format_rfc3339(last),
+                "ts_wall_ns": last as i64,
+                "down_from": crate::clock::format_rfc3339(last),
+                "down_until": crate::clock::format_rfc3339(now_wall_ns),
+                "down_s": ((now_wall_ns - last) as f64 / 1e9),
+            });
+            if let Some(store) = inner.store.as_mut() {
+                store.append(&ev);
+            }
+            inner.history.push(ev);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(tgid: u32, ppid: u32, comm: &str) -> FoundProcess {
+        FoundProcess {
+            tgid,
+            ppid,
+            comm: comm.into(),
+            argv: vec![],
+            cgroup_path: None,
+            cgroup_id: None,
+            start_ticks: 0,
+        }
+    }
+
+    #[test]
+    fn shim_trees_are_followed() {
+        let procs = vec![
+            p(1, 0, "init"),
+            p(10, 1, "containerd"),
+            p(20, 1, "containerd-shim"),
+            p(21, 20, "pause"),
+            p(22, 20, "sh"),
+            p(23, 22, "sleep"),
+            p(30, 1, "conmon"),
+            p(31, 30, "nginx"),
+        ];
+        let mut t = runtime_trees(&procs);
+        t.sort();
+        assert_eq!(t, vec![20, 21, 22, 23, 30, 31]);
+    }
+}

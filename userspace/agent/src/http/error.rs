@@ -1,0 +1,50 @@
+//! API errors: JSON bodies with a stable code; never a panic or a 500 for bad input.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400: the request is malformed (bad uid, bad query parameter).
+    BadRequest { code: &'static str, message: String },
+    /// 404: nothing by that name.
+    NotFound { code: &'static str, message: String },
+    /// 401: a bearer token is configured and the request lacks it.
+    Unauthorized,
+}
+
+impl ApiError {
+    pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::NotFound {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            Self::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message),
+            Self::NotFound { code, message } => (StatusCode::NOT_FOUND, code, message),
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this endpoint needs `Authorization: Bearer <token>`".to_string(),
+            ),
+        };
+        (
+            status,
+            Json(json!({"error": {"code": code, "message": message}})),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,228 @@
+//! The read-only HTTP API (axum): pods, timelines, events (also live, as SSE), metrics, health.
+
+mod error;
+pub mod params;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::stream::Stream;
+use serde_json::{json, Value};
+
+pub use error::ApiError;
+
+use crate::clock::WallClock;
+use crate::shared::{PodFilter, Shared};
+
+type Q = Query<HashMap<String, String>>;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let api = Router::new()
+        .route("/pods", get(pods))
+        .route("/pods/{uid}", get(pod))
+        .route("/pods/{uid}/timeline", get(timeline))
+        .route("/pods/{namespace}/{name}/timeline", get(timeline_by_name))
+        .route("/events", get(events))
+        .route("/events/stream", get(stream))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
+    Router::new()
+        .merge(api)
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async {
+            ApiError::not_found(
+                "no_route",
+                "no such endpoint; see GET /pods, /pods/<uid>/timeline, /events, /metrics",
+            )
+        })
+        .with_state(shared)
+}
+
+/// Only the parameters an endpoint knows are accepted: a typo is a 400, not a silent default.
+fn check_params(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::bad(
+            "unknown_parameter",
+            format!("unknown query parameter {k:?}; this endpoint accepts {allowed:?}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+async fn auth(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    if let Some(token) = &s.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given.map(str::as_bytes) != Some(token.as_bytes()) {
+            return ApiError::Unauthorized.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn pods(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Json<Value>, ApiError> {
+    check_params(&q, &["namespace", "phase", "state"])?;
+    let namespace = q
+        .get("namespace")
+        .map(|n| params::k8s_name("namespace", n))
+        .transpose()?;
+    let state = q.get("state").or(q.get("phase")).cloned();
+    let filter = PodFilter { namespace, state };
+    Ok(Json(s.lock().pods_json(&filter)))
+}
+
+async fn pod(
+    State(s): State<Arc<Shared>>,
+    Path(uid): Path<String>,
+    Query(q): Q,
+) -> Result<Json<Value>, ApiError> {
+    check_params(&q, &[])?;
+    let uid = params::uid(&uid)?;
+    s.lock()
+        .pod_json(&uid)
+        .map(Json)
+        .ok_or_else(|| unknown_pod(&uid))
+}
+
+fn unknown_pod(uid: &str) -> ApiError {
+    ApiError::not_found(
+        "unknown_pod",
+        format!("no pod with uid {uid} on this node (GET /pods lists them)"),
+    )
+}
+
+fn render_timeline(
+    s: &Shared,
+    uid: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    check_params(q, &["format"])?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let text = params::wants_text(q.get("format").map(String::as_str), accept)?;
+    let inner = s.lock();
+    if text {
+        let body = inner.timeline_text(uid).ok_or_else(|| unknown_pod(uid))?;
+        Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+    } else {
+        Ok(Json(inner.timeline_json(uid).ok_or_else(|| unknown_pod(uid))?).into_response())
+    }
+}
+
+async fn timeline(
+    State(s): State<Arc<Shared>>,
+    Path(uid): Path<String>,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let uid = params::uid(&uid)?;
+    render_timeline(&s, &uid, &q, &headers)
+}
+
+async fn timeline_by_name(
+    State(s): State<Arc<Shared>>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let namespace = params::k8s_name("namespace", &namespace)?;
+    let name = params::k8s_name("pod name", &name)?;
+    let uid = s.lock().find_uid(&namespace, &name).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_pod",
+            format!("no pod {namespace}/{name} on this node"),
+        )
+    })?;
+    render_timeline(&s, &uid, &q, &headers)
+}
+
+async fn events(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Json<Value>, ApiError> {
+    check_params(&q, &["since", "limit", "uid"])?;
+    let since = match q.get("since") {
+        Some(v) => params::since(v, WallClock::now_wall_ns())?,
+        None => i128::MIN,
+    };
+    let limit = match q.get("limit") {
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=100_000).contains(l))
+            .ok_or_else(|| {
+                ApiError::bad("invalid_limit", format!("limit={v:?}: expected 1..=100000"))
+            })?,
+        None => 1000,
+    };
+    let uid = q.get("uid").map(|u| params::uid(u)).transpose()?;
+    Ok(Json(
+        json!({"events": s.lock().events_since(since, uid.as_deref(), limit)}),
+    ))
+}
+
+async fn stream(
+    State(s): State<Arc<Shared>>,
+    Query(q): Q,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    check_params(&q, &["uid"])?;
+    let uid = q.get("uid").map(|u| params::uid(u)).transpose()?;
+    let rx = s.live.subscribe();
+    let stream = futures_util::stream::unfold((rx, uid), |(mut rx, uid)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    if uid
+                        .as_deref()
+                        .is_some_and(|u| ev.get("uid").and_then(Value::as_str) != Some(u))
+                    {
+                        continue;
+                    }
+                    let event = Event::default().event("lifecycle").data(ev.to_string());
+                    return Some((Ok(event), (rx, uid)));
+                }
+                // A slow client skips what it missed and is told so.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let event = Event::default()
+                        .event("lagged")
+                        .data(json!({"missed": n}).to_string());
+                    return Some((Ok(event), (rx, uid)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    let body = s.lock().metrics_text();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: attaching, bootstrapping or first ring-buffer read pending\n",
+        )
+    }
+}

@@ -1,0 +1,216 @@
+//! The agent's shared state: the engine, served history, metrics, the store. One lock: every
+//! operation on it is short (apply a batch, render a timeline).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use podlife_core::{Engine, KernelEvent, KernelEventKind, LifecycleEvent};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+use tracing::warn;
+
+use crate::clock::{format_rfc3339, WallClock};
+use crate::history::History;
+use crate::metadata;
+use crate::metrics::{Metrics, PodLabels};
+use crate::store::Store;
+
+/// Filters of GET /pods.
+#[derive(Debug, Default)]
+pub struct PodFilter {
+    pub namespace: Option<String>,
+    pub state: Option<String>,
+}
+
+pub struct Shared {
+    inner: Mutex<Inner>,
+    pub ready: AtomicBool,
+    pub live: broadcast::Sender<Arc<Value>>,
+    pub token: Option<String>,
+}
+
+impl Shared {
+    pub fn new(inner: Inner, token: Option<String>) -> Arc<Self> {
+        let (live, _) = broadcast::channel(4096);
+        Arc::new(Self {
+            inner: Mutex::new(inner),
+            ready: AtomicBool::new(false),
+            live,
+            token,
+        })
+    }
+
+    /// A panic while holding the lock must not take the API down with it.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct Inner {
+    pub engine: Engine,
+    pub history: History,
+    pub metrics: Metrics,
+    pub clock: WallClock,
+    pub store: Option<Store>,
+    pub node: Option<String>,
+    runtime_state: Vec<PathBuf>,
+    /// Container ids whose runtime bundle was already looked up.
+    meta_done: HashSet<String>,
+    /// (wall ns when due, uid): pods whose metric series are deleted then.
+    forget_at: Vec<(i128, String)>,
+    /// Rendered events not yet broadcast (sent outside the lock).
+    pub outbox: Vec<Arc<Value>>,
+}
+
+/// Metric series of a removed pod outlive it by this much, so a few scrapes still see them.
+const FORGET_AFTER_NS: i128 = 3 * 60 * 1_000_000_000;
+
+impl Inner {
+    pub fn new(
+        engine: Engine,
+        metrics: Metrics,
+        clock: WallClock,
+        store: Option<Store>,
+        node: Option<String>,
+        runtime_state: Vec<PathBuf>,
+    ) -> Self {
+        Self {
+            engine,
+            history: History::new(10_000, 2_000, 200_000),
+            metrics,
+            clock,
+            store,
+            node,
+            runtime_state,
+            meta_done: HashSet::new(),
+            forget_at: Vec::new(),
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Feed one kernel event through metadata enrichment and the engine.
+    pub fn on_kernel_event(&mut self, ev: &KernelEvent) {
+        self.enrich(ev);
+        let out = self.engine.apply(ev);
+        self.publish(out);
+    }
+
+    /// Read the runtime bundle of a container the first time its cgroup shows up.
+    fn enrich(&mut self, ev: &KernelEvent) {
+        let path = match &ev.kind {
+            KernelEventKind::CgroupMkdir { path, .. }
+            | KernelEventKind::CgroupAttach { path, .. } => path,
+            _ => return,
+        };
+        let Some(parsed) = podlife_core::cgroup_path::parse(path) else {
+            return;
+        };
+        let Some(id) = parsed.container_id else {
+            return;
+        };
+        if self.meta_done.contains(&id) {
+            return;
+        }
+        if let Some(meta) = metadata::lookup(&self.runtime_state, &id) {
+            self.meta_done.insert(id.clone());
+            self.engine
+                .set_container_metadata(&id, crate::enrich::container_meta(meta));
+        }
+    }
+
+    /// Render derived events, count them, keep them, persist them, queue them for streaming.
+    pub fn publish(&mut self, events: Vec<LifecycleEvent>) {
+        for e in events {
+            let rendered = self.render(&e);
+            if e.source == podlife_core::Source::Bootstrap && self.already_known(&rendered) {
+                continue;
+            }
+            let labels = self.labels(&rendered);
+            self.metrics.observe(&labels, &rendered);
+            if rendered["type"] == "PodRemoved" {
+                let due = rendered["ts_wall_ns"].as_i64().unwrap_or(0) as i128 + FORGET_AFTER_NS;
+                self.forget_at.push((due, labels.uid.clone()));
+            }
+            if let Some(store) = self.store.as_mut() {
+                store.append(&rendered);
+            }
+            let kept = self.history.push(rendered);
+            self.outbox.push(Arc::new(kept));
+        }
+    }
+
+    /// A bootstrap finding that the restored history already tells (the pod was seen by an
+    /// earlier run) is not news.
+    fn already_known(&self, event: &Value) -> bool {
+        let uid = event["uid"].as_str().unwrap_or("");
+        self.history.pod(uid).is_some_and(|h| {
+            h.iter().any(|old| {
+                old["type"] == event["type"] && old["container_id"] == event["container_id"]
+            })
+        })
+    }
+
+    fn render(&self, e: &LifecycleEvent) -> Value {
+        let mut v = serde_json::to_value(e)
+            .unwrap_or_else(|err| json!({"type": "Unrenderable", "error": err.to_string()}));
+        let wall = self.clock.wall_ns(e.ts_ns);
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("ts_ns");
+            if let Some(uid) = obj.remove("pod_uid") {
+                obj.insert("uid".into(), uid);
+            }
+            obj.insert("time".into(), format_rfc3339(wall).into());
+            obj.insert("ts_wall_ns".into(), (wall as i64).into());
+        }
+        v
+    }
+
+    fn labels(&self, event: &Value) -> PodLabels {
+        let uid = event["uid"].as_str().unwrap_or("").to_string();
+        let pod = self.engine.pod_meta(&uid);
+        PodLabels {
+            namespace: pod
+                .as_ref()
+                .and_then(|p| p.namespace.clone())
+                .unwrap_or_default(),
+            pod: pod
+                .as_ref()
+                .and_then(|p| p.name.clone())
+                .unwrap_or_default(),
+            container: event["container"].as_str().unwrap_or("").to_string(),
+            uid,
+        }
+    }
+
+    /// Time-based rules, metric series of long-removed pods, store flush.
+    pub fn tick(&mut self, now_mono_ns: u64) {
+        let out = self.engine.expire(now_mono_ns);
+        self.publish(out);
+        let now_wall = self.clock.wall_ns(now_mono_ns);
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.forget_at)
+            .into_iter()
+            .partition(|(t, _)| *t <= now_wall);
+        self.forget_at = later;
+        for (_, uid) in due {
+            self.metrics.forget_pod(&uid);
+        }
+        let stats = self.engine.stats();
+        self.metrics.tracked_pods.set(stats.pods as i64);
+        self.metrics.tracked_processes.set(stats.processes as i64);
+        if let Some(store) = self.store.as_mut() {
+            if let Err(e) = store
+                .flush(now_wall)
+                .and_then(|_| store.heartbeat(now_wall))
+            {
+                warn!("history store: {e}");
+                self.metrics.store_errors.inc();
+            }
+        }
+    }
+
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+}

@@ -6,7 +6,12 @@ use std::process::Command;
 use anyhow::{bail, Context as _, Result};
 
 /// Debian packages of the eBPF toolchain: rustc 1.96 on LLVM 22 with a prebuilt bpf `core`.
-const TOOLCHAIN_PACKAGES: &[&str] = &["llvm-22-dev", "rustc-web", "cargo-web", "libstd-rust-web-dev-bpf"];
+const TOOLCHAIN_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "rustc-web",
+    "cargo-web",
+    "libstd-rust-web-dev-bpf",
+];
 
 /// Debian packages the test suites use.
 const TEST_PACKAGES: &[&str] = &[

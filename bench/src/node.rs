@@ -1,0 +1,290 @@
+//! Benchmarks against the real agent on this node (root).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serde_json::{json, Value};
+
+use crate::util::{get, median, percentile, Agent, Cgroup};
+use crate::workload;
+
+const PORT: u16 = 19090;
+
+fn tracked(name: &str) -> Result<Cgroup> {
+    Cgroup::new(&format!("kubepods-bench/pod{name}"))
+}
+
+/// One A/B pair per round, order alternating (ABBA) so drift does not favour either side.
+fn ab(pairs: usize, mut run: impl FnMut() -> Result<f64>) -> Result<Value> {
+    let mut ratios = Vec::new();
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let mut once = |attached: bool| -> Result<f64> {
+            let agent = if attached {
+                Some(Agent::start(PORT)?)
+            } else {
+                None
+            };
+            let v = run()?;
+            drop(agent);
+            Ok(v)
+        };
+        let (a, b) = if i % 2 == 0 {
+            let a = once(false)?;
+            (a, once(true)?)
+        } else {
+            let b = once(true)?;
+            (once(false)?, b)
+        };
+        without.push(a);
+        with.push(b);
+        ratios.push(b / a);
+    }
+    let m = median(&mut ratios.clone());
+    Ok(json!({
+        "pairs": pairs,
+        "throughput_without_agent_median": median(&mut without),
+        "throughput_with_agent_median": median(&mut with),
+        "ratio_median": m,
+        "overhead_pct_median": ((1.0 - m) * 100.0 * 10.0).round() / 10.0,
+        "ratios": ratios,
+    }))
+}
+
+pub fn overhead(pairs: usize) -> Result<Value> {
+    let cg = tracked("overhead")?;
+    let host = Cgroup::new("bench-host-churn")?;
+    Ok(json!({
+        "forkexec_tracked": ab(pairs, || workload::forkexec(&cg, 3.0))?,
+        "vfork_tracked": ab(pairs, || workload::stress(&cg, "vfork", 3))?,
+        "fork_tracked": ab(pairs, || workload::stress(&cg, "fork", 3))?,
+        "forkexec_host_untracked": ab(pairs, || workload::forkexec(&host, 3.0))?,
+        "targets": "forkexec <= 3% loss, vfork/fork <= 5%, host churn within noise",
+    }))
+}
+
+pub fn drops() -> Result<Value> {
+    let cg = tracked("drops")?;
+    let agent = Agent::start(PORT)?;
+    let (ev0, lost0, cpu0) = (
+        agent.metric("podlife_ringbuf_events_total"),
+        agent.metric("podlife_ringbuf_events_lost_total"),
+        agent.cpu_seconds(),
+    );
+    let t = Instant::now();
+    let ops = workload::stress(&cg, "vfork", 10)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let secs = t.elapsed().as_secs_f64();
+    let events = agent.metric("podlife_ringbuf_events_total") - ev0;
+    let lost = agent.metric("podlife_ringbuf_events_lost_total") - lost0;
+    let cpu = agent.cpu_seconds() - cpu0;
+    Ok(json!({
+        "workload": "stress-ng --vfork 2 -t 10 in a tracked cgroup",
+        "bogo_ops": ops,
+        "events": events,
+        "events_per_s": (events / secs).round(),
+        "lost": lost,
+        "agent_cpu_pct_of_one_core": (cpu / secs * 1000.0).round() / 10.0,
+        "agent_rss_kb": agent.rss_kb(),
+        "targets": "zero lost; agent CPU <= 5% of a core",
+    }))
+}
+
+fn uid(i: u32, tag: u16) -> String {
+    format!("{i:08x}-{tag:04x}-4000-8000-00000000beef")
+}
+
+/// mkdir of a pod cgroup → PodAdmitted visible over HTTP.
+fn admission_latencies(n: u32, tag: u16) -> Result<Vec<f64>> {
+    let mut lat = Vec::new();
+    let mut made = Vec::new();
+    for i in 0..n {
+        let u = uid(i, tag);
+        let t = Instant::now();
+        made.push(Cgroup::new(&format!("kubepods/besteffort/pod{u}"))?);
+        let path = format!("/pods/{u}/timeline");
+        loop {
+            if get(PORT, &path)?.0 == 200 {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(5) {
+                anyhow::bail!("pod {u} never showed up");
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(made);
+    Ok(lat)
+}
+
+fn storm(cg: &Cgroup, secs: u64) -> Result<Child> {
+    Ok(Command::new("sh")
+        .arg("-c")
+        .arg(cg.wrap(&format!("stress-ng --vfork 2 -t {secs}")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+pub fn latency() -> Result<Value> {
+    let agent = Agent::start(PORT)?;
+    let mut idle = admission_latencies(200, 1)?;
+    let cg = tracked("latency-storm")?;
+    let mut s = storm(&cg, 30)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let mut busy = admission_latencies(200, 2)?;
+    let _ = s.kill();
+    let _ = Command::new("pkill")
+        .args(["-f", "stress-ng --vfork"])
+        .status();
+    let _ = s.wait();
+    let oom = oom_latency(&agent).unwrap_or_else(|e| json!({"error": e.to_string()}));
+    Ok(json!({
+        "what": "cgroup mkdir of a pod → PodAdmitted visible in /pods/<uid>/timeline (HTTP polling every 0.2 ms)",
+        "idle_ms": {"p50": percentile(&mut idle, 0.5), "p99": percentile(&mut idle, 0.99)},
+        "under_vfork_storm_ms": {"p50": percentile(&mut busy, 0.5), "p99": percentile(&mut busy, 0.99)},
+        "oom_kill": oom,
+        "targets": "p99 <= 20 ms under the storm; OOM kill visible <= 5 ms",
+    }))
+}
+
+/// A memory hog as a container init in a v1 memory cgroup with a 32 MiB limit: time from its
+/// death (waitpid) to its exit being visible over HTTP.
+fn oom_latency(_agent: &Agent) -> Result<Value> {
+    let u = uid(0, 0x00f0);
+    let cid = format!("{:064x}", 0xfeed_u64);
+    let rel = format!("kubepods/burstable/pod{u}/{cid}");
+    let v2 = Cgroup::new(&rel)?;
+    let mem = std::path::Path::new("/sys/fs/cgroup/memory").join(&rel);
+    std::fs::create_dir_all(&mem).context("v1 memory cgroup")?;
+    std::fs::write(mem.join("memory.limit_in_bytes"), "33554432")?;
+    let me = std::env::current_exe()?;
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && echo $$ > {}/cgroup.procs && exec {} worker memhog",
+        v2.path.display(),
+        mem.display(),
+        me.display()
+    );
+    let status = Command::new("sh").arg("-c").arg(script).status()?;
+    let died = Instant::now();
+    let path = format!("/events?uid={u}");
+    let seen = loop {
+        let (_, body) = get(PORT, &path)?;
+        if body.contains("SIGKILL") || body.contains("OOMKill") {
+            break died.elapsed().as_secs_f64() * 1000.0;
+        }
+        if died.elapsed() > Duration::from_secs(5) {
+            anyhow::bail!("OOM kill never showed up: {body}");
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    let _ = std::fs::remove_dir(&mem);
+    drop(v2);
+    Ok(json!({"visible_after_death_ms": seen, "exit_status": status.to_string()}))
+}
+
+/// Agent RSS with 1000 pods (2 containers each, one process run in each).
+pub fn memory() -> Result<Value> {
+    let agent = Agent::start(PORT)?;
+    let base = agent.rss_kb();
+    let mut cgs = Vec::new();
+    for i in 0..1000u32 {
+        let u = uid(i, 3);
+        for c in 0..2u64 {
+            let cid = format!("{:064x}", u64::from(i) * 2 + c + 1);
+            cgs.push(Cgroup::new(&format!("kubepods/burstable/pod{u}/{cid}"))?);
+        }
+        let last = cgs.last().expect("just pushed");
+        Command::new("sh")
+            .arg("-c")
+            .arg(last.wrap("/bin/true"))
+            .status()?;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let with_pods = agent.rss_kb();
+    let (_, pods) = get(PORT, "/pods")?;
+    let n = serde_json::from_str::<Value>(&pods)?["pods"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let mut times = Vec::new();
+    let mut series = 0;
+    for _ in 0..10 {
+        let t = Instant::now();
+        let (_, body) = get(PORT, "/metrics")?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        series = body.lines().filter(|l| !l.starts_with('#')).count();
+    }
+    drop(cgs);
+    Ok(json!({
+        "pods": n,
+        "rss_idle_kb": base,
+        "rss_with_1000_pods_kb": with_pods,
+        "rss_per_1000_pods_kb": with_pods.saturating_sub(base),
+        "metrics_series": series,
+        "metrics_get_ms_median": median(&mut times),
+        "targets": "<= 10 MB per 1000 pods; /metrics with ~10k series <= 20 ms",
+    }))
+}
+
+/// /metrics latency is measured in `memory` (it needs the 1000 pods); this one measures the
+/// engine's memory for 100k tracked processes, in-process.
+pub fn metrics() -> Result<Value> {
+    use podlife_core::{BootstrapProcess, Engine, EngineConfig};
+    let before = crate::util::rss_kb(std::process::id());
+    let mut engine = Engine::new(EngineConfig::default());
+    for p in 0..100u64 {
+        let cid = format!("{:064x}", p + 1);
+        engine.bootstrap_cgroup(
+            50_000 + p,
+            &format!(
+                "/kubepods/burstable/pod{:08x}-0000-4000-8000-000000000000/{cid}",
+                p
+            ),
+            0,
+        );
+    }
+    for tgid in 0..100_000u32 {
+        engine.bootstrap_process(BootstrapProcess {
+            tgid: tgid + 10,
+            ppid: 1,
+            cgroup_id: 50_000 + u64::from(tgid % 100),
+            comm: "worker".into(),
+            argv: vec!["worker".into(), "--serve".into()],
+            start_ns: 0,
+        });
+    }
+    let after = crate::util::rss_kb(std::process::id());
+    std::hint::black_box(&engine);
+    Ok(json!({
+        "tracked_processes": engine.stats().processes,
+        "engine_rss_delta_kb": after.saturating_sub(before),
+        "target": "<= 25 MB per 100k tracked processes",
+    }))
+}
+
+/// Start to ready with 10k processes on the node.
+pub fn startup() -> Result<Value> {
+    let mut sleepers = Vec::new();
+    for _ in 0..10_000 {
+        sleepers.push(
+            Command::new("sleep")
+                .arg("600")
+                .stdout(Stdio::null())
+                .spawn()?,
+        );
+    }
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let agent = Agent::start(PORT)?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        drop(agent);
+    }
+    for mut s in sleepers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    Ok(json!({"processes": 10_000, "start_to_ready_ms": times, "target": "<= 1000 ms"}))
+}

@@ -1,0 +1,78 @@
+//! Workloads run inside a cgroup: our own fork+exec loop, stress-ng stressors, a memory hog.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+use crate::util::Cgroup;
+
+/// `podlife-bench worker forkexec <secs>`: fork+exec /bin/true in a loop; prints the count.
+pub fn worker(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("forkexec") => {
+            let secs: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+            let t = Instant::now();
+            let mut n = 0u64;
+            while t.elapsed() < Duration::from_secs_f64(secs) {
+                Command::new("/bin/true").status()?;
+                n += 1;
+            }
+            println!("{n}");
+            Ok(())
+        }
+        Some("memhog") => {
+            // Touch memory in 1 MiB steps until the OOM killer ends us.
+            let mut keep: Vec<Vec<u8>> = Vec::new();
+            loop {
+                keep.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&keep);
+            }
+        }
+        other => anyhow::bail!("unknown worker {other:?}"),
+    }
+}
+
+/// Two fork+exec workers at once in `cg` for `secs`: total iterations.
+pub fn forkexec(cg: &Cgroup, secs: f64) -> Result<f64> {
+    let me = std::env::current_exe()?;
+    let spawned: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new("sh")
+                .arg("-c")
+                .arg(cg.wrap(&format!("{} worker forkexec {secs}", me.display())))
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+        })
+        .collect::<std::io::Result<_>>()?;
+    let mut total = 0.0;
+    for c in spawned {
+        let out = c.wait_with_output()?;
+        total += String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<f64>()
+            .unwrap_or(0.0);
+    }
+    Ok(total)
+}
+
+/// stress-ng stressor (e.g. "vfork", "fork") with 2 workers in `cg`: bogo ops.
+pub fn stress(cg: &Cgroup, stressor: &str, secs: u64) -> Result<f64> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cg.wrap(&format!(
+            "stress-ng --{stressor} 2 -t {secs} --metrics-brief"
+        )))
+        .output()
+        .context("stress-ng (apt-get install stress-ng)")?;
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains("metrc") && l.split_whitespace().any(|w| w == stressor))
+        .and_then(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let i = words.iter().position(|w| *w == stressor)?;
+            words.get(i + 1)?.parse().ok()
+        })
+        .with_context(|| format!("no bogo ops in stress-ng output:\n{text}"))
+}

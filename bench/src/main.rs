@@ -38,7 +38,7 @@ fn main() -> Result<()> {
             "drops" => node::drops()?,
             "latency" => node::latency()?,
             "memory" => node::memory()?,
-            "metrics" => node::metrics()?,
+            "processes" => node::processes()?,
             "startup" => node::startup()?,
             other => anyhow::bail!("unknown benchmark {other}; known: {ALL:?}"),
         };

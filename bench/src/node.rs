@@ -230,7 +230,7 @@ pub fn memory() -> Result<Value> {
 
 /// /metrics latency is measured in `memory` (it needs the 1000 pods); this one measures the
 /// engine's memory for 100k tracked processes, in-process.
-pub fn metrics() -> Result<Value> {
+pub fn processes() -> Result<Value> {
     use podlife_core::{BootstrapProcess, Engine, EngineConfig};
     let before = crate::util::rss_kb(std::process::id());
     let mut engine = Engine::new(EngineConfig::default());

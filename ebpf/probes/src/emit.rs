@@ -35,7 +35,7 @@ pub fn probe_config() -> &'static ProbeConfig {
 
 /// Size is set by the agent at load time (`--ringbuf-bytes`).
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
 /// Process trees followed: runtime shims (from their exec on) and all their descendants.
 #[map]

@@ -47,8 +47,9 @@ pub struct Args {
     #[arg(long, env = "PODLIFE_LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
 
-    /// Size of the eBPF ring buffer in bytes (a power of two, at least one page).
-    #[arg(long, env = "PODLIFE_RINGBUF_BYTES", default_value_t = 16 << 20, global = true)]
+    /// Size of the eBPF ring buffer in bytes (a power of two, at least one page). The kernel maps
+    /// it twice into the agent, so it counts double in RSS; 8 MiB holds ~200 ms of a fork storm.
+    #[arg(long, env = "PODLIFE_RINGBUF_BYTES", default_value_t = 8 << 20, global = true)]
     pub ringbuf_bytes: u32,
 
     /// Longest pause between two ring-buffer drains, in milliseconds (adaptive down to 1 ms).

@@ -2,15 +2,16 @@
 //! and those an earlier run wrote to the store look the same.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 pub struct History {
-    by_pod: HashMap<String, Vec<Value>>,
+    by_pod: HashMap<String, Vec<Arc<Value>>>,
     /// Order in which pods were first seen, for eviction of the oldest.
     pod_order: VecDeque<String>,
     /// Every event in arrival order, for /events (bounded).
-    log: VecDeque<Value>,
+    log: VecDeque<Arc<Value>>,
     max_pods: usize,
     max_events_per_pod: usize,
     max_log: usize,
@@ -33,7 +34,7 @@ impl History {
     }
 
     /// Add a rendered event (must have "uid" and "ts_wall_ns"); gives it a sequence number.
-    pub fn push(&mut self, mut event: Value) -> Value {
+    pub fn push(&mut self, mut event: Value) -> Arc<Value> {
         if let Some(obj) = event.as_object_mut() {
             obj.insert("seq".into(), self.next_seq.into());
         }
@@ -52,6 +53,7 @@ impl History {
                 }
             }
         }
+        let event = Arc::new(event);
         let events = self.by_pod.entry(uid).or_default();
         if events.len() >= self.max_events_per_pod {
             // Keep the start of the story and the most recent part; drop the middle.
@@ -65,7 +67,7 @@ impl History {
         event
     }
 
-    pub fn pod(&self, uid: &str) -> Option<&[Value]> {
+    pub fn pod(&self, uid: &str) -> Option<&[Arc<Value>]> {
         self.by_pod.get(uid).map(Vec::as_slice)
     }
 
@@ -86,7 +88,7 @@ impl History {
             })
             .filter(|e| uid.is_none_or(|u| e.get("uid").and_then(Value::as_str) == Some(u)))
             .take(limit)
-            .cloned()
+            .map(|e| Value::clone(e))
             .collect();
         out.reverse();
         out

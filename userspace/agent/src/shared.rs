@@ -137,7 +137,7 @@ impl Inner {
                 store.append(&rendered);
             }
             let kept = self.history.push(rendered);
-            self.outbox.push(Arc::new(kept));
+            self.outbox.push(kept);
         }
     }
 

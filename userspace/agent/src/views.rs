@@ -94,7 +94,7 @@ impl Inner {
             .unwrap_or(&[])
             .iter()
             .map(|e| {
-                let mut e = e.clone();
+                let mut e = Value::clone(e);
                 if let Some(m) = e.as_object_mut() {
                     for k in INTERNAL {
                         m.remove(*k);

@@ -92,7 +92,7 @@ pub struct LoadOptions {
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
-            ringbuf_bytes: 16 << 20,
+            ringbuf_bytes: 8 << 20,
             no_filter: false,
             self_tgid: std::process::id(),
         }

@@ -106,6 +106,7 @@ pub async fn run(args: Args) -> Result<()> {
         store,
         args.node_name.clone(),
         args.runtime_state.clone(),
+        mounts.clone(),
     );
     if let Some(loaded) = loaded {
         let n = loaded.events.len();

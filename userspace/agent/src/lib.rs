@@ -11,6 +11,7 @@ pub mod http;
 pub mod kernel;
 pub mod metadata;
 pub mod metrics;
+pub mod oom_scope;
 pub mod reader;
 pub mod record;
 pub mod shared;

@@ -87,7 +87,10 @@ impl MemCounters {
 }
 
 /// The innermost level whose limit was hit wins; none means the node (global OOM).
-pub fn classify(container: (&MemCounters, &MemCounters), pod: (&MemCounters, &MemCounters)) -> Scope {
+pub fn classify(
+    container: (&MemCounters, &MemCounters),
+    pod: (&MemCounters, &MemCounters),
+) -> Scope {
     if container.1.hit_since(container.0) {
         Scope::Container
     } else if pod.1.hit_since(pod.0) {
@@ -112,25 +115,58 @@ mod tests {
 
     #[test]
     fn v2_local_oom_counter_decides() {
-        let before = MemCounters { oom_local: Some(0), ..Default::default() };
-        let hit = MemCounters { oom_local: Some(1), ..Default::default() };
-        assert_eq!(classify((&before, &hit), (&before, &before)), Scope::Container);
+        let before = MemCounters {
+            oom_local: Some(0),
+            ..Default::default()
+        };
+        let hit = MemCounters {
+            oom_local: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            classify((&before, &hit), (&before, &before)),
+            Scope::Container
+        );
         assert_eq!(classify((&before, &before), (&before, &hit)), Scope::Pod);
-        assert_eq!(classify((&before, &before), (&before, &before)), Scope::Node);
-        assert_eq!(keyed("low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n", "oom"), Some(2));
+        assert_eq!(
+            classify((&before, &before), (&before, &before)),
+            Scope::Node
+        );
+        assert_eq!(
+            keyed("low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n", "oom"),
+            Some(2)
+        );
     }
 
     #[test]
     fn v1_needs_limit_peak_and_failures() {
         let mib32 = 32 << 20;
         let before = v1(0, Some(mib32), 0);
-        assert_eq!(classify((&before, &v1(120, Some(mib32), mib32)), (&v1(0, None, 0), &v1(0, None, mib32))), Scope::Container);
+        assert_eq!(
+            classify(
+                (&before, &v1(120, Some(mib32), mib32)),
+                (&v1(0, None, 0), &v1(0, None, mib32))
+            ),
+            Scope::Container
+        );
         // Failed charges without the peak at the limit: not this level.
-        assert_eq!(classify((&before, &v1(3, Some(mib32), mib32 / 2)), (&v1(0, None, 0), &v1(0, None, 0))), Scope::Node);
+        assert_eq!(
+            classify(
+                (&before, &v1(3, Some(mib32), mib32 / 2)),
+                (&v1(0, None, 0), &v1(0, None, 0))
+            ),
+            Scope::Node
+        );
         // Unlimited container, pod at its limit.
         let pod_limit = 64 << 20;
         assert_eq!(
-            classify((&v1(0, None, 0), &v1(0, None, pod_limit)), (&v1(0, Some(pod_limit), 0), &v1(40, Some(pod_limit), pod_limit))),
+            classify(
+                (&v1(0, None, 0), &v1(0, None, pod_limit)),
+                (
+                    &v1(0, Some(pod_limit), 0),
+                    &v1(40, Some(pod_limit), pod_limit)
+                )
+            ),
             Scope::Pod
         );
     }

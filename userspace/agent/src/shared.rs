@@ -1,7 +1,7 @@
 //! The agent's shared state: the engine, served history, metrics, the store. One lock: every
 //! operation on it is short (apply a batch, render a timeline).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,10 +11,12 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use tracing::warn;
 
+use crate::cgroupfs::CgroupMounts;
 use crate::clock::{format_rfc3339, WallClock};
 use crate::history::History;
 use crate::metadata;
 use crate::metrics::{Metrics, PodLabels};
+use crate::oom_scope::{self, MemCounters};
 use crate::store::Store;
 
 /// Filters of GET /pods.
@@ -56,6 +58,9 @@ pub struct Inner {
     pub store: Option<Store>,
     pub node: Option<String>,
     runtime_state: Vec<PathBuf>,
+    mounts: CgroupMounts,
+    /// Memory counters of pod and container cgroups at their creation (OOM limit scope).
+    mem_baseline: HashMap<String, MemCounters>,
     /// Container ids whose runtime bundle was already looked up.
     meta_done: HashSet<String>,
     /// (wall ns when due, uid): pods whose metric series are deleted then.
@@ -75,6 +80,7 @@ impl Inner {
         store: Option<Store>,
         node: Option<String>,
         runtime_state: Vec<PathBuf>,
+        mounts: CgroupMounts,
     ) -> Self {
         Self {
             engine,
@@ -84,6 +90,8 @@ impl Inner {
             store,
             node,
             runtime_state,
+            mounts,
+            mem_baseline: HashMap::new(),
             meta_done: HashSet::new(),
             forget_at: Vec::new(),
             outbox: Vec::new(),
@@ -97,11 +105,24 @@ impl Inner {
         self.publish(out);
     }
 
-    /// Read the runtime bundle of a container the first time its cgroup shows up.
+    /// Read the runtime bundle of a container the first time its cgroup shows up, memory
+    /// baselines at cgroup creation, and the limit that fired at an OOM kill.
     fn enrich(&mut self, ev: &KernelEvent) {
         let path = match &ev.kind {
-            KernelEventKind::CgroupMkdir { path, .. }
-            | KernelEventKind::CgroupAttach { path, .. } => path,
+            KernelEventKind::CgroupMkdir { path, .. } => {
+                self.snapshot_memory(path);
+                path
+            }
+            KernelEventKind::CgroupAttach { path, .. } => path,
+            KernelEventKind::OomVictim { pid, .. } => {
+                let own = if ev.tgid == *pid { ev.cgroup_id } else { 0 };
+                self.classify_oom(*pid, own);
+                return;
+            }
+            KernelEventKind::CgroupRmdir { path, .. } => {
+                self.mem_baseline.remove(path.as_str());
+                return;
+            }
             _ => return,
         };
         let Some(parsed) = podlife_core::cgroup_path::parse(path) else {
@@ -118,6 +139,43 @@ impl Inner {
             self.engine
                 .set_container_metadata(&id, crate::enrich::container_meta(meta));
         }
+    }
+
+    fn read_memory(&self, path: &str) -> MemCounters {
+        let rel = path.trim_start_matches('/');
+        MemCounters::read(
+            self.mounts.v2.as_ref().map(|m| m.join(rel)).as_deref(),
+            self.mounts
+                .v1_memory
+                .as_ref()
+                .map(|m| m.join(rel))
+                .as_deref(),
+        )
+    }
+
+    fn snapshot_memory(&mut self, path: &str) {
+        if self.mem_baseline.len() < 100_000 && podlife_core::cgroup_path::parse(path).is_some() {
+            let c = self.read_memory(path);
+            self.mem_baseline.insert(path.to_string(), c);
+        }
+    }
+
+    fn classify_oom(&mut self, pid: u32, cgroup_id: u64) {
+        let Some((container, pod)) = self.engine.container_cgroup_of(pid, cgroup_id) else {
+            return;
+        };
+        let zero = MemCounters {
+            oom_local: Some(0),
+            failcnt: Some(0),
+            ..Default::default()
+        };
+        let (c_now, p_now) = (self.read_memory(&container), self.read_memory(&pod));
+        let c_then = self.mem_baseline.get(&container).copied().unwrap_or(zero);
+        let p_then = self.mem_baseline.get(&pod).copied().unwrap_or(zero);
+        let scope = oom_scope::classify((&c_then, &c_now), (&p_then, &p_now));
+        self.mem_baseline.insert(container, c_now);
+        self.mem_baseline.insert(pod, p_now);
+        self.engine.set_oom_scope_hint(pid, scope.as_str());
     }
 
     /// Render derived events, count them, keep them, persist them, queue them for streaming.

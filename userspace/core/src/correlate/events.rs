@@ -1,0 +1,202 @@
+//! Derived lifecycle events: the timeline vocabulary of DESIGN.md, field names as served.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Derived from kernel events as they happened.
+    Kernel,
+    /// Found at agent start (the agent was not running when it happened).
+    Bootstrap,
+    /// About the agent itself.
+    Agent,
+}
+
+/// A process as a signal sender.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    pub pid: u32,
+    pub comm: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LifecycleEvent {
+    pub ts_ns: u64,
+    pub pod_uid: String,
+    pub container_id: Option<String>,
+    /// Container name when known (runtime metadata).
+    pub container: Option<String>,
+    pub source: Source,
+    #[serde(flatten)]
+    pub kind: LifecycleKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum LifecycleKind {
+    PodAdmitted,
+    SandboxStarted {
+        pid: u32,
+    },
+    ContainerCreated {
+        kind: Option<String>,
+    },
+    ContainerStarted {
+        pid: u32,
+        argv: Vec<String>,
+        kind: Option<String>,
+    },
+    ExecStarted {
+        pid: u32,
+        argv: Vec<String>,
+    },
+    ExecFinished {
+        pid: u32,
+        argv: Vec<String>,
+        exit_code: Option<i32>,
+        signal: Option<String>,
+        duration_ms: f64,
+        timed_out: bool,
+        /// Probe type when known from the pod spec, "exec_probe" when inferred from a recurring
+        /// command, null for a one-off exec.
+        probe: Option<String>,
+    },
+    ProbeFailed {
+        argv: Vec<String>,
+        exit_code: Option<i32>,
+        timed_out: bool,
+        probe: Option<String>,
+        consecutive_failures: u32,
+    },
+    StopRequested {
+        signal: String,
+        sender: Sender,
+        pid: u32,
+    },
+    StopSignalIgnored {
+        signal: String,
+        pid: u32,
+    },
+    GracePeriodOverrun {
+        observed_grace_s: f64,
+        configured_grace_s: Option<f64>,
+    },
+    #[serde(rename = "OOMKill")]
+    OomKill {
+        pid: u32,
+        comm: Option<String>,
+        victim_is_init: bool,
+        limit_scope: String,
+        anon_rss_bytes: Option<u64>,
+        file_rss_bytes: Option<u64>,
+        shmem_rss_bytes: Option<u64>,
+        total_vm_bytes: Option<u64>,
+        oom_score_adj: Option<i32>,
+    },
+    ProcessCrashed {
+        pid: u32,
+        comm: String,
+        signal: String,
+        core_dumped: bool,
+        is_init: bool,
+    },
+    ContainerExited {
+        pid: u32,
+        exit_code: Option<i32>,
+        signal: Option<String>,
+        reason: String,
+        killed_by: Option<String>,
+        sender: Option<Sender>,
+        /// Time from the stop request to the exit, when the runtime stopped it.
+        termination_s: Option<f64>,
+    },
+    ContainerRestarted {
+        attempt: u32,
+        backoff_s: f64,
+        crash_loop: bool,
+    },
+    SandboxStopped {
+        pid: u32,
+        exit_code: Option<i32>,
+        signal: Option<String>,
+    },
+    PodRemoved,
+    AgentStarted,
+    AgentGap {
+        from_ns: u64,
+        to_ns: u64,
+    },
+}
+
+impl LifecycleKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::PodAdmitted => "PodAdmitted",
+            Self::SandboxStarted { .. } => "SandboxStarted",
+            Self::ContainerCreated { .. } => "ContainerCreated",
+            Self::ContainerStarted { .. } => "ContainerStarted",
+            Self::ExecStarted { .. } => "ExecStarted",
+            Self::ExecFinished { .. } => "ExecFinished",
+            Self::ProbeFailed { .. } => "ProbeFailed",
+            Self::StopRequested { .. } => "StopRequested",
+            Self::StopSignalIgnored { .. } => "StopSignalIgnored",
+            Self::GracePeriodOverrun { .. } => "GracePeriodOverrun",
+            Self::OomKill { .. } => "OOMKill",
+            Self::ProcessCrashed { .. } => "ProcessCrashed",
+            Self::ContainerExited { .. } => "ContainerExited",
+            Self::ContainerRestarted { .. } => "ContainerRestarted",
+            Self::SandboxStopped { .. } => "SandboxStopped",
+            Self::PodRemoved => "PodRemoved",
+            Self::AgentStarted => "AgentStarted",
+            Self::AgentGap { .. } => "AgentGap",
+        }
+    }
+}
+
+/// Signal names for the API ("SIGTERM"); unknown numbers as "SIG<n>".
+pub fn signal_name(sig: i32) -> String {
+    const NAMES: [&str; 32] = [
+        "SIG0",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(sig)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .map_or_else(|| format!("SIG{sig}"), |s| (*s).to_string())
+}
+
+/// Signals whose default action dumps core: a process killed by one of these crashed.
+pub fn is_crash_signal(sig: i32) -> bool {
+    matches!(sig, 4 | 6 | 7 | 8 | 11 | 31)
+}

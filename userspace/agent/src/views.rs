@@ -88,13 +88,24 @@ impl Inner {
             Value::Object(m) => m,
             _ => return None,
         };
-        let events: Vec<Value> = self
+        // Kernel events of different CPUs, and events dated to an earlier fact (ContainerCreated
+        // at its cgroup's mkdir), arrive out of order: serve them in time order.
+        let mut stored: Vec<&Value> = self
             .history
             .pod(uid)
             .unwrap_or(&[])
             .iter()
+            .map(|e| &**e)
+            .collect();
+        stored.sort_by_key(|e| {
+            e.get("ts_wall_ns")
+                .and_then(Value::as_i64)
+                .unwrap_or(i64::MAX)
+        });
+        let events: Vec<Value> = stored
+            .into_iter()
             .map(|e| {
-                let mut e = Value::clone(e);
+                let mut e = e.clone();
                 if let Some(m) = e.as_object_mut() {
                     for k in INTERNAL {
                         m.remove(*k);

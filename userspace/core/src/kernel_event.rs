@@ -165,7 +165,8 @@ pub enum KernelEventKind {
     /// oom:mark_victim. Memory in kB; None where the kernel does not provide the field.
     OomVictim {
         pid: u32,
-        comm: Option<String>,
+        /// The victim's comm (the event's own `comm` is the task that ran the OOM killer).
+        victim_comm: Option<String>,
         total_vm_kb: Option<u64>,
         anon_rss_kb: Option<u64>,
         file_rss_kb: Option<u64>,

@@ -117,7 +117,7 @@ pub fn to_kernel_event(r: &Record) -> KernelEvent {
             &e.header,
             KernelEventKind::OomVictim {
                 pid: e.pid,
-                comm: (e.present & OOM_HAS_COMM != 0).then(|| text(&e.victim_comm)),
+                victim_comm: (e.present & OOM_HAS_COMM != 0).then(|| text(&e.victim_comm)),
                 total_vm_kb: opt(e.present, OOM_HAS_TOTAL_VM, e.total_vm_kb),
                 anon_rss_kb: opt(e.present, OOM_HAS_ANON_RSS, e.anon_rss_kb),
                 file_rss_kb: opt(e.present, OOM_HAS_FILE_RSS, e.file_rss_kb),

@@ -72,6 +72,7 @@ impl Engine {
                 state: PodState::Pending,
                 removed_ns: None,
                 containers: Vec::new(),
+                sandbox_id: None,
                 last_exit: HashMap::new(),
             },
         );

@@ -113,6 +113,8 @@ pub struct Pod {
     pub removed_ns: Option<u64>,
     /// Container ids in creation order.
     pub containers: Vec<String>,
+    /// The pod's sandbox container, once known.
+    pub sandbox_id: Option<String>,
     /// Last exit per restart key (name, else argv): (exit ts, attempt, backoffs so far).
     pub last_exit: HashMap<String, (u64, u32, Vec<f64>)>,
 }
@@ -144,10 +146,7 @@ pub struct Container {
 
 impl Container {
     pub fn is_sandbox(&self) -> bool {
-        match self.meta.kind {
-            Some(k) => k == ContainerKind::Sandbox,
-            None => self.creates_namespaces && !self.joins_namespaces,
-        }
+        self.meta.kind == Some(ContainerKind::Sandbox)
     }
 
     pub fn state(&self) -> &'static str {

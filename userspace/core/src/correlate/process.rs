@@ -166,8 +166,14 @@ impl Engine {
         c.init_pid = Some(ev.tgid);
         c.started_ns = Some(ev.ts_ns);
         c.argv = argv.to_vec();
-        let sandbox = c.is_sandbox()
-            || (c.meta.kind.is_none() && (filename.ends_with("/pause") || ev.comm == "pause"));
+        // Without metadata: the pod's first container that creates its own IPC/UTS namespaces
+        // (rather than joining another's), or that runs the pause binary, is the sandbox.
+        let evidence = (c.creates_namespaces && !c.joins_namespaces)
+            || filename.ends_with("/pause")
+            || ev.comm == "pause";
+        let pod_has_sandbox = self.pods.get(&uid).is_some_and(|p| p.sandbox_id.is_some());
+        let c = self.containers.get_mut(&cid).expect("looked up above");
+        let sandbox = c.is_sandbox() || (c.meta.kind.is_none() && !pod_has_sandbox && evidence);
         if sandbox {
             c.meta.kind.get_or_insert(ContainerKind::Sandbox);
         }
@@ -180,6 +186,7 @@ impl Engine {
         if sandbox {
             if let Some(pod) = self.pods.get_mut(&uid) {
                 pod.state = PodState::Running;
+                pod.sandbox_id = Some(cid.clone());
             }
             out.push(self.event(
                 ev.ts_ns,

@@ -117,7 +117,7 @@ impl Engine {
     pub(super) fn on_oom(&mut self, ev: &KernelEvent, out: &mut Vec<LifecycleEvent>) {
         let KernelEventKind::OomVictim {
             pid,
-            comm,
+            victim_comm: comm,
             total_vm_kb,
             anon_rss_kb,
             file_rss_kb,

@@ -24,7 +24,7 @@ fn find<'a>(events: &'a [LifecycleEvent], name: &str) -> Vec<&'a LifecycleEvent>
     events.iter().filter(|e| e.kind.name() == name).collect()
 }
 
-fn field<'a>(e: &'a LifecycleEvent, k: &str) -> serde_json::Value {
+fn field(e: &LifecycleEvent, k: &str) -> serde_json::Value {
     serde_json::to_value(e).unwrap()[k].clone()
 }
 

@@ -107,6 +107,9 @@ impl Engine {
         if let Some(pod) = self.pods.get_mut(pod_uid) {
             pod.containers.push(cid.to_string());
         }
+        if let Some(meta) = self.pending_meta.remove(cid) {
+            self.set_container_metadata(cid, meta);
+        }
     }
 
     pub(super) fn on_rmdir(&mut self, ts: u64, id: u64, path: &str, out: &mut Vec<LifecycleEvent>) {

@@ -28,6 +28,8 @@ pub struct Engine {
     procs: HashMap<u32, Proc>,
     /// Pod uid → its cgroup path as the kernel reported it (any driver's layout).
     cgroup_paths: HashMap<String, String>,
+    /// Metadata of containers not created yet.
+    pending_meta: HashMap<String, ContainerMeta>,
     /// Scope of recent OOM kills by victim pid, told by the agent from cgroupfs counters.
     oom_scope_hints: HashMap<u32, String>,
     evictions: Evictions,
@@ -46,6 +48,7 @@ impl Engine {
             cgroup_order: VecDeque::new(),
             procs: HashMap::new(),
             cgroup_paths: HashMap::new(),
+            pending_meta: HashMap::new(),
             oom_scope_hints: HashMap::new(),
             evictions: Evictions::default(),
             failures: AttributionFailures::default(),
@@ -140,6 +143,10 @@ impl Engine {
 
     pub fn set_container_metadata(&mut self, container_id: &str, meta: ContainerMeta) {
         let Some(c) = self.containers.get_mut(container_id) else {
+            // Known before its cgroup: kept until the container appears (bounded).
+            if self.pending_meta.len() < 1024 {
+                self.pending_meta.insert(container_id.to_string(), meta);
+            }
             return;
         };
         if let Some(pod) = self.pods.get_mut(&c.pod_uid) {

@@ -1,0 +1,234 @@
+//! The real podlife agent under test, and polling of its HTTP API.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Agent {
+    child: Child,
+    pub port: u16,
+    state: PathBuf,
+    log: PathBuf,
+}
+
+pub fn agent_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PODLIFE_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for profile in ["release", "debug"] {
+        let p = root.join("target").join(profile).join("podlife");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("no podlife binary: build it with `cargo build --release -p podlife` or set PODLIFE_BIN")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Agent {
+    pub fn start(runtime_state: &Path) -> Self {
+        Self::start_with(runtime_state, None)
+    }
+
+    /// Start on a given state dir (restart tests reuse one).
+    pub fn start_with(runtime_state: &Path, state: Option<PathBuf>) -> Self {
+        let port = free_port();
+        let state =
+            state.unwrap_or_else(|| PathBuf::from(format!("/tmp/podlife-e2e-agent-{port}")));
+        let log = PathBuf::from(format!("/tmp/podlife-e2e-agent-{port}.log"));
+        let child = Command::new(agent_bin())
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+            .arg(&state)
+            .arg("--runtime-state")
+            .arg(runtime_state)
+            .env("PODLIFE_LOG_LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("agent log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", agent_bin().display()));
+        let a = Self {
+            child,
+            port,
+            state,
+            log,
+        };
+        let t = Instant::now();
+        while a.get("/readyz").0 != 200 {
+            if t.elapsed() > Duration::from_secs(20) {
+                panic!("agent not ready after 20 s; log:\n{}", a.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        a
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+
+    /// Kill -9, keeping the state dir (restart tests).
+    pub fn kill(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let state = self.state.clone();
+        self.state = PathBuf::new();
+        state
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// (status, body) of a GET on the agent.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return (0, String::new());
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        );
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or(("", ""));
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        (status, body)
+    }
+
+    pub fn json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path);
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("GET {path} → {status}: not JSON ({e}): {body}"))
+    }
+
+    pub fn timeline(&self, uid: &str) -> Value {
+        self.json(&format!("/pods/{uid}/timeline"))
+    }
+
+    pub fn metrics(&self) -> String {
+        self.get("/metrics").1
+    }
+
+    /// Poll the timeline until `done` holds; on timeout panic with the timeline and the log.
+    pub fn wait_for(
+        &self,
+        uid: &str,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let t = Instant::now();
+        loop {
+            let (status, body) = self.get(&format!("/pods/{uid}/timeline"));
+            if status == 200 {
+                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                if done(&v) {
+                    return v;
+                }
+            }
+            if t.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what} on pod {uid}\ntimeline ({status}): {}\ntext:\n{}\nagent log:\n{}",
+                    body,
+                    self.get(&format!("/pods/{uid}/timeline?format=text")).1,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !self.state.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.state);
+        }
+        // Keep the log of a failing test for the person reading CI output.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// Events of a timeline of one type.
+pub fn events<'a>(t: &'a Value, ty: &str) -> Vec<&'a Value> {
+    t["events"]
+        .as_array()
+        .map(|a| a.iter().filter(|e| e["type"] == ty).collect())
+        .unwrap_or_default()
+}
+
+/// Events of a type for one container id.
+pub fn events_of<'a>(t: &'a Value, ty: &str, container_id: &str) -> Vec<&'a Value> {
+    events(t, ty)
+        .into_iter()
+        .filter(|e| e["container_id"] == container_id)
+        .collect()
+}
+
+/// Sum of a metric's samples whose label set contains every `labels` pair.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

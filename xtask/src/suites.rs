@@ -83,26 +83,16 @@ pub fn bench(args: &[String]) -> Result<()> {
         .args(args))
 }
 
-fn script(path: &str) -> Result<()> {
-    let p = root().join(path);
-    if !p.exists() {
-        bail!("{path} is missing");
-    }
-    sh(Command::new("bash").arg(p).current_dir(root()))
-}
-
 type Suite = (&'static str, fn() -> Result<()>);
 
 /// Every suite, in order of cost; stops at the first failure.
 pub fn all() -> Result<()> {
     setup::all()?;
-    let suites: [Suite; 6] = [
+    let suites: [Suite; 4] = [
         ("lint", lint),
         ("unit", unit),
         ("kernel", kernel),
         ("e2e", e2e),
-        ("dashboards", || script("dashboards/check.sh")),
-        ("deploy", || script("deploy/validate.sh")),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, suite) in suites {

@@ -72,17 +72,19 @@ impl MemCounters {
         if let (Some(now), Some(then)) = (self.oom_local, before.oom_local) {
             return now > then;
         }
-        // v1: a limit that exists, a peak that reached it (within one page) and failed charges.
-        let peak_at_limit = match (self.limit, self.max_usage) {
-            (Some(limit), Some(peak)) => peak + 4096 >= limit,
-            _ => false,
+        // v1 has no per-cgroup "limit hit" counter: a limit that exists and a peak that reached
+        // it, newly since the baseline (or with new failed charges; some kernels do not count
+        // them). A failed huge-page charge leaves the peak up to 2 MiB under the limit.
+        let Some(limit) = self.limit else {
+            return false;
         };
+        let at_limit =
+            |peak: Option<u64>| peak.is_some_and(|p| p + (limit / 8).max(2 << 20) >= limit);
         let failed = match (self.failcnt, before.failcnt) {
             (Some(now), Some(then)) => now > then,
-            (Some(now), None) => now > 0,
             _ => false,
         };
-        peak_at_limit && failed
+        at_limit(self.max_usage) && (failed || !at_limit(before.max_usage))
     }
 }
 
@@ -153,6 +155,22 @@ mod tests {
         assert_eq!(
             classify(
                 (&before, &v1(3, Some(mib32), mib32 / 2)),
+                (&v1(0, None, 0), &v1(0, None, 0))
+            ),
+            Scope::Node
+        );
+        // Kernels that do not count failed charges: the peak newly at the limit decides.
+        assert_eq!(
+            classify(
+                (&v1(0, None, 0), &v1(0, Some(mib32), mib32)),
+                (&v1(0, None, 0), &v1(0, None, mib32))
+            ),
+            Scope::Container
+        );
+        // A peak already at the limit at the last look, no new failures: not this level.
+        assert_eq!(
+            classify(
+                (&v1(5, Some(mib32), mib32), &v1(5, Some(mib32), mib32)),
                 (&v1(0, None, 0), &v1(0, None, 0))
             ),
             Scope::Node

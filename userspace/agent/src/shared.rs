@@ -173,6 +173,7 @@ impl Inner {
         let c_then = self.mem_baseline.get(&container).copied().unwrap_or(zero);
         let p_then = self.mem_baseline.get(&pod).copied().unwrap_or(zero);
         let scope = oom_scope::classify((&c_then, &c_now), (&p_then, &p_now));
+        tracing::info!(pid, scope = scope.as_str(), container = %container, ?c_then, ?c_now, ?p_then, ?p_now, "OOM kill: limit scope from memory counters");
         self.mem_baseline.insert(container, c_now);
         self.mem_baseline.insert(pod, p_now);
         self.engine.set_oom_scope_hint(pid, scope.as_str());

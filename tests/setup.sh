@@ -5,7 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${E2E_IMAGES:-$here/.work/images}
-pkgs=(containerd runc containernetworking-plugins umoci busybox-static protobuf-compiler gcc libc6-dev)
+pkgs=(containerd runc containernetworking-plugins umoci busybox-static protobuf-compiler gcc libc6-dev prometheus iproute2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

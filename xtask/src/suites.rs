@@ -83,16 +83,22 @@ pub fn bench(args: &[String]) -> Result<()> {
         .args(args))
 }
 
+/// promtool checks and unit tests of the alert rules, and the dashboard's queries.
+pub fn dashboards() -> Result<()> {
+    sh(Command::new("bash").arg(root().join("dashboards/check.sh")))
+}
+
 type Suite = (&'static str, fn() -> Result<()>);
 
 /// Every suite, in order of cost; stops at the first failure.
 pub fn all() -> Result<()> {
     setup::all()?;
-    let suites: [Suite; 4] = [
+    let suites: [Suite; 5] = [
         ("lint", lint),
         ("unit", unit),
         ("kernel", kernel),
         ("e2e", e2e),
+        ("dashboards", dashboards),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, suite) in suites {

@@ -251,6 +251,9 @@ impl Metrics {
             "ContainerExited" => {
                 let reason = s("reason");
                 self.inc(Family::Exits, labels, &[&reason]);
+                if let Some(t) = f("termination_s") {
+                    self.observe_termination(t);
+                }
             }
             "ContainerRestarted" => self.inc(Family::Restarts, labels, &[]),
             "OOMKill" => {

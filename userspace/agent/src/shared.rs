@@ -256,6 +256,18 @@ impl Inner {
             self.metrics.forget_pod(&uid);
         }
         let stats = self.engine.stats();
+        let f = stats.attribution_failures;
+        for (stage, now) in [
+            ("unknown_cgroup", f.unknown_cgroup),
+            ("unknown_process", f.unknown_process),
+            ("oom_unattributed", f.oom_unattributed),
+        ] {
+            let c = self
+                .metrics
+                .attribution_failures
+                .with_label_values(&[stage]);
+            c.inc_by(now.saturating_sub(c.get()));
+        }
         self.metrics.tracked_pods.set(stats.pods as i64);
         self.metrics.tracked_processes.set(stats.processes as i64);
         if let Some(store) = self.store.as_mut() {

@@ -13,6 +13,26 @@ pub struct Agent {
     pub port: u16,
     state: PathBuf,
     log: PathBuf,
+    runtime_state: PathBuf,
+}
+
+fn spawn(port: u16, state: &Path, runtime_state: &Path, log: &Path) -> Child {
+    Command::new(agent_bin())
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+        .arg(state)
+        .arg("--runtime-state")
+        .arg(runtime_state)
+        .env("PODLIFE_LOG_LEVEL", "info")
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("agent log"),
+        )
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", agent_bin().display()))
 }
 
 pub fn agent_bin() -> PathBuf {
@@ -48,43 +68,38 @@ impl Agent {
         let state =
             state.unwrap_or_else(|| PathBuf::from(format!("/tmp/podlife-e2e-agent-{port}")));
         let log = PathBuf::from(format!("/tmp/podlife-e2e-agent-{port}.log"));
-        let child = Command::new(agent_bin())
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
-            .arg(&state)
-            .arg("--runtime-state")
-            .arg(runtime_state)
-            .env("PODLIFE_LOG_LEVEL", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("agent log"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", agent_bin().display()));
+        let child = spawn(port, &state, runtime_state, &log);
         let a = Self {
             child,
             port,
             state,
             log,
+            runtime_state: runtime_state.to_path_buf(),
         };
+        a.wait_ready();
+        a
+    }
+
+    fn wait_ready(&self) {
         let t = Instant::now();
-        while a.get("/readyz").0 != 200 {
+        while self.get("/readyz").0 != 200 {
             if t.elapsed() > Duration::from_secs(20) {
-                panic!("agent not ready after 20 s; log:\n{}", a.log_tail());
+                panic!("agent not ready after 20 s; log:\n{}", self.log_tail());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        a
+    }
+
+    /// SIGKILL the agent (no chance to flush) and start it again on the same port and state.
+    pub fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.port, &self.state, &self.runtime_state, &self.log);
+        self.wait_ready();
     }
 
     pub fn state_dir(&self) -> &Path {
         &self.state
-    }
-
-    /// Kill -9, keeping the state dir (restart tests).
-    pub fn kill(mut self) -> PathBuf {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let state = self.state.clone();
-        self.state = PathBuf::new();
-        state
     }
 
     pub fn log_tail(&self) -> String {
@@ -198,9 +213,7 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if !self.state.as_os_str().is_empty() {
-            let _ = std::fs::remove_dir_all(&self.state);
-        }
+        let _ = std::fs::remove_dir_all(&self.state);
         // Keep the log of a failing test for the person reading CI output.
         if !std::thread::panicking() {
             let _ = std::fs::remove_file(&self.log);

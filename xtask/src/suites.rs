@@ -42,7 +42,14 @@ pub fn lint() -> Result<()> {
 pub fn unit() -> Result<()> {
     // Everything that needs no root: the engine (with its replay fixtures), the ABI, xtask,
     // and the agent's own unit tests (its integration tests are the kernel suite).
-    sh(cargo().args(["test", "--workspace", "--exclude", "podlife-e2e", "--exclude", "podlife"]))?;
+    sh(cargo().args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "podlife-e2e",
+        "--exclude",
+        "podlife",
+    ]))?;
     sh(cargo().args(["test", "-p", "podlife", "--lib", "--bins"]))
 }
 

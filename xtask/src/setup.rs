@@ -26,6 +26,7 @@ const TEST_PACKAGES: &[&str] = &[
     "bpftool",
     "util-linux",
     "python3-venv",
+    "python3",
 ];
 
 pub fn sh(cmd: &mut Command) -> Result<()> {

@@ -91,17 +91,23 @@ pub fn dashboards() -> Result<()> {
     sh(Command::new("bash").arg(root().join("dashboards/check.sh")))
 }
 
+/// The manifests against the Kubernetes OpenAPI schemas (offline).
+pub fn deploy() -> Result<()> {
+    sh(Command::new("bash").arg(root().join("deploy/validate.sh")))
+}
+
 type Suite = (&'static str, fn() -> Result<()>);
 
 /// Every suite, in order of cost; stops at the first failure.
 pub fn all() -> Result<()> {
     setup::all()?;
-    let suites: [Suite; 5] = [
+    let suites: [Suite; 6] = [
         ("lint", lint),
         ("unit", unit),
         ("kernel", kernel),
         ("e2e", e2e),
         ("dashboards", dashboards),
+        ("deploy", deploy),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, suite) in suites {

@@ -34,6 +34,7 @@ fn main() -> Result<()> {
         eprintln!("== bench {name}");
         let r: Value = match name {
             "engine" => engine::replay()?,
+            "bpfstats" => node::bpfstats()?,
             "overhead" => node::overhead(pairs)?,
             "drops" => node::drops()?,
             "latency" => node::latency()?,

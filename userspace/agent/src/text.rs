@@ -131,9 +131,14 @@ pub fn render(t: &Value) -> String {
         let list: Vec<String> = cs
             .iter()
             .map(|c| {
+                let fallback = if c["kind"] == "sandbox" {
+                    "(sandbox)"
+                } else {
+                    "?"
+                };
                 format!(
                     "{} ({}, {}, restarts {})",
-                    s(c, "name").unwrap_or("?".into()),
+                    s(c, "name").unwrap_or(fallback.into()),
                     s(c, "kind").unwrap_or("?".into()),
                     s(c, "state").unwrap_or("?".into()),
                     s(c, "restarts").unwrap_or("0".into())

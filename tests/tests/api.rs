@@ -1,0 +1,127 @@
+//! The API as a person uses it, on a real pod: the text timeline, the JSON contract, the error
+//! paths. The outputs are also written to target/e2e-demo/ (the README's examples come from there).
+
+use std::time::Duration;
+
+use podlife_e2e::agent::events_of;
+use podlife_e2e::kubelet::{CtrOpts, PodOpts};
+use podlife_e2e::Env;
+
+#[test]
+fn text_and_json_timelines_and_errors() {
+    let mut env = Env::start();
+    let pod = env.run_pod("web", PodOpts::default());
+    let app = env.run_container(
+        &pod,
+        "app",
+        &["sh", "-c", "echo up; exec sleep 1000"],
+        CtrOpts::default(),
+    );
+    env.agent
+        .wait_for(&pod.uid, "app start", Duration::from_secs(20), |t| {
+            !events_of(t, "ContainerStarted", &app.id).is_empty()
+        });
+    for code in ["0", "1", "1"] {
+        let _ = env
+            .cri
+            .exec_sync(&app.id, &["sh", "-c", &format!("exit {code}")], 5);
+    }
+    env.cri.stop_container(&app.id, 2);
+    env.agent
+        .wait_for(&pod.uid, "app exit", Duration::from_secs(20), |t| {
+            !events_of(t, "ContainerExited", &app.id).is_empty()
+        });
+
+    let (status, text) = env
+        .agent
+        .get(&format!("/pods/{}/timeline?format=text", pod.uid));
+    assert_eq!(status, 200);
+    assert!(
+        text.starts_with(&format!("pod e2e/web  uid {}  qos burstable", pod.uid)),
+        "{text}"
+    );
+    let line = |ty: &str| {
+        text.lines()
+            .find(|l| l.contains(ty))
+            .unwrap_or_else(|| panic!("no {ty} line:\n{text}"))
+            .to_string()
+    };
+    assert!(
+        line("StopSignalIgnored").starts_with('!'),
+        "problems are marked:\n{text}"
+    );
+    assert!(line("GracePeriodOverrun").contains("grace=2."), "{text}");
+    assert!(
+        line("ContainerStarted").contains("`sh -c echo up; exec sleep 1000`"),
+        "{text}"
+    );
+    assert!(line("ProbeFailed").starts_with('!'));
+    let json = env.agent.timeline(&pod.uid);
+    for key in [
+        "uid",
+        "namespace",
+        "name",
+        "qos",
+        "node",
+        "state",
+        "containers",
+        "events",
+    ] {
+        assert!(json.get(key).is_some(), "timeline lacks {key}: {json}");
+    }
+    assert!(
+        json["events"].as_array().unwrap().iter().all(|e| e["time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.len() == 30)),
+        "RFC 3339 with ns"
+    );
+    let (status, by_accept) = {
+        // Accept: text/plain gives the text form too.
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", env.agent.port)).unwrap();
+        use std::io::{Read, Write};
+        write!(s, "GET /pods/{}/timeline HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\nConnection: close\r\n\r\n", pod.uid).unwrap();
+        let mut b = String::new();
+        s.read_to_string(&mut b).unwrap();
+        (b.split(' ').nth(1).unwrap_or("").to_string(), b)
+    };
+    assert_eq!(status, "200");
+    assert!(by_accept.contains("StopSignalIgnored") && !by_accept.contains("\"events\""));
+
+    for (path, code, err) in [
+        ("/pods/not-a-uid/timeline", 400, "invalid_uid"),
+        (
+            "/pods/8f3c2a1e-1111-4a4a-9b9b-00000000dead/timeline",
+            404,
+            "unknown_pod",
+        ),
+        ("/pods?bogus=1", 400, "unknown_parameter"),
+        ("/events?since=yesterday", 400, "invalid_since"),
+        ("/events?limit=0", 400, "invalid_limit"),
+        (
+            &format!("/pods/{}/timeline?format=yaml", pod.uid),
+            400,
+            "invalid_format",
+        ),
+        ("/pods/Bad_NS/web/timeline", 400, "invalid_name"),
+        ("/nope", 404, "no_route"),
+    ] {
+        let (status, body) = env.agent.get(path);
+        assert_eq!(status, code, "{path}: {body}");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: not JSON: {body}"));
+        assert_eq!(v["error"]["code"], err, "{path}");
+    }
+    let events = env
+        .agent
+        .json(&format!("/events?since=10m&uid={}", pod.uid));
+    assert!(events["events"].as_array().unwrap().len() >= 8, "{events}");
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-demo");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("timeline.txt"), &text);
+    let _ = std::fs::write(
+        dir.join("timeline.json"),
+        serde_json::to_string_pretty(&json).unwrap(),
+    );
+    let _ = std::fs::write(dir.join("metrics.txt"), env.agent.metrics());
+}

@@ -298,18 +298,40 @@ pub fn bpfstats() -> Result<Value> {
     // Program names by id from bpftool; run stats from the agent's own program fds (fdinfo),
     // so programs of other loaders on the node are not mixed in.
     let names: std::collections::HashMap<u64, String> = {
-        let out = Command::new("bpftool").args(["prog", "show", "-j"]).output().context("bpftool (apt-get install bpftool)")?;
+        let out = Command::new("bpftool")
+            .args(["prog", "show", "-j"])
+            .output()
+            .context("bpftool (apt-get install bpftool)")?;
         let progs: Value = serde_json::from_slice(&out.stdout)?;
-        progs.as_array().into_iter().flatten().filter_map(|p| Some((p["id"].as_u64()?, p["name"].as_str()?.to_string()))).collect()
+        progs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p["id"].as_u64()?, p["name"].as_str()?.to_string())))
+            .collect()
     };
     let snapshot = || -> Result<std::collections::HashMap<String, (f64, f64)>> {
         let mut out = std::collections::HashMap::new();
         for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))?.flatten() {
-            if std::fs::read_link(fd.path()).map(|l| l.to_string_lossy().contains("bpf-prog")).unwrap_or(false) {
-                let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy()))?;
-                let field = |k: &str| info.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0);
+            if std::fs::read_link(fd.path())
+                .map(|l| l.to_string_lossy().contains("bpf-prog"))
+                .unwrap_or(false)
+            {
+                let info = std::fs::read_to_string(format!(
+                    "/proc/{pid}/fdinfo/{}",
+                    fd.file_name().to_string_lossy()
+                ))?;
+                let field = |k: &str| {
+                    info.lines()
+                        .find_map(|l| l.strip_prefix(k))
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .unwrap_or(0.0)
+                };
                 let id = field("prog_id:") as u64;
-                let name = names.get(&id).cloned().unwrap_or_else(|| format!("prog{id}"));
+                let name = names
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| format!("prog{id}"));
                 out.insert(name, (field("run_time_ns:"), field("run_cnt:")));
             }
         }
@@ -323,12 +345,17 @@ pub fn bpfstats() -> Result<Value> {
     workload::forkexec(&host, 2.0)?;
     let s2 = snapshot()?;
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0");
-    let per = |a: &std::collections::HashMap<String, (f64, f64)>, b: &std::collections::HashMap<String, (f64, f64)>| -> Value {
+    let per = |a: &std::collections::HashMap<String, (f64, f64)>,
+               b: &std::collections::HashMap<String, (f64, f64)>|
+     -> Value {
         let mut m = serde_json::Map::new();
         for (k, (t1, c1)) in b {
             let (t0, c0) = a.get(k).copied().unwrap_or((0.0, 0.0));
             if c1 - c0 > 0.0 {
-                m.insert(k.clone(), json!({"ns_per_run": ((t1 - t0) / (c1 - c0)).round(), "runs": c1 - c0}));
+                m.insert(
+                    k.clone(),
+                    json!({"ns_per_run": ((t1 - t0) / (c1 - c0)).round(), "runs": c1 - c0}),
+                );
             }
         }
         Value::Object(m)

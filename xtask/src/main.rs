@@ -21,7 +21,11 @@ const HELP: &str = "cargo xtask <task>
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let task = args.next().unwrap_or_default();
-    let rest: Vec<String> = args.collect();
+    let mut rest: Vec<String> = args.collect();
+    // `cargo xtask run -- --listen ...`: what follows `--` is for the agent.
+    if rest.first().map(String::as_str) == Some("--") {
+        rest.remove(0);
+    }
     match task.as_str() {
         "setup" => setup::all(),
         "run" => {

@@ -60,28 +60,27 @@ fn pod(seg: &str) -> Option<String> {
     let slice = seg.strip_suffix(".slice")?;
     let at = slice.rfind("-pod")?;
     slice[..at]
-        .starts_with("kubepods")
+        .contains("kubepods")
         .then(|| pod_uid(&slice[at + 4..]))?
 }
 
 /// Parse a cgroup path (v1 or v2, any prefix before the kubepods part).
 pub fn parse(path: &str) -> Option<CgroupPath> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let root = segs
-        .iter()
-        .position(|s| *s == "kubepods" || *s == "kubepods.slice")?;
+    // `kubepods`, `kubepods.slice`, or a nested root such as kind's `kubelet-kubepods.slice`.
+    let root = segs.iter().position(|s| {
+        *s == "kubepods" || *s == "kubepods.slice" || s.ends_with("-kubepods.slice")
+    })?;
     let mut qos = Qos::Guaranteed;
     let mut i = root + 1;
-    match segs.get(i).copied() {
-        Some("burstable") | Some("kubepods-burstable.slice") => {
-            qos = Qos::Burstable;
-            i += 1;
-        }
-        Some("besteffort") | Some("kubepods-besteffort.slice") => {
-            qos = Qos::BestEffort;
-            i += 1;
-        }
-        _ => {}
+    let seg = segs.get(i).copied().unwrap_or("");
+    let slice_qos = |q: &str| seg.contains("kubepods") && seg.ends_with(&format!("-{q}.slice"));
+    if seg == "burstable" || slice_qos("burstable") {
+        qos = Qos::Burstable;
+        i += 1;
+    } else if seg == "besteffort" || slice_qos("besteffort") {
+        qos = Qos::BestEffort;
+        i += 1;
     }
     let pod_uid = pod(segs.get(i)?)?;
     let (container_id, runtime) = match segs.get(i + 1) {

@@ -14,14 +14,16 @@ pub struct Agent {
     state: PathBuf,
     log: PathBuf,
     runtime_state: PathBuf,
+    extra: Vec<String>,
 }
 
-fn spawn(port: u16, state: &Path, runtime_state: &Path, log: &Path) -> Child {
+fn spawn(port: u16, state: &Path, runtime_state: &Path, log: &Path, extra: &[String]) -> Child {
     Command::new(agent_bin())
         .args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
         .arg(state)
         .arg("--runtime-state")
         .arg(runtime_state)
+        .args(extra)
         .env("PODLIFE_LOG_LEVEL", "info")
         .stdout(Stdio::null())
         .stderr(
@@ -64,17 +66,24 @@ impl Agent {
 
     /// Start on a given state dir (restart tests reuse one).
     pub fn start_with(runtime_state: &Path, state: Option<PathBuf>) -> Self {
+        Self::start_args(runtime_state, state, &[])
+    }
+
+    /// Start with extra agent flags.
+    pub fn start_args(runtime_state: &Path, state: Option<PathBuf>, extra: &[&str]) -> Self {
         let port = free_port();
         let state =
             state.unwrap_or_else(|| PathBuf::from(format!("/tmp/podlife-e2e-agent-{port}")));
         let log = PathBuf::from(format!("/tmp/podlife-e2e-agent-{port}.log"));
-        let child = spawn(port, &state, runtime_state, &log);
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = spawn(port, &state, runtime_state, &log, &extra);
         let a = Self {
             child,
             port,
             state,
             log,
             runtime_state: runtime_state.to_path_buf(),
+            extra,
         };
         a.wait_ready();
         a
@@ -94,7 +103,13 @@ impl Agent {
     pub fn crash_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(self.port, &self.state, &self.runtime_state, &self.log);
+        self.child = spawn(
+            self.port,
+            &self.state,
+            &self.runtime_state,
+            &self.log,
+            &self.extra,
+        );
         self.wait_ready();
     }
 

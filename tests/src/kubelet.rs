@@ -80,10 +80,15 @@ fn hierarchies() -> Vec<std::path::PathBuf> {
 
 impl Env {
     pub fn start() -> Self {
+        Self::start_with_agent_args(&[])
+    }
+
+    /// With extra agent flags (ring-buffer size, token file ...).
+    pub fn start_with_agent_args(args: &[&str]) -> Self {
         crate::require_root();
         let containerd = Containerd::start();
         let cri = Cri::connect(&containerd.socket);
-        let agent = Agent::start(&containerd.state);
+        let agent = Agent::start_args(&containerd.state, None, args);
         Self {
             agent,
             cri,

@@ -168,6 +168,7 @@ pub async fn run(args: Args) -> Result<()> {
             let mut inner = s.lock();
             if lost > lost_seen {
                 inner.metrics.ringbuf_lost.inc_by(lost - lost_seen);
+                inner.events_lost(lost - lost_seen, WallClock::now_mono_ns());
                 warn!(
                     lost = lost - lost_seen,
                     "ring buffer full: events lost (raise --ringbuf-bytes)"

@@ -67,6 +67,8 @@ pub struct Inner {
     forget_at: Vec<(i128, String)>,
     /// Rendered events not yet broadcast (sent outside the lock).
     pub outbox: Vec<Arc<Value>>,
+    /// Pods that were live while the kernel lost events: their timelines may miss some.
+    pub incomplete: HashSet<String>,
 }
 
 /// Metric series of a removed pod outlive it by this much, so a few scrapes still see them.
@@ -95,6 +97,7 @@ impl Inner {
             meta_done: HashSet::new(),
             forget_at: Vec::new(),
             outbox: Vec::new(),
+            incomplete: HashSet::new(),
         }
     }
 
@@ -216,6 +219,15 @@ impl Inner {
             .unwrap_or_else(|err| json!({"type": "Unrenderable", "error": err.to_string()}));
         let wall = self.clock.wall_ns(e.ts_ns);
         if let Some(obj) = v.as_object_mut() {
+            if let Some(argv) = obj
+                .get("argv")
+                .and_then(|a| serde_json::from_value::<Vec<String>>(a.clone()).ok())
+            {
+                obj.insert(
+                    "argv".into(),
+                    json!(podlife_core::redact::redact_argv(&argv)),
+                );
+            }
             obj.remove("ts_ns");
             if let Some(uid) = obj.remove("pod_uid") {
                 obj.insert("uid".into(), uid);
@@ -278,6 +290,36 @@ impl Inner {
                 warn!("history store: {e}");
                 self.metrics.store_errors.inc();
             }
+        }
+    }
+
+    /// The ring buffer overflowed: every live pod's timeline says it may miss events.
+    pub fn events_lost(&mut self, lost: u64, now_mono_ns: u64) {
+        let wall = self.clock.wall_ns(now_mono_ns);
+        for uid in self.engine.pod_uids() {
+            let live = self
+                .engine
+                .pod_summary(&uid)
+                .is_some_and(|p| p.state != "Removed");
+            if !live {
+                continue;
+            }
+            self.incomplete.insert(uid.clone());
+            let ev = json!({
+                "uid": uid,
+                "type": "EventsLost",
+                "source": "agent",
+                "lost": lost,
+                "time": format_rfc3339(wall),
+                "ts_wall_ns": wall as i64,
+                "container": null,
+                "container_id": null,
+            });
+            if let Some(store) = self.store.as_mut() {
+                store.append(&ev);
+            }
+            let kept = self.history.push(ev);
+            self.outbox.push(kept);
         }
     }
 

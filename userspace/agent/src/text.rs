@@ -12,6 +12,7 @@ const PROBLEMS: &[&str] = &[
     "ProcessCrashed",
     "ProbeFailed",
     "AgentGap",
+    "EventsLost",
 ];
 
 fn s(v: &Value, k: &str) -> Option<String> {

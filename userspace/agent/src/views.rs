@@ -115,6 +115,7 @@ impl Inner {
             })
             .collect();
         obj.insert("events".into(), Value::Array(events));
+        obj.insert("complete".into(), (!self.incomplete.contains(uid)).into());
         Some(Value::Object(obj))
     }
 

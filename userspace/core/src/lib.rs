@@ -2,6 +2,7 @@
 pub mod cgroup_path;
 pub mod correlate;
 pub mod kernel_event;
+pub mod redact;
 
 pub use correlate::*;
 pub use kernel_event::*;

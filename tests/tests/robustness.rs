@@ -1,0 +1,104 @@
+//! The agent under stress and misuse: an undersized ring buffer loses events — they are
+//! counted, live timelines say they may be incomplete, and the agent recovers; a bearer token
+//! protects the API; secrets in argv never reach the API.
+
+use std::time::Duration;
+
+use podlife_e2e::agent::{events, events_of, metric};
+use podlife_e2e::kubelet::{CtrOpts, PodOpts};
+use podlife_e2e::Env;
+
+#[test]
+fn an_undersized_ring_buffer_counts_losses_marks_timelines_and_recovers() {
+    // Two pages, and a drain every 50 ms at most: a process storm cannot fit.
+    let mut env = Env::start_with_agent_args(&["--ringbuf-bytes", "8192", "--drain-max-ms", "50"]);
+    let pod = env.run_pod("storm", PodOpts::default());
+    let app = env.run_container(
+        &pod,
+        "app",
+        &[
+            "sh",
+            "-c",
+            "for i in $(seq 3000); do /bin/true; done; sleep 1000",
+        ],
+        CtrOpts::default(),
+    );
+    let t = env
+        .agent
+        .wait_for(&pod.uid, "EventsLost", Duration::from_secs(60), |t| {
+            !events(t, "EventsLost").is_empty()
+        });
+    assert_eq!(t["complete"], false, "{}", t["complete"]);
+    assert!(
+        metric(
+            &env.agent.metrics(),
+            "podlife_ringbuf_events_lost_total",
+            &[]
+        ) > 0.0
+    );
+    assert_eq!(events_of(&t, "ContainerStarted", &app.id).len(), 1);
+    // Later pods are followed as before.
+    let calm = env.run_pod("calm", PodOpts::default());
+    let c = env.run_container(
+        &calm,
+        "app",
+        &["sh", "-c", "sleep 2; exit 6"],
+        CtrOpts::default(),
+    );
+    let t = env.agent.wait_for(
+        &calm.uid,
+        "exit after the storm",
+        Duration::from_secs(30),
+        |t| !events_of(t, "ContainerExited", &c.id).is_empty(),
+    );
+    assert_eq!(events_of(&t, "ContainerExited", &c.id)[0]["exit_code"], 6);
+}
+
+#[test]
+fn bearer_token_and_argv_redaction() {
+    let token = std::env::temp_dir().join(format!("podlife-token-{}", std::process::id()));
+    std::fs::write(&token, "s3cr3t-token\n").unwrap();
+    let mut env = Env::start_with_agent_args(&["--api-token-file", token.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&token);
+    assert_eq!(env.agent.get("/pods").0, 401);
+    assert_eq!(env.agent.get("/metrics").0, 200, "scraping needs no token");
+    assert_eq!(env.agent.get("/healthz").0, 200);
+    let pod = env.run_pod("secretive", PodOpts::default());
+    let app = env.run_container(
+        &pod,
+        "app",
+        &[
+            "sh",
+            "-c",
+            "exit 0",
+            "sh",
+            "--password=hunter2",
+            "--token",
+            "abc",
+        ],
+        CtrOpts::default(),
+    );
+    let authed = |path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", env.agent.port)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cr3t-token\r\nConnection: close\r\n\r\n").unwrap();
+        let mut b = String::new();
+        s.read_to_string(&mut b).unwrap();
+        b
+    };
+    let t0 = std::time::Instant::now();
+    let body = loop {
+        let b = authed(&format!("/pods/{}/timeline", pod.uid));
+        if b.contains(&app.id) && b.contains("ContainerExited") {
+            break b;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "no exit: {b}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        !body.contains("hunter2") && !body.contains("\"abc\""),
+        "secrets leaked: {body}"
+    );
+    assert!(body.contains("--password=<redacted>"), "{body}");
+}

@@ -102,3 +102,52 @@ fn bearer_token_and_argv_redaction() {
     );
     assert!(body.contains("--password=<redacted>"), "{body}");
 }
+
+#[test]
+fn a_hundred_pods_and_a_burst_of_ten_thousand_processes() {
+    let mut env = Env::start();
+    let burst = env.run_pod("burst", PodOpts::default());
+    let b = env.run_container(
+        &burst,
+        "app",
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 10000 ]; do /bin/true; i=$((i+1)); done; exit 2",
+        ],
+        CtrOpts::default(),
+    );
+    let mut pods = Vec::new();
+    for i in 0..100 {
+        let pod = env.run_pod(&format!("p{i}"), PodOpts::default());
+        let c = env.run_container(&pod, "app", &["sh", "-c", "exit 1"], CtrOpts::default());
+        pods.push((pod, c));
+    }
+    for (pod, c) in &pods {
+        let t = env
+            .agent
+            .wait_for(&pod.uid, "exit", Duration::from_secs(60), |t| {
+                !events_of(t, "ContainerExited", &c.id).is_empty()
+            });
+        assert_eq!(events_of(&t, "ContainerExited", &c.id)[0]["exit_code"], 1);
+        assert_eq!(t["name"], pod.name.as_str());
+    }
+    let t = env.agent.wait_for(
+        &burst.uid,
+        "the burst's end",
+        Duration::from_secs(120),
+        |t| !events_of(t, "ContainerExited", &b.id).is_empty(),
+    );
+    assert_eq!(events_of(&t, "ContainerExited", &b.id)[0]["exit_code"], 2);
+    assert_eq!(t["complete"], true, "no event lost");
+    let m = env.agent.metrics();
+    assert_eq!(metric(&m, "podlife_ringbuf_events_lost_total", &[]), 0.0);
+    assert!(
+        metric(&m, "podlife_ringbuf_events_total", &[]) > 30_000.0,
+        "the burst went through the ring buffer"
+    );
+    assert!(
+        metric(&m, "podlife_tracked_processes", &[]) < 1000.0,
+        "exited processes are not kept: {m}"
+    );
+}

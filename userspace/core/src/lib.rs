@@ -1,8 +1,15 @@
 //! podlife-core: the pure part of podlife. No I/O, no clocks of its own, no async.
+//!
+//! `cgroup_path` names pods and containers from cgroup paths, `engine` turns kernel events into
+//! lifecycle events (`lifecycle`), `timeline` and `text` serve them.
 pub mod cgroup_path;
-pub mod correlate;
+pub mod engine;
 pub mod kernel_event;
+pub mod lifecycle;
 pub mod redact;
+pub mod text;
+pub mod timeline;
 
-pub use correlate::*;
+pub use engine::*;
 pub use kernel_event::*;
+pub use timeline::{format_rfc3339, Timeline, TimelineContainer, TimelineEvent, WallClock};

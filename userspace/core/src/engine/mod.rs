@@ -3,15 +3,16 @@
 //! the caller (no clock of its own), so tests replay recorded sequences without sleeping.
 
 mod cgroups;
-pub mod events;
+
 pub mod model;
 mod process;
 mod queries;
+mod restore;
 mod signals;
 
 use std::collections::{HashMap, VecDeque};
 
-pub use events::*;
+pub use crate::lifecycle::*;
 pub use model::*;
 pub use queries::{ContainerSummary, PodSummary};
 
@@ -57,6 +58,31 @@ impl Engine {
 
     /// Derive lifecycle events from one kernel event.
     pub fn apply(&mut self, ev: &KernelEvent) -> Vec<LifecycleEvent> {
+        let out = self.derive(ev);
+        self.record(&out);
+        out
+    }
+
+    /// Process everything held back for reordering (nothing yet: events apply at once).
+    pub fn flush(&mut self) -> Vec<LifecycleEvent> {
+        Vec::new()
+    }
+
+    /// Keep derived events on their pod's timeline (bounded per pod).
+    fn record(&mut self, out: &[LifecycleEvent]) {
+        let max = self.cfg.max_events_per_pod;
+        for e in out {
+            if let Some(p) = self.pods.get_mut(&e.pod_uid) {
+                if p.events.len() >= max {
+                    p.events.pop_front();
+                    self.evictions.events += 1;
+                }
+                p.events.push_back(e.clone());
+            }
+        }
+    }
+
+    fn derive(&mut self, ev: &KernelEvent) -> Vec<LifecycleEvent> {
         let mut out = Vec::new();
         match &ev.kind {
             KernelEventKind::CgroupMkdir { root, id, path, .. } if *root == 0 => {

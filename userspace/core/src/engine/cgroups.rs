@@ -17,7 +17,7 @@ impl Engine {
             return;
         };
         if !self.pods.contains_key(&p.pod_uid) {
-            self.new_pod(&p.pod_uid, p.qos);
+            self.new_pod(&p.pod_uid, Some(p.qos));
             let mut e = self.event(ts, &p.pod_uid, None, LifecycleKind::PodAdmitted);
             e.source = source;
             out.push(e);
@@ -50,7 +50,7 @@ impl Engine {
         );
     }
 
-    fn new_pod(&mut self, uid: &str, qos: cgroup_path::Qos) {
+    pub(super) fn new_pod(&mut self, uid: &str, qos: Option<cgroup_path::Qos>) {
         if self.pods.len() >= self.cfg.max_pods {
             // Oldest removed pod first, else the oldest pod.
             let victim = self
@@ -67,19 +67,20 @@ impl Engine {
         self.pods.insert(
             uid.to_string(),
             Pod {
-                qos: Some(qos),
+                qos,
                 meta: PodMeta::default(),
                 state: PodState::Pending,
                 removed_ns: None,
                 containers: Vec::new(),
                 sandbox_id: None,
                 last_exit: HashMap::new(),
+                events: VecDeque::new(),
             },
         );
         self.pod_order.push_back(uid.to_string());
     }
 
-    fn new_container(&mut self, cid: &str, pod_uid: &str, ts: u64) {
+    pub(super) fn new_container(&mut self, cid: &str, pod_uid: &str, ts: u64) {
         if self.containers.len() >= self.cfg.max_containers {
             if let Some(old) = self.container_order.pop_front() {
                 self.containers.remove(&old);
@@ -157,6 +158,7 @@ impl Engine {
     pub fn bootstrap_cgroup(&mut self, id: u64, path: &str, now_ns: u64) -> Vec<LifecycleEvent> {
         let mut out = Vec::new();
         self.on_mkdir(now_ns, id, path, Source::Bootstrap, &mut out);
+        self.record(&out);
         if let Some(cid) = cgroup_path::parse(path).and_then(|p| p.container_id) {
             if let Some(pod) = self.containers.get(&cid).map(|c| c.pod_uid.clone()) {
                 if let Some(p) = self.pods.get_mut(&pod) {

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::*;
 use crate::cgroup_path::Qos;
+use crate::timeline::{Timeline, TimelineContainer, TimelineEvent, WallClock};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ContainerSummary {
@@ -23,6 +24,10 @@ pub struct PodSummary {
     pub qos: Option<Qos>,
     pub state: &'static str,
     pub containers: Vec<ContainerSummary>,
+    /// Monotonic time of the pod's first and last derived event.
+    pub first_ts_ns: Option<u64>,
+    pub last_ts_ns: Option<u64>,
+    pub removed: bool,
 }
 
 impl Engine {
@@ -76,6 +81,63 @@ impl Engine {
             qos: p.qos,
             state: p.state.as_str(),
             containers,
+            first_ts_ns: p.events.iter().map(|e| e.ts_ns).min(),
+            last_ts_ns: p.events.iter().map(|e| e.ts_ns).max(),
+            removed: p.removed_ns.is_some(),
+        })
+    }
+
+    /// The derived events of a pod as kept for its timeline (time order).
+    pub fn timeline_events(&self, uid: &str) -> Vec<LifecycleEvent> {
+        let mut v: Vec<LifecycleEvent> = self
+            .pods
+            .get(uid)
+            .map(|p| p.events.iter().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by_key(|e| e.ts_ns);
+        v
+    }
+
+    /// Every tracked pod, oldest first.
+    pub fn pods(&self) -> Vec<PodSummary> {
+        self.pod_order
+            .iter()
+            .filter_map(|u| self.pod_summary(u))
+            .collect()
+    }
+
+    pub fn pod(&self, uid: &str) -> Option<PodSummary> {
+        self.pod_summary(uid)
+    }
+
+    /// The pod's timeline with wall-clock times, events in time order.
+    pub fn timeline(&self, uid: &str, clock: WallClock) -> Option<Timeline> {
+        let s = self.pod_summary(uid)?;
+        let p = self.pods.get(uid)?;
+        let mut events: Vec<&LifecycleEvent> = p.events.iter().collect();
+        events.sort_by_key(|e| e.ts_ns);
+        Some(Timeline {
+            uid: s.uid,
+            namespace: s.namespace,
+            name: s.name,
+            qos: s.qos,
+            node: self.cfg.node_name.clone(),
+            state: s.state.to_string(),
+            containers: s
+                .containers
+                .into_iter()
+                .map(|c| TimelineContainer {
+                    name: c.name,
+                    id: c.id,
+                    kind: c.kind.map(str::to_string),
+                    restarts: c.restarts,
+                    state: c.state.to_string(),
+                })
+                .collect(),
+            events: events
+                .into_iter()
+                .map(|e| TimelineEvent::new(e, clock))
+                .collect(),
         })
     }
 

@@ -4,8 +4,8 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::events::Sender;
 use crate::cgroup_path::Qos;
+use crate::lifecycle::Sender;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -19,6 +19,10 @@ pub struct EngineConfig {
     pub signal_retention_ns: u64,
     /// A command that runs this many times in one container is taken for a probe.
     pub probe_recurrence: u32,
+    /// Derived events kept per pod for its timeline.
+    pub max_events_per_pod: usize,
+    /// Node name put on timelines.
+    pub node_name: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -31,6 +35,8 @@ impl Default for EngineConfig {
             removed_retention_ns: 10 * 60 * 1_000_000_000,
             signal_retention_ns: 10 * 60 * 1_000_000_000,
             probe_recurrence: 2,
+            max_events_per_pod: 2_000,
+            node_name: None,
         }
     }
 }
@@ -117,6 +123,8 @@ pub struct Pod {
     pub sandbox_id: Option<String>,
     /// Last exit per restart key (name, else argv): (exit ts, attempt, backoffs so far).
     pub last_exit: HashMap<String, (u64, u32, Vec<f64>)>,
+    /// Derived events of this pod, in derivation order.
+    pub events: VecDeque<super::LifecycleEvent>,
 }
 
 /// The runtime asked the container to stop.
@@ -213,6 +221,7 @@ pub struct Evictions {
     pub containers: u64,
     pub processes: u64,
     pub cgroups: u64,
+    pub events: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

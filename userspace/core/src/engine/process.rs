@@ -32,7 +32,7 @@ pub(super) fn is_runtime_comm(comm: &str) -> bool {
 const SIGKILL: i32 = 9;
 
 /// Restart identity of a container within its pod: its name, else its command line.
-fn restart_key(c: &Container) -> String {
+pub(super) fn restart_key(c: &Container) -> String {
     c.meta
         .container_name
         .clone()
@@ -481,6 +481,7 @@ impl Engine {
         let mut e = self.event(b.start_ns, &uid, Some(&cid), kind);
         e.source = Source::Bootstrap;
         out.push(e);
+        self.record(&out);
         out
     }
 }

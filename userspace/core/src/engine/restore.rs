@@ -1,0 +1,96 @@
+//! Rebuild timelines from persisted lifecycle events after an agent restart.
+
+use super::process::restart_key;
+use super::*;
+
+impl Engine {
+    /// Put events an earlier run derived back on their timelines and recover what they say
+    /// about containers (names, kinds, init pids, exits, restart attempts).
+    pub fn restore(&mut self, mut events: Vec<LifecycleEvent>) {
+        events.sort_by_key(|e| e.ts_ns);
+        for e in events {
+            if !self.pods.contains_key(&e.pod_uid) {
+                self.new_pod(&e.pod_uid, None);
+            }
+            if let Some(cid) = &e.container_id {
+                if !self.containers.contains_key(cid) {
+                    self.new_container(cid, &e.pod_uid, e.ts_ns);
+                }
+                if let Some(c) = self.containers.get_mut(cid) {
+                    if c.meta.container_name.is_none() {
+                        c.meta.container_name.clone_from(&e.container);
+                    }
+                }
+            }
+            self.restore_facts(&e);
+            if let Some(p) = self.pods.get_mut(&e.pod_uid) {
+                if !p.events.contains(&e) {
+                    p.events.push_back(e);
+                }
+                while p.events.len() > self.cfg.max_events_per_pod {
+                    p.events.pop_front();
+                    self.evictions.events += 1;
+                }
+            }
+        }
+    }
+
+    fn restore_facts(&mut self, e: &LifecycleEvent) {
+        let cid = e.container_id.as_deref().unwrap_or("");
+        let uid = e.pod_uid.as_str();
+        match &e.kind {
+            LifecycleKind::SandboxStarted { pid } => {
+                if let Some(c) = self.containers.get_mut(cid) {
+                    c.meta.kind = Some(ContainerKind::Sandbox);
+                    c.init_pid = Some(*pid);
+                    c.started_ns = Some(e.ts_ns);
+                }
+                if let Some(p) = self.pods.get_mut(uid) {
+                    p.sandbox_id = Some(cid.to_string());
+                    p.state = PodState::Running;
+                }
+            }
+            LifecycleKind::ContainerStarted { pid, argv, .. } => {
+                if let Some(c) = self.containers.get_mut(cid) {
+                    c.init_pid = Some(*pid);
+                    c.started_ns = Some(e.ts_ns);
+                    c.argv.clone_from(argv);
+                }
+                if let Some(p) = self.pods.get_mut(uid) {
+                    p.state = PodState::Running;
+                }
+            }
+            LifecycleKind::ContainerRestarted { attempt, .. } => {
+                if let Some(c) = self.containers.get_mut(cid) {
+                    c.attempt = *attempt;
+                }
+            }
+            LifecycleKind::ContainerExited { .. } | LifecycleKind::SandboxStopped { .. } => {
+                let Some(c) = self.containers.get_mut(cid) else {
+                    return;
+                };
+                c.exited_ns = Some(e.ts_ns);
+                let (key, attempt) = (restart_key(c), c.attempt);
+                let sandbox = c.is_sandbox();
+                if let Some(p) = self.pods.get_mut(uid) {
+                    if sandbox {
+                        if p.removed_ns.is_none() {
+                            p.state = PodState::Stopped;
+                        }
+                    } else {
+                        let backoffs = p.last_exit.get(&key).map(|x| x.2.clone());
+                        p.last_exit
+                            .insert(key, (e.ts_ns, attempt, backoffs.unwrap_or_default()));
+                    }
+                }
+            }
+            LifecycleKind::PodRemoved => {
+                if let Some(p) = self.pods.get_mut(uid) {
+                    p.removed_ns = Some(e.ts_ns);
+                    p.state = PodState::Removed;
+                }
+            }
+            _ => {}
+        }
+    }
+}

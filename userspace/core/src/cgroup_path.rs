@@ -1,4 +1,13 @@
 //! Kubernetes cgroup path grammar: which pod, QoS class and container a cgroup path names.
+//!
+//! Layouts (v1 hierarchies and cgroup v2 use the same relative paths):
+//! - cgroupfs driver: `/kubepods[/burstable|/besteffort]/pod<uid>[/<container-id>]`, CRI-O with
+//!   cgroupfs: `.../pod<uid>/crio-<id>` and its monitor `crio-conmon-<id>`
+//! - systemd driver: `/kubepods.slice[/kubepods-<qos>.slice]/kubepods[-<qos>]-pod<uid_>.slice`
+//!   `[/cri-containerd-<id>.scope | /crio-<id>.scope | /docker-<id>.scope]`; `crio-conmon-<id>.scope`
+//!   is CRI-O's monitor process, not a container
+//! - nested prefixes: kind's `/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-<qos>.slice/…`,
+//!   docker-in-docker `/docker/<id>/kubepods/…`, anything before the kubepods segment.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,93 +19,175 @@ pub enum Qos {
     BestEffort,
 }
 
+impl Qos {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Guaranteed => "guaranteed",
+            Self::Burstable => "burstable",
+            Self::BestEffort => "besteffort",
+        }
+    }
+}
+
+/// What a parsed path is the cgroup of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// `pod<uid>`: created by the kubelet at admission, removed at pod removal.
+    Pod,
+    /// A container's own cgroup (sandbox or app).
+    Container,
+    /// Inside a pod but not a container: CRI-O's conmon scope, or a sub-cgroup a container made
+    /// below its own (then `container_id` names the container that owns it).
+    Other,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupPath {
     pub qos: Qos,
-    /// Pod UID with dashes.
+    /// Pod UID, lower case with dashes.
     pub pod_uid: String,
-    /// Container id (64 hex) when the path is a container's.
+    /// Container id (hex) of container-level paths and of sub-cgroups of a container.
     pub container_id: Option<String>,
-    /// `containerd`, `crio`, `docker`, or None for the cgroupfs driver's bare ids.
+    /// `containerd`, `crio`, `docker`; None for the cgroupfs driver's bare ids.
     pub runtime: Option<&'static str>,
+    pub level: Level,
 }
 
 fn is_hex_id(s: &str) -> bool {
-    s.len() >= 12 && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    (12..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Normalize a pod UID: systemd slices use `_` for `-`.
+/// Normalize a pod UID: systemd slices write `_` for `-`; static pods have 32 bare hex digits.
 fn pod_uid(s: &str) -> Option<String> {
     let uid = s.replace('_', "-").to_ascii_lowercase();
-    let digits = uid.bytes().filter(u8::is_ascii_hexdigit).count();
-    let ok = uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') && digits == 32;
-    ok.then_some(uid)
+    let groups: Vec<usize> = uid.split('-').map(str::len).collect();
+    let hex = uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    (hex && (groups == [8, 4, 4, 4, 12] || groups == [32])).then_some(uid)
 }
 
-/// Container segment: cgroupfs `<id>`, systemd `cri-containerd-<id>.scope`, `crio-<id>.scope`,
-/// `docker-<id>.scope`. `crio-conmon-<id>.scope` is CRI-O's monitor, not a container.
-fn container(seg: &str) -> Option<(String, Option<&'static str>)> {
+enum Segment {
+    Container(String, Option<&'static str>),
+    Monitor,
+}
+
+/// A segment below the pod: cgroupfs `<id>`, `crio-<id>`, systemd `<prefix><id>.scope`.
+fn container_segment(seg: &str) -> Option<Segment> {
     if is_hex_id(seg) {
-        return Some((seg.to_string(), None));
+        return Some(Segment::Container(seg.to_string(), None));
     }
-    let scope = seg.strip_suffix(".scope")?;
+    let name = seg.strip_suffix(".scope").unwrap_or(seg);
+    if let Some(id) = name.strip_prefix("crio-conmon-") {
+        return is_hex_id(id).then_some(Segment::Monitor);
+    }
     for (prefix, runtime) in [
         ("cri-containerd-", "containerd"),
         ("crio-", "crio"),
         ("docker-", "docker"),
     ] {
-        if let Some(id) = scope.strip_prefix(prefix) {
-            return is_hex_id(id).then(|| (id.to_string(), Some(runtime)));
+        if let Some(id) = name.strip_prefix(prefix) {
+            return is_hex_id(id).then(|| Segment::Container(id.to_string(), Some(runtime)));
         }
     }
     None
 }
 
-/// Pod segment: `pod<uid>` (cgroupfs) or `kubepods[-<qos>]-pod<uid_underscored>.slice`.
-fn pod(seg: &str) -> Option<String> {
+/// Pod segment: `pod<uid>` (cgroupfs) or `…kubepods[-<qos>]-pod<uid_>.slice` (systemd).
+fn pod_segment(seg: &str) -> Option<String> {
     if let Some(uid) = seg.strip_prefix("pod") {
         return pod_uid(uid);
     }
     let slice = seg.strip_suffix(".slice")?;
     let at = slice.rfind("-pod")?;
-    slice[..at]
-        .contains("kubepods")
-        .then(|| pod_uid(&slice[at + 4..]))?
+    if !slice[..at].contains("kubepods") {
+        return None;
+    }
+    pod_uid(&slice[at + 4..])
 }
 
-/// Parse a cgroup path (v1 or v2, any prefix before the kubepods part).
+fn is_kubepods_root(seg: &str) -> bool {
+    seg == "kubepods" || seg == "kubepods.slice" || seg.ends_with("-kubepods.slice")
+}
+
+fn qos_segment(seg: &str) -> Option<Qos> {
+    let slice = |q: &str| {
+        seg.strip_suffix(".slice")
+            .is_some_and(|s| s.contains("kubepods") && s.ends_with(&format!("-{q}")))
+    };
+    if seg == "burstable" || slice("burstable") {
+        Some(Qos::Burstable)
+    } else if seg == "besteffort" || slice("besteffort") {
+        Some(Qos::BestEffort)
+    } else {
+        None
+    }
+}
+
+/// Parse a cgroup path (v1 or v2, relative to the hierarchy root, any prefix before kubepods).
 pub fn parse(path: &str) -> Option<CgroupPath> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    // `kubepods`, `kubepods.slice`, or a nested root such as kind's `kubelet-kubepods.slice`.
-    let root = segs.iter().position(|s| {
-        *s == "kubepods" || *s == "kubepods.slice" || s.ends_with("-kubepods.slice")
-    })?;
-    let mut qos = Qos::Guaranteed;
+    // The last kubepods root wins: a node inside a container (kind) nests the whole tree.
+    let root = segs.iter().rposition(|s| is_kubepods_root(s))?;
     let mut i = root + 1;
-    let seg = segs.get(i).copied().unwrap_or("");
-    let slice_qos = |q: &str| seg.contains("kubepods") && seg.ends_with(&format!("-{q}.slice"));
-    if seg == "burstable" || slice_qos("burstable") {
-        qos = Qos::Burstable;
-        i += 1;
-    } else if seg == "besteffort" || slice_qos("besteffort") {
-        qos = Qos::BestEffort;
-        i += 1;
-    }
-    let pod_uid = pod(segs.get(i)?)?;
-    let (container_id, runtime) = match segs.get(i + 1) {
-        None => (None, None),
-        Some(seg) => {
-            let (id, rt) = container(seg)?;
-            if segs.len() > i + 2 {
-                return None;
-            }
-            (Some(id), rt)
+    let qos = match segs.get(i).copied().and_then(qos_segment) {
+        Some(q) => {
+            i += 1;
+            q
         }
+        None => Qos::Guaranteed,
     };
-    Some(CgroupPath {
+    let pod_uid = pod_segment(segs.get(i)?)?;
+    let mut parsed = CgroupPath {
         qos,
         pod_uid,
-        container_id,
-        runtime,
-    })
+        container_id: None,
+        runtime: None,
+        level: Level::Pod,
+    };
+    let Some(seg) = segs.get(i + 1) else {
+        return Some(parsed);
+    };
+    match container_segment(seg)? {
+        Segment::Monitor => parsed.level = Level::Other,
+        Segment::Container(id, runtime) => {
+            parsed.container_id = Some(id);
+            parsed.runtime = runtime;
+            parsed.level = if segs.len() > i + 2 {
+                Level::Other
+            } else {
+                Level::Container
+            };
+        }
+    }
+    Some(parsed)
+}
+
+/// Does this path look like it was meant to be a Kubernetes pod cgroup (for counting paths
+/// the grammar does not know, without counting every host cgroup)?
+pub fn looks_like_pod_path(path: &str) -> bool {
+    path.contains("kubepods") && path.contains("pod")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_forms() {
+        assert_eq!(
+            pod_uid("8F3C2A1E_1111_4A4A_9B9B_000000000001").as_deref(),
+            Some("8f3c2a1e-1111-4a4a-9b9b-000000000001")
+        );
+        assert!(pod_uid("6a5f7e3b9c1d2e4f8a0b1c2d3e4f5a6b").is_some());
+        assert!(pod_uid("8f3c2a1e11114a4a-9b9b-000000000001").is_none());
+        assert!(pod_uid("").is_none());
+    }
+
+    #[test]
+    fn container_sub_cgroup_is_other_but_names_its_container() {
+        let p = parse("/kubepods.slice/kubepods-pod11111111_2222_4333_8444_555555555555.slice/crio-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope/container").unwrap();
+        assert_eq!(p.level, Level::Other);
+        assert_eq!(p.runtime, Some("crio"));
+        assert!(p.container_id.is_some());
+    }
 }

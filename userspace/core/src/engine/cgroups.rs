@@ -16,6 +16,9 @@ impl Engine {
         let Some(p) = cgroup_path::parse(path) else {
             return;
         };
+        if p.level == cgroup_path::Level::Other {
+            return;
+        }
         if !self.pods.contains_key(&p.pod_uid) {
             self.new_pod(&p.pod_uid, Some(p.qos));
             let mut e = self.event(ts, &p.pod_uid, None, LifecycleKind::PodAdmitted);
@@ -120,7 +123,7 @@ impl Engine {
         let Some(p) = cgroup_path::parse(path) else {
             return;
         };
-        if p.container_id.is_some() {
+        if p.level != cgroup_path::Level::Pod {
             return;
         }
         let Some(pod) = self.pods.get_mut(&p.pod_uid) else {

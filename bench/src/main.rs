@@ -12,7 +12,14 @@ use anyhow::Result;
 use serde_json::{json, Map, Value};
 
 const ALL: &[&str] = &[
-    "engine", "overhead", "drops", "latency", "memory", "metrics", "startup",
+    "engine",
+    "bpfstats",
+    "overhead",
+    "drops",
+    "latency",
+    "memory",
+    "processes",
+    "startup",
 ];
 
 fn main() -> Result<()> {

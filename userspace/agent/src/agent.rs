@@ -70,7 +70,14 @@ pub async fn run(args: Args) -> Result<()> {
     };
     let mut capture =
         Capture::load(&opts, mounts.event_root()).context("attaching eBPF programs")?;
-    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let keep: Vec<&str> = args.metrics_pod_labels.iter().map(String::as_str).collect();
+    if let Some(bad) = keep
+        .iter()
+        .find(|l| !crate::metrics::POD_LABELS.contains(l))
+    {
+        bail!("--metrics-pod-labels: {bad:?} is not one of namespace, pod, uid, container");
+    }
+    let metrics = Metrics::with_pod_labels(env!("CARGO_PKG_VERSION"), &keep);
     for f in &capture.features {
         metrics
             .feature_enabled

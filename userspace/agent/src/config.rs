@@ -78,6 +78,17 @@ pub struct Args {
     )]
     pub store_max_age_hours: u64,
 
+    /// Pod labels kept on per-pod metrics (of namespace, pod, uid, container); drop some to
+    /// cut cardinality, e.g. `namespace,pod`.
+    #[arg(
+        long,
+        env = "PODLIFE_METRICS_POD_LABELS",
+        value_delimiter = ',',
+        default_value = "namespace,pod,uid,container",
+        global = true
+    )]
+    pub metrics_pod_labels: Vec<String>,
+
     /// Name of this node, shown on timelines.
     #[arg(long, env = "NODE_NAME", global = true)]
     pub node_name: Option<String>,

@@ -51,7 +51,13 @@ pub struct Metrics {
     pub store_errors: IntCounter,
     /// Label sets seen per pod uid, to delete them after the pod is removed.
     series: HashMap<String, HashSet<SeriesKey>>,
+    /// Which of namespace, pod, uid, container are kept (`--metrics-pod-labels`); a dropped one
+    /// is exported empty (absent for Prometheus), which folds its series together.
+    keep: [bool; 4],
 }
+
+/// The pod label names, in the order of `PodLabels::values`.
+pub const POD_LABELS: [&str; 4] = ["namespace", "pod", "uid", "container"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct SeriesKey {
@@ -81,6 +87,12 @@ fn counter(reg: &Registry, name: &str, help: &str, extra: &[&str]) -> IntCounter
 
 impl Metrics {
     pub fn new(version: &str) -> Self {
+        Self::with_pod_labels(version, &POD_LABELS)
+    }
+
+    /// Keep only these pod labels on the per-pod families (cardinality control).
+    pub fn with_pod_labels(version: &str, keep: &[&str]) -> Self {
+        let keep = POD_LABELS.map(|l| keep.contains(&l));
         let registry = Registry::new_custom(Some("podlife".into()), None).expect("registry");
         let r = &registry;
         let reg = |c: Box<dyn prometheus::core::Collector>| r.register(c).expect("unique metric");
@@ -206,6 +218,7 @@ impl Metrics {
             ),
             registry,
             series: HashMap::new(),
+            keep,
         }
     }
 
@@ -221,11 +234,9 @@ impl Metrics {
             Family::Overrun => &self.grace_overruns,
             Family::Crash => &self.crashes,
         };
-        let all: Vec<&str> = labels
-            .values()
-            .into_iter()
-            .chain(extra.iter().copied())
-            .collect();
+        let values = labels.values();
+        let kept = (0..4).map(|i| if self.keep[i] { values[i] } else { "" });
+        let all: Vec<&str> = kept.chain(extra.iter().copied()).collect();
         vec.with_label_values(&all).inc();
         self.series
             .entry(labels.uid.clone())
@@ -373,6 +384,22 @@ mod tests {
         assert!(
             !text.contains("uid=\"u-1\""),
             "series of a removed pod remain:\n{text}"
+        );
+    }
+
+    #[test]
+    fn dropped_pod_labels_fold_series() {
+        let mut m = Metrics::with_pod_labels("test", &["namespace", "pod"]);
+        let mut other = labels();
+        other.uid = "u-2".into();
+        other.container = "sidecar".into();
+        for l in [labels(), other] {
+            m.observe(&l, &json!({"type": "ContainerStarted"}));
+        }
+        let text = m.encode();
+        assert!(
+            text.contains(r#"podlife_container_starts_total{container="",namespace="default",pod="web",uid=""} 2"#),
+            "{text}"
         );
     }
 }

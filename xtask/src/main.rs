@@ -36,7 +36,10 @@ fn main() -> Result<()> {
         "unit" => suites::unit(),
         "kernel" => suites::kernel(),
         "e2e" => suites::e2e(),
-        "bench" => suites::bench(&rest),
+        "bench" => {
+            setup::all()?;
+            suites::bench(&rest)
+        }
         "lint" => suites::lint(),
         "" | "help" | "-h" | "--help" => {
             print!("{HELP}");

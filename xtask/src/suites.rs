@@ -81,9 +81,10 @@ pub fn e2e() -> Result<()> {
 }
 
 pub fn bench(args: &[String]) -> Result<()> {
-    sh(cargo()
-        .args(["run", "--release", "-p", "podlife-bench", "--"])
-        .args(args))
+    require_root("bench")?;
+    setup::mount_tracefs()?;
+    sh(cargo().args(["build", "--release", "-p", "podlife", "-p", "podlife-bench"]))?;
+    sh(Command::new(root().join("target/release/podlife-bench")).args(args))
 }
 
 /// promtool checks and unit tests of the alert rules, and the dashboard's queries.

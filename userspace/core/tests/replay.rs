@@ -13,6 +13,7 @@ fn replay(name: &str) -> Vec<LifecycleEvent> {
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{path}:{}: {e}", i + 1));
         out.extend(engine.apply(&ev));
     }
+    out.extend(engine.flush());
     out
 }
 
@@ -205,7 +206,8 @@ fn neighbour_swaps_keep_the_story() {
         }
     }
     let mut engine = Engine::new(EngineConfig::default());
-    let out: Vec<LifecycleEvent> = events.iter().flat_map(|e| engine.apply(e)).collect();
+    let mut out: Vec<LifecycleEvent> = events.iter().flat_map(|e| engine.apply(e)).collect();
+    out.extend(engine.flush());
     let t = types(&out);
     for needed in [
         "PodAdmitted",

@@ -1,60 +1,177 @@
-//! Pod and container cgroups: PodAdmitted at mkdir of pod<uid>, a container entry at mkdir of
-//! its cgroup, PodRemoved at rmdir of pod<uid>, exec sessions recognised at attach.
+//! Pods and containers from cgroup directories: PodAdmitted at mkdir of `pod<uid>`, a container
+//! entry at mkdir of its cgroup, PodRemoved at rmdir of `pod<uid>`, processes placed into
+//! containers at attach. cgroup v2 (root 0) ids are the ones processes carry; v1 events are used
+//! only on a node without cgroup v2, by path and pid (their ids are another numbering).
 
 use super::*;
-use crate::cgroup_path;
+use crate::cgroup_path::{self, CgroupPath, Level};
+
+/// The parts of a cgroup event the rules use.
+struct CgroupEvent<'a> {
+    op: Op,
+    root: i32,
+    id: u64,
+    path: &'a str,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Mkdir,
+    Rmdir,
+    Attach(u32),
+}
+
+fn split(ev: &KernelEvent) -> Option<CgroupEvent<'_>> {
+    let (op, root, id, path) = match &ev.kind {
+        KernelEventKind::CgroupMkdir { root, id, path, .. } => (Op::Mkdir, *root, *id, path),
+        KernelEventKind::CgroupRmdir { root, id, path, .. } => (Op::Rmdir, *root, *id, path),
+        KernelEventKind::CgroupAttach {
+            root,
+            id,
+            path,
+            pid,
+            ..
+        } => (Op::Attach(*pid), *root, *id, path),
+        _ => return None,
+    };
+    Some(CgroupEvent { op, root, id, path })
+}
 
 impl Engine {
-    pub(super) fn on_mkdir(
+    pub(super) fn on_cgroup(&mut self, ev: &KernelEvent, out: &mut Vec<LifecycleEvent>) {
+        let Some(c) = split(ev) else {
+            return;
+        };
+        let Some(parsed) = cgroup_path::parse(c.path) else {
+            if cgroup_path::looks_like_pod_path(c.path) && c.op == Op::Mkdir {
+                self.failures.unparsed_path += 1;
+            }
+            return;
+        };
+        let v2 = c.root == 0;
+        match self.mode {
+            CgroupMode::V2 if !v2 => return,
+            CgroupMode::V1 if v2 => return,
+            CgroupMode::Auto if v2 => {
+                // A pod cgroup in v2: the node has cgroup v2; v1 events are duplicates.
+                self.mode = CgroupMode::V2;
+                self.v1_pending.clear();
+            }
+            CgroupMode::Auto => {
+                if self.v1_pending.len() >= self.cfg.max_buffered_events {
+                    self.v1_pending.remove(0);
+                    self.evictions.pending += 1;
+                }
+                self.v1_pending.push(ev.clone());
+                return;
+            }
+            _ => {}
+        }
+        self.apply_cgroup(ev.ts_ns, &c, &parsed, Source::Kernel, out);
+    }
+
+    /// In `Auto` mode, v1 events that waited long enough without any v2 pod cgroup: the node has
+    /// no cgroup v2, use them.
+    pub(super) fn decide_v1(&mut self, now: u64, out: &mut Vec<LifecycleEvent>) {
+        let due = self
+            .v1_pending
+            .first()
+            .is_some_and(|e| e.ts_ns.saturating_add(self.cfg.v1_fallback_delay_ns) <= now);
+        if self.mode != CgroupMode::Auto || !due {
+            return;
+        }
+        self.mode = CgroupMode::V1;
+        for ev in std::mem::take(&mut self.v1_pending) {
+            self.process(&ev, out);
+        }
+    }
+
+    fn apply_cgroup(
         &mut self,
         ts: u64,
-        id: u64,
-        path: &str,
+        c: &CgroupEvent<'_>,
+        p: &CgroupPath,
         source: Source,
         out: &mut Vec<LifecycleEvent>,
     ) {
-        let Some(p) = cgroup_path::parse(path) else {
-            return;
-        };
-        if p.level == cgroup_path::Level::Other {
-            return;
-        }
-        if !self.pods.contains_key(&p.pod_uid) {
-            self.new_pod(&p.pod_uid, Some(p.qos));
-            let mut e = self.event(ts, &p.pod_uid, None, LifecycleKind::PodAdmitted);
-            e.source = source;
-            out.push(e);
-        }
-        if p.container_id.is_none() {
-            self.cgroup_paths
-                .insert(p.pod_uid.clone(), path.trim_end_matches('/').to_string());
-        }
-        if let Some(cid) = &p.container_id {
-            if !self.containers.contains_key(cid) {
-                self.new_container(cid, &p.pod_uid, ts);
+        // Register what the path names first: an attach or rmdir whose mkdir came late (or was
+        // before the agent) still creates the pod and the container.
+        if c.op != Op::Rmdir || self.pods.contains_key(&p.pod_uid) {
+            self.ensure_pod(ts, p, source, out);
+            if p.level == Level::Container {
+                if let Some(cid) = &p.container_id {
+                    self.ensure_container(cid, &p.pod_uid, ts);
+                }
             }
         }
-        if !self.cgroups.contains_key(&id) {
-            if self.cgroups.len() >= self.cfg.max_cgroups {
-                if let Some(old) = self.cgroup_order.pop_front() {
-                    self.cgroups.remove(&old);
-                    self.evictions.cgroups += 1;
+        let ids_comparable = self.mode != CgroupMode::V1 || source == Source::Bootstrap;
+        let names_something = p.level != Level::Other || p.container_id.is_some();
+        if ids_comparable && names_something && self.pods.contains_key(&p.pod_uid) {
+            self.register_cgroup(c.id, p);
+        }
+        match c.op {
+            Op::Mkdir => {
+                if p.level == Level::Pod {
+                    self.pod_paths
+                        .insert(p.pod_uid.clone(), c.path.trim_end_matches('/').to_string());
                 }
+            }
+            Op::Rmdir => self.on_rmdir(ts, c.id, p, out),
+            Op::Attach(pid) => self.on_attach(ts, p, pid),
+        }
+    }
+
+    fn register_cgroup(&mut self, id: u64, p: &CgroupPath) {
+        if !self.cgroups.contains_key(&id) {
+            while self.cgroups.len() >= self.cfg.max_cgroups.max(1) {
+                let Some(old) = self.evict_cgroup_candidate() else {
+                    break;
+                };
+                self.cgroups.remove(&old);
+                self.evictions.cgroups += 1;
             }
             self.cgroup_order.push_back(id);
         }
         self.cgroups.insert(
             id,
             Cgroup {
-                pod_uid: p.pod_uid,
-                container_id: p.container_id,
+                pod_uid: p.pod_uid.clone(),
+                container_id: p.container_id.clone(),
                 removed_ns: None,
             },
         );
     }
 
-    pub(super) fn new_pod(&mut self, uid: &str, qos: Option<cgroup_path::Qos>) {
-        if self.pods.len() >= self.cfg.max_pods {
+    fn evict_cgroup_candidate(&mut self) -> Option<u64> {
+        let removed = self
+            .cgroup_order
+            .iter()
+            .position(|id| self.cgroups.get(id).is_some_and(|c| c.removed_ns.is_some()));
+        match removed {
+            Some(i) => self.cgroup_order.remove(i),
+            None => self.cgroup_order.pop_front(),
+        }
+    }
+
+    fn ensure_pod(
+        &mut self,
+        ts: u64,
+        p: &CgroupPath,
+        source: Source,
+        out: &mut Vec<LifecycleEvent>,
+    ) {
+        if let Some(pod) = self.pods.get_mut(&p.pod_uid) {
+            pod.qos.get_or_insert(p.qos);
+            return;
+        }
+        self.new_pod(&p.pod_uid, Some(p.qos), ts);
+        let mut e = self.event(ts, &p.pod_uid, None, LifecycleKind::PodAdmitted);
+        e.source = source;
+        out.push(e);
+    }
+
+    pub(super) fn new_pod(&mut self, uid: &str, qos: Option<cgroup_path::Qos>, ts: u64) {
+        while self.pods.len() >= self.cfg.max_pods.max(1) {
             // Oldest removed pod first, else the oldest pod.
             let victim = self
                 .pod_order
@@ -62,32 +179,37 @@ impl Engine {
                 .find(|u| self.pods.get(*u).is_some_and(|p| p.removed_ns.is_some()))
                 .or_else(|| self.pod_order.front())
                 .cloned();
-            if let Some(v) = victim {
-                self.forget_pod(&v);
-                self.evictions.pods += 1;
-            }
+            let Some(v) = victim else {
+                break;
+            };
+            self.forget_pod(&v);
+            self.evictions.pods += 1;
         }
+        let meta = self.pending_pod_meta.remove(uid).unwrap_or_default();
         self.pods.insert(
             uid.to_string(),
             Pod {
                 qos,
-                meta: PodMeta::default(),
+                meta,
                 state: PodState::Pending,
+                admitted_ns: ts,
                 removed_ns: None,
                 containers: Vec::new(),
                 sandbox_id: None,
-                last_exit: HashMap::new(),
+                restarts: HashMap::new(),
                 events: VecDeque::new(),
             },
         );
         self.pod_order.push_back(uid.to_string());
     }
 
-    pub(super) fn new_container(&mut self, cid: &str, pod_uid: &str, ts: u64) {
-        if self.containers.len() >= self.cfg.max_containers {
-            if let Some(old) = self.container_order.pop_front() {
-                self.containers.remove(&old);
-                self.evictions.containers += 1;
+    pub(super) fn ensure_container(&mut self, cid: &str, pod_uid: &str, ts: u64) {
+        if self.containers.contains_key(cid) {
+            return;
+        }
+        while self.containers.len() >= self.cfg.max_containers.max(1) {
+            if !self.evict_container() {
+                break;
             }
         }
         self.containers.insert(
@@ -96,8 +218,10 @@ impl Engine {
                 pod_uid: pod_uid.to_string(),
                 meta: ContainerMeta::default(),
                 created_ns: ts,
+                cgroup_removed_ns: None,
                 creates_namespaces: false,
                 joins_namespaces: false,
+                created_emitted: false,
                 init_pid: None,
                 argv: Vec::new(),
                 started_ns: None,
@@ -116,59 +240,83 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_rmdir(&mut self, ts: u64, id: u64, path: &str, out: &mut Vec<LifecycleEvent>) {
+    fn on_rmdir(&mut self, ts: u64, id: u64, p: &CgroupPath, out: &mut Vec<LifecycleEvent>) {
         if let Some(c) = self.cgroups.get_mut(&id) {
             c.removed_ns = Some(ts);
         }
-        let Some(p) = cgroup_path::parse(path) else {
-            return;
-        };
-        if p.level != cgroup_path::Level::Pod {
-            return;
-        }
-        let Some(pod) = self.pods.get_mut(&p.pod_uid) else {
-            return;
-        };
-        if pod.removed_ns.is_none() {
-            pod.removed_ns = Some(ts);
-            pod.state = PodState::Removed;
-            out.push(self.event(ts, &p.pod_uid, None, LifecycleKind::PodRemoved));
-        }
-    }
-
-    /// A process moved into a container cgroup. When the container already runs, this is
-    /// `runc exec` placing an exec session (probe or kubectl exec).
-    pub(super) fn on_attach(&mut self, _ts: u64, id: u64, path: &str, pid: u32) {
-        let cid = match self.cgroups.get(&id) {
-            Some(c) => c.container_id.clone(),
-            None => cgroup_path::parse(path).and_then(|p| p.container_id),
-        };
-        let Some(cid) = cid else {
-            return;
-        };
-        let running = self
-            .containers
-            .get(&cid)
-            .is_some_and(|c| c.init_pid.is_some() && c.exited_ns.is_none());
-        let p = self.proc_mut(pid, "");
-        p.container_id = Some(cid);
-        if running {
-            p.joined_mnt = true;
-        }
-    }
-
-    /// A cgroup that existed before the agent started.
-    pub fn bootstrap_cgroup(&mut self, id: u64, path: &str, now_ns: u64) -> Vec<LifecycleEvent> {
-        let mut out = Vec::new();
-        self.on_mkdir(now_ns, id, path, Source::Bootstrap, &mut out);
-        self.record(&out);
-        if let Some(cid) = cgroup_path::parse(path).and_then(|p| p.container_id) {
-            if let Some(pod) = self.containers.get(&cid).map(|c| c.pod_uid.clone()) {
-                if let Some(p) = self.pods.get_mut(&pod) {
-                    p.state = PodState::Running;
+        match p.level {
+            Level::Container => {
+                if let Some(c) = p
+                    .container_id
+                    .as_ref()
+                    .and_then(|c| self.containers.get_mut(c))
+                {
+                    c.cgroup_removed_ns.get_or_insert(ts);
                 }
             }
+            Level::Pod => {
+                let Some(pod) = self.pods.get_mut(&p.pod_uid) else {
+                    return;
+                };
+                if pod.removed_ns.is_none() {
+                    pod.removed_ns = Some(ts);
+                    pod.state = PodState::Removed;
+                    out.push(self.event(ts, &p.pod_uid, None, LifecycleKind::PodRemoved));
+                }
+            }
+            Level::Other => {}
         }
+    }
+
+    /// A process moved into a container cgroup. Into a running container that is how
+    /// `runc exec` places an exec session (probe or kubectl exec).
+    fn on_attach(&mut self, ts: u64, p: &CgroupPath, pid: u32) {
+        let Some(cid) = p.container_id.clone() else {
+            return;
+        };
+        if self.exited.get(&pid).is_some_and(|&t| t >= ts) {
+            return;
+        }
+        let running = self.containers.get(&cid).is_some_and(Container::running);
+        let proc = self.proc_mut(pid, "", ts);
+        proc.placeholder = false;
+        proc.container_id = Some(cid);
+        if running && proc.role == SessionRole::None {
+            proc.role = SessionRole::Candidate;
+        }
+    }
+
+    /// A cgroup that existed before the agent started (the agent walks the cgroup v2 tree,
+    /// or a v1 hierarchy on a node without v2: ids are then the walked hierarchy's).
+    pub fn bootstrap_cgroup(&mut self, id: u64, path: &str, now_ns: u64) -> Vec<LifecycleEvent> {
+        let mut out = Vec::new();
+        let Some(p) = cgroup_path::parse(path) else {
+            return out;
+        };
+        let c = CgroupEvent {
+            op: Op::Mkdir,
+            root: 0,
+            id,
+            path,
+        };
+        self.apply_cgroup(now_ns, &c, &p, Source::Bootstrap, &mut out);
+        if let Some(pod) = self.pods.get_mut(&p.pod_uid) {
+            if p.level == Level::Container && pod.state == PodState::Pending {
+                pod.state = PodState::Running;
+            }
+        }
+        self.record(&out);
         out
+    }
+
+    pub(super) fn forget_pod(&mut self, uid: &str) {
+        self.pod_paths.remove(uid);
+        if let Some(p) = self.pods.remove(uid) {
+            for c in p.containers {
+                self.containers.remove(&c);
+            }
+        }
+        self.cgroups.retain(|_, c| c.pod_uid != uid);
+        self.pod_order.retain(|u| u != uid);
     }
 }

@@ -1,20 +1,32 @@
 //! The correlation engine: a synchronous state machine from kernel events to pod lifecycle
 //! events. `apply` for each kernel event, `expire` on a timer; time only from the events and
 //! the caller (no clock of its own), so tests replay recorded sequences without sleeping.
+//!
+//! Rule families live in their own files: `cgroups` (pods and containers from cgroup
+//! directories), `namespaces` (sandbox vs app vs exec evidence), `start` (forks and execs:
+//! containers and sandboxes starting, restarts), `exit` (container and sandbox ends),
+//! `exec_session` (probes and kubectl exec), `signals` (stop requests, ignored stop signals,
+//! grace overruns, OOM kills), `bootstrap` (state found at agent start, metadata), `restore`,
+//! `evict` (bounds and retention), `queries`.
 
+mod bootstrap;
 mod cgroups;
-
+mod evict;
+mod exec_session;
+mod exit;
 pub mod model;
-mod process;
+mod namespaces;
 mod queries;
 mod restore;
 mod signals;
+mod start;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
-pub use crate::lifecycle::*;
 pub use model::*;
 pub use queries::{ContainerSummary, PodSummary};
+
+pub use crate::lifecycle::*;
 
 use crate::kernel_event::{KernelEvent, KernelEventKind};
 
@@ -27,12 +39,29 @@ pub struct Engine {
     cgroups: HashMap<u64, Cgroup>,
     cgroup_order: VecDeque<u64>,
     procs: HashMap<u32, Proc>,
+    /// (pid, seq) in insertion order; stale entries are skipped at eviction.
+    proc_order: VecDeque<(u32, u64)>,
+    /// Recently exited pids → exit time (late forks and execs of them are not revived).
+    exited: HashMap<u32, u64>,
+    exited_order: VecDeque<(u32, u64)>,
+    sessions: HashMap<u32, ExecSession>,
     /// Pod uid → its cgroup path as the kernel reported it (any driver's layout).
-    cgroup_paths: HashMap<String, String>,
-    /// Metadata of containers not created yet.
+    pod_paths: HashMap<String, String>,
+    /// Metadata of containers and pods not seen yet.
     pending_meta: HashMap<String, ContainerMeta>,
-    /// Scope of recent OOM kills by victim pid, told by the agent from cgroupfs counters.
+    pending_pod_meta: HashMap<String, PodMeta>,
+    /// Scope of OOM kills by victim pid, told by the agent from cgroupfs counters.
     oom_scope_hints: HashMap<u32, String>,
+    /// OOM kills derived without a scope hint: victim pid → (pod, ts), for a late hint.
+    recent_ooms: HashMap<u32, (String, u64)>,
+    /// Kernel events waiting for the reorder window, by (ts, arrival).
+    buffer: BTreeMap<(u64, u64), KernelEvent>,
+    /// v1 cgroup events held while the engine does not know whether the node has cgroup v2.
+    v1_pending: Vec<KernelEvent>,
+    mode: CgroupMode,
+    max_ts: u64,
+    seq: u64,
+    last_sweep_ns: u64,
     evictions: Evictions,
     failures: AttributionFailures,
 }
@@ -40,6 +69,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Self {
         Self {
+            mode: cfg.cgroup_mode,
             cfg,
             pods: HashMap::new(),
             pod_order: VecDeque::new(),
@@ -48,29 +78,101 @@ impl Engine {
             cgroups: HashMap::new(),
             cgroup_order: VecDeque::new(),
             procs: HashMap::new(),
-            cgroup_paths: HashMap::new(),
+            proc_order: VecDeque::new(),
+            exited: HashMap::new(),
+            exited_order: VecDeque::new(),
+            sessions: HashMap::new(),
+            pod_paths: HashMap::new(),
             pending_meta: HashMap::new(),
+            pending_pod_meta: HashMap::new(),
             oom_scope_hints: HashMap::new(),
+            recent_ooms: HashMap::new(),
+            buffer: BTreeMap::new(),
+            v1_pending: Vec::new(),
+            max_ts: 0,
+            seq: 0,
+            last_sweep_ns: 0,
             evictions: Evictions::default(),
             failures: AttributionFailures::default(),
         }
     }
 
-    /// Derive lifecycle events from one kernel event.
+    /// Take one kernel event. Returns the lifecycle events derived from the kernel events that
+    /// left the reorder window with it, in order.
     pub fn apply(&mut self, ev: &KernelEvent) -> Vec<LifecycleEvent> {
-        let out = self.derive(ev);
+        let mut out = Vec::new();
+        self.max_ts = self.max_ts.max(ev.ts_ns);
+        if self.cfg.reorder_window_ns == 0 {
+            self.process(ev, &mut out);
+        } else {
+            self.seq += 1;
+            self.buffer.insert((ev.ts_ns, self.seq), ev.clone());
+            let until = self.max_ts.saturating_sub(self.cfg.reorder_window_ns);
+            self.release(until, &mut out);
+            while self.buffer.len() > self.cfg.max_buffered_events {
+                self.evictions.buffered_events += 1;
+                if let Some((_, e)) = self.buffer.pop_first() {
+                    self.process(&e, &mut out);
+                }
+            }
+        }
         self.record(&out);
         out
     }
 
-    /// Process everything held back for reordering (nothing yet: events apply at once).
+    /// Apply everything still held back (reorder buffer, v1 events waiting for a decision).
     pub fn flush(&mut self) -> Vec<LifecycleEvent> {
-        Vec::new()
+        let mut out = Vec::new();
+        self.release(u64::MAX, &mut out);
+        self.decide_v1(u64::MAX, &mut out);
+        self.record(&out);
+        out
+    }
+
+    /// Time-based work at `now_ns` (monotonic): release buffered events older than the reorder
+    /// window, settle the cgroup mode, drop state past its retention.
+    pub fn expire(&mut self, now_ns: u64) -> Vec<LifecycleEvent> {
+        let mut out = Vec::new();
+        self.release(now_ns.saturating_sub(self.cfg.reorder_window_ns), &mut out);
+        self.decide_v1(now_ns, &mut out);
+        self.record(&out);
+        self.sweep(now_ns);
+        out
+    }
+
+    fn release(&mut self, until: u64, out: &mut Vec<LifecycleEvent>) {
+        while self
+            .buffer
+            .first_key_value()
+            .is_some_and(|((ts, _), _)| *ts <= until)
+        {
+            if let Some((_, e)) = self.buffer.pop_first() {
+                self.process(&e, out);
+            }
+        }
+    }
+
+    /// One kernel event, in order.
+    fn process(&mut self, ev: &KernelEvent, out: &mut Vec<LifecycleEvent>) {
+        self.decide_v1(ev.ts_ns, out);
+        match &ev.kind {
+            KernelEventKind::CgroupMkdir { .. }
+            | KernelEventKind::CgroupRmdir { .. }
+            | KernelEventKind::CgroupAttach { .. } => self.on_cgroup(ev, out),
+            KernelEventKind::Fork { child_tgid, .. } => self.on_fork(ev, *child_tgid),
+            KernelEventKind::Exec { filename, argv, .. } => self.on_exec(ev, filename, argv, out),
+            KernelEventKind::Exit { status } => self.on_exit(ev, *status, out),
+            KernelEventKind::Setns { nstype, ret, .. } => self.on_setns(ev, *nstype, *ret, out),
+            KernelEventKind::Unshare { flags } => self.on_unshare(ev, *flags),
+            KernelEventKind::SignalGenerate { .. } => self.on_signal(ev, out),
+            KernelEventKind::OomVictim { .. } => self.on_oom(ev, out),
+            KernelEventKind::SignalDeliver { .. } => {}
+        }
     }
 
     /// Keep derived events on their pod's timeline (bounded per pod).
     fn record(&mut self, out: &[LifecycleEvent]) {
-        let max = self.cfg.max_events_per_pod;
+        let max = self.cfg.max_events_per_pod.max(1);
         for e in out {
             if let Some(p) = self.pods.get_mut(&e.pod_uid) {
                 if p.events.len() >= max {
@@ -79,116 +181,6 @@ impl Engine {
                 }
                 p.events.push_back(e.clone());
             }
-        }
-    }
-
-    fn derive(&mut self, ev: &KernelEvent) -> Vec<LifecycleEvent> {
-        let mut out = Vec::new();
-        match &ev.kind {
-            KernelEventKind::CgroupMkdir { root, id, path, .. } if *root == 0 => {
-                self.on_mkdir(ev.ts_ns, *id, path, Source::Kernel, &mut out)
-            }
-            KernelEventKind::CgroupRmdir { root, id, path, .. } if *root == 0 => {
-                self.on_rmdir(ev.ts_ns, *id, path, &mut out)
-            }
-            KernelEventKind::CgroupAttach {
-                root,
-                id,
-                path,
-                pid,
-                ..
-            } if *root == 0 => self.on_attach(ev.ts_ns, *id, path, *pid),
-            KernelEventKind::Fork { child_tgid, .. } => self.on_fork(ev, *child_tgid),
-            KernelEventKind::Exec { filename, argv, .. } => {
-                self.on_exec(ev, filename, argv, &mut out)
-            }
-            KernelEventKind::Exit { status } => self.on_exit(ev, *status, &mut out),
-            KernelEventKind::Setns { nstype, ret, .. } => self.on_setns(ev, *nstype, *ret),
-            KernelEventKind::Unshare { flags } => self.on_unshare(ev, *flags),
-            KernelEventKind::SignalGenerate {
-                sig,
-                target_pid,
-                code,
-                result,
-                ..
-            } => self.on_signal(ev, *sig, *target_pid, *code, *result, &mut out),
-            KernelEventKind::OomVictim { .. } => self.on_oom(ev, &mut out),
-            _ => {}
-        }
-        out
-    }
-
-    /// Drop what is past retention: removed pods and their containers and cgroups.
-    pub fn expire(&mut self, now_ns: u64) -> Vec<LifecycleEvent> {
-        let keep = self.cfg.removed_retention_ns;
-        let old: Vec<String> = self
-            .pods
-            .iter()
-            .filter(|(_, p)| {
-                p.removed_ns
-                    .is_some_and(|t| now_ns.saturating_sub(t) > keep)
-            })
-            .map(|(u, _)| u.clone())
-            .collect();
-        for uid in old {
-            self.forget_pod(&uid);
-        }
-        self.cgroups.retain(|_, c| {
-            c.removed_ns
-                .is_none_or(|t| now_ns.saturating_sub(t) <= keep)
-        });
-        let signal_keep = self.cfg.signal_retention_ns;
-        for p in self.procs.values_mut() {
-            if p.kill
-                .as_ref()
-                .is_some_and(|k| now_ns.saturating_sub(k.ts) > signal_keep)
-            {
-                p.kill = None;
-            }
-        }
-        Vec::new()
-    }
-
-    fn forget_pod(&mut self, uid: &str) {
-        self.cgroup_paths.remove(uid);
-        if let Some(p) = self.pods.remove(uid) {
-            for c in p.containers {
-                self.containers.remove(&c);
-            }
-        }
-        self.pod_order.retain(|u| u != uid);
-    }
-
-    /// The agent read cgroupfs counters at an OOM kill and tells which limit fired.
-    pub fn set_oom_scope_hint(&mut self, victim_pid: u32, scope: &str) {
-        if self.oom_scope_hints.len() > 1024 {
-            self.oom_scope_hints.clear();
-        }
-        self.oom_scope_hints.insert(victim_pid, scope.to_string());
-    }
-
-    pub fn set_container_metadata(&mut self, container_id: &str, meta: ContainerMeta) {
-        let Some(c) = self.containers.get_mut(container_id) else {
-            // Known before its cgroup: kept until the container appears (bounded).
-            if self.pending_meta.len() < 1024 {
-                self.pending_meta.insert(container_id.to_string(), meta);
-            }
-            return;
-        };
-        if let Some(pod) = self.pods.get_mut(&c.pod_uid) {
-            if pod.meta.name.is_none() {
-                pod.meta.name.clone_from(&meta.pod_name);
-            }
-            if pod.meta.namespace.is_none() {
-                pod.meta.namespace.clone_from(&meta.namespace);
-            }
-        }
-        c.meta = meta;
-    }
-
-    pub fn set_pod_metadata(&mut self, uid: &str, meta: PodMeta) {
-        if let Some(p) = self.pods.get_mut(uid) {
-            p.meta = meta;
         }
     }
 
@@ -212,25 +204,44 @@ impl Engine {
         }
     }
 
-    fn proc_mut(&mut self, tgid: u32, comm: &str) -> &mut Proc {
-        if !self.procs.contains_key(&tgid) && self.procs.len() >= self.cfg.max_processes {
-            self.evict_process();
-        }
-        self.procs.entry(tgid).or_insert_with(|| Proc::new(0, comm))
+    /// The container a kernel event's current task belongs to: its cgroup at the time of the
+    /// event (v2), else what attach, fork and exec told about the process.
+    fn container_of(&self, tgid: u32, cgroup_id: u64) -> Option<String> {
+        let by_cgroup = || {
+            (self.mode != CgroupMode::V1)
+                .then(|| self.cgroups.get(&cgroup_id))
+                .flatten()
+                .and_then(|c| c.container_id.clone())
+        };
+        by_cgroup().or_else(|| self.procs.get(&tgid).and_then(|p| p.container_id.clone()))
     }
 
-    /// Processes are evicted oldest pid first among those without a container, else any.
-    fn evict_process(&mut self) {
-        let victim = self
-            .procs
-            .iter()
-            .filter(|(_, p)| p.container_id.is_none())
-            .map(|(k, _)| *k)
-            .min()
-            .or_else(|| self.procs.keys().min().copied());
-        if let Some(v) = victim {
-            self.procs.remove(&v);
-            self.evictions.processes += 1;
+    /// The process entry of `tgid`, created (and the oldest evicted at the bound) if new.
+    fn proc_mut(&mut self, tgid: u32, comm: &str, ts: u64) -> &mut Proc {
+        if !self.procs.contains_key(&tgid) {
+            while self.procs.len() >= self.cfg.max_processes.max(1) {
+                if !self.evict_oldest_process() {
+                    break;
+                }
+            }
+            self.seq += 1;
+            self.proc_order.push_back((tgid, self.seq));
+            self.procs.insert(tgid, Proc::new(comm, ts, self.seq));
         }
+        self.procs.get_mut(&tgid).expect("inserted above")
+    }
+
+    /// The agent read cgroupfs counters at an OOM kill and tells which limit fired
+    /// (`container`, `pod`, `node`). Before the OOM event is applied it is used for it; after,
+    /// it corrects the scope of the OOMKill already on the timeline.
+    pub fn set_oom_scope_hint(&mut self, victim_pid: u32, scope: &str) {
+        if self.fix_oom_scope(victim_pid, scope) {
+            return;
+        }
+        if self.oom_scope_hints.len() >= 1024 {
+            self.oom_scope_hints.clear();
+            self.evictions.pending += 1;
+        }
+        self.oom_scope_hints.insert(victim_pid, scope.to_string());
     }
 }

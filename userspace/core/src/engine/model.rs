@@ -1,11 +1,24 @@
-//! What the engine knows about pods, containers and processes.
+//! What the engine knows about pods, containers and processes, and its limits.
 
 use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup_path::Qos;
-use crate::lifecycle::Sender;
+use crate::lifecycle::{LifecycleEvent, Sender};
+
+const SEC: u64 = 1_000_000_000;
+
+/// Which cgroup hierarchy attributes processes. `Auto`: cgroup v2 as soon as a pod cgroup shows
+/// up there; v1 events are held back and used only when no v2 pod cgroup appears (pure v1 node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupMode {
+    #[default]
+    Auto,
+    V2,
+    V1,
+}
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -13,16 +26,32 @@ pub struct EngineConfig {
     pub max_containers: usize,
     pub max_processes: usize,
     pub max_cgroups: usize,
-    /// Removed pods and their containers are kept this long (late events still resolve).
-    pub removed_retention_ns: u64,
-    /// Signal facts (who sent what to whom) are kept this long waiting for the exit.
-    pub signal_retention_ns: u64,
-    /// A command that runs this many times in one container is taken for a probe.
-    pub probe_recurrence: u32,
+    /// Exec sessions (probes, kubectl exec) running at once.
+    pub max_exec_sessions: usize,
     /// Derived events kept per pod for its timeline.
     pub max_events_per_pod: usize,
+    /// Kernel events held in the reorder buffer at most.
+    pub max_buffered_events: usize,
+    /// Removed pods (and their containers) are kept this long: late events still resolve and
+    /// their timelines are still served.
+    pub removed_pod_retention_ns: u64,
+    /// Exited processes are remembered this long (a late fork of an exited pid is not revived).
+    pub exited_process_retention_ns: u64,
+    /// Signal facts (who sent what to whom) wait this long for the exit they explain.
+    pub signal_retention_ns: u64,
+    /// Kernel events are applied in timestamp order within this window (events of different
+    /// CPUs reach the ring buffer slightly out of order). 0 applies each event at once.
+    pub reorder_window_ns: u64,
+    /// In `CgroupMode::Auto`, how long v1 cgroup events wait for a v2 one before the engine
+    /// decides the node has no cgroup v2.
+    pub v1_fallback_delay_ns: u64,
+    /// A command run this many times in one container is taken for an exec probe...
+    pub probe_recurrence: u32,
+    /// ... when each run follows the previous within this long.
+    pub probe_recurrence_window_ns: u64,
     /// Node name put on timelines.
     pub node_name: Option<String>,
+    pub cgroup_mode: CgroupMode,
 }
 
 impl Default for EngineConfig {
@@ -32,11 +61,18 @@ impl Default for EngineConfig {
             max_containers: 50_000,
             max_processes: 200_000,
             max_cgroups: 60_000,
-            removed_retention_ns: 10 * 60 * 1_000_000_000,
-            signal_retention_ns: 10 * 60 * 1_000_000_000,
-            probe_recurrence: 2,
+            max_exec_sessions: 10_000,
             max_events_per_pod: 2_000,
+            max_buffered_events: 65_536,
+            removed_pod_retention_ns: 10 * 60 * SEC,
+            exited_process_retention_ns: 30 * SEC,
+            signal_retention_ns: 10 * 60 * SEC,
+            reorder_window_ns: 5_000_000,
+            v1_fallback_delay_ns: SEC,
+            probe_recurrence: 2,
+            probe_recurrence_window_ns: 10 * 60 * SEC,
             node_name: None,
+            cgroup_mode: CgroupMode::Auto,
         }
     }
 }
@@ -61,6 +97,15 @@ impl ContainerKind {
     }
 }
 
+/// An exec probe of a pod spec.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExecProbe {
+    /// `liveness`, `readiness`, `startup`.
+    pub probe_type: String,
+    pub argv: Vec<String>,
+    pub timeout_s: Option<f64>,
+}
+
 /// Names and facts from the runtime (OCI bundle annotations, CRI) or the API server.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContainerMeta {
@@ -70,6 +115,10 @@ pub struct ContainerMeta {
     pub container_name: Option<String>,
     pub kind: Option<ContainerKind>,
     pub grace_period_s: Option<f64>,
+    /// Exec probes of this container.
+    pub probes: Vec<ExecProbe>,
+    /// The kubelet's restart count of this container, when the runtime tells it.
+    pub attempt: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -81,6 +130,7 @@ pub struct PodMeta {
     pub exec_probes: Vec<(String, String, Vec<String>)>,
 }
 
+/// A process found in /proc at agent start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootstrapProcess {
     pub tgid: u32,
@@ -88,6 +138,7 @@ pub struct BootstrapProcess {
     pub cgroup_id: u64,
     pub comm: String,
     pub argv: Vec<String>,
+    /// Start time on the monotonic clock.
     pub start_ns: u64,
 }
 
@@ -112,19 +163,29 @@ impl PodState {
     }
 }
 
+/// Restart bookkeeping of one container identity (name, else argv) in a pod.
+#[derive(Debug, Clone, Default)]
+pub struct RestartState {
+    /// Exit of the last instance, until the next instance starts.
+    pub last_exit_ns: Option<u64>,
+    pub attempt: u32,
+    /// Back-off delays seen so far (last few).
+    pub backoffs: Vec<f64>,
+}
+
 pub struct Pod {
     pub qos: Option<Qos>,
     pub meta: PodMeta,
     pub state: PodState,
+    pub admitted_ns: u64,
     pub removed_ns: Option<u64>,
     /// Container ids in creation order.
     pub containers: Vec<String>,
-    /// The pod's sandbox container, once known.
+    /// The pod's current sandbox container, once known.
     pub sandbox_id: Option<String>,
-    /// Last exit per restart key (name, else argv): (exit ts, attempt, backoffs so far).
-    pub last_exit: HashMap<String, (u64, u32, Vec<f64>)>,
+    pub restarts: HashMap<String, RestartState>,
     /// Derived events of this pod, in derivation order.
-    pub events: VecDeque<super::LifecycleEvent>,
+    pub events: VecDeque<LifecycleEvent>,
 }
 
 /// The runtime asked the container to stop.
@@ -134,27 +195,40 @@ pub struct StopRequest {
     pub sig: i32,
 }
 
+/// Runs of one command in a container (probe recognition).
+#[derive(Debug, Clone, Default)]
+pub struct ExecStats {
+    pub runs: u32,
+    pub consecutive_failures: u32,
+    pub last_ns: u64,
+}
+
 pub struct Container {
     pub pod_uid: String,
     pub meta: ContainerMeta,
     pub created_ns: u64,
-    /// Namespace evidence: a process of this container created IPC/UTS namespaces.
+    pub cgroup_removed_ns: Option<u64>,
+    /// Namespace evidence: the runtime child created IPC/UTS/NET namespaces (a sandbox) ...
     pub creates_namespaces: bool,
-    /// ... or joined another container's.
+    /// ... or joined another container's (an app or init container).
     pub joins_namespaces: bool,
+    pub created_emitted: bool,
     pub init_pid: Option<u32>,
     pub argv: Vec<String>,
     pub started_ns: Option<u64>,
     pub exited_ns: Option<u64>,
     pub stop: Option<StopRequest>,
     pub attempt: u32,
-    /// Recurring exec commands: argv → (runs, consecutive failures).
-    pub exec_counts: HashMap<Vec<String>, (u32, u32)>,
+    pub exec_counts: HashMap<Vec<String>, ExecStats>,
 }
 
 impl Container {
     pub fn is_sandbox(&self) -> bool {
         self.meta.kind == Some(ContainerKind::Sandbox)
+    }
+
+    pub fn running(&self) -> bool {
+        self.init_pid.is_some() && self.exited_ns.is_none()
     }
 
     pub fn state(&self) -> &'static str {
@@ -168,14 +242,29 @@ impl Container {
     }
 }
 
-/// What we remember of a fatal signal sent to a process, until it exits.
+/// A fatal-looking signal sent to a process, kept until it exits.
 #[derive(Debug, Clone)]
 pub struct Kill {
     pub ts: u64,
     pub sig: i32,
     pub sender: Sender,
-    /// si_code SI_KERNEL.
-    pub by_kernel: bool,
+    pub code: i32,
+    /// The sender is a container runtime or shim outside the target's container.
+    pub from_runtime: bool,
+}
+
+/// Where a process stands with respect to exec sessions (probes, kubectl exec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionRole {
+    #[default]
+    None,
+    /// Joined a container's mount namespace from outside (runc exec's children), or was placed
+    /// into a running container's cgroup: its first real exec starts a session.
+    Candidate,
+    /// Ran the session's command: its exit ends the session.
+    Leader,
+    /// Forked by a session's command.
+    Member,
 }
 
 pub struct Proc {
@@ -183,30 +272,46 @@ pub struct Proc {
     pub parent: u32,
     pub comm: String,
     pub argv: Vec<String>,
-    /// This process (or the runtime child that forked it) joined a container's mount
-    /// namespace with setns: it is an exec session (probe, kubectl exec), not the init.
-    pub joined_mnt: bool,
-    pub exec_started_ns: Option<u64>,
+    /// CLONE_NEW* bits of namespaces joined with setns (inherited by children).
+    pub joined_ns: u64,
+    pub role: SessionRole,
     pub oom: bool,
     pub kill: Option<Kill>,
+    /// Known only from a signal or OOM naming it (no fork, exec or attach seen yet).
+    pub placeholder: bool,
+    pub seen_ns: u64,
+    /// Insertion stamp for oldest-first eviction.
+    pub seq: u64,
 }
 
 impl Proc {
-    pub fn new(parent: u32, comm: &str) -> Self {
+    pub fn new(comm: &str, seen_ns: u64, seq: u64) -> Self {
         Self {
             container_id: None,
-            parent,
+            parent: 0,
             comm: comm.to_string(),
             argv: Vec::new(),
-            joined_mnt: false,
-            exec_started_ns: None,
+            joined_ns: 0,
+            role: SessionRole::None,
             oom: false,
             kill: None,
+            placeholder: false,
+            seen_ns,
+            seq,
         }
     }
 }
 
-/// A cgroup directory of a pod or a container (cgroup v2 id).
+/// A running exec session.
+#[derive(Debug, Clone)]
+pub struct ExecSession {
+    pub container_id: String,
+    pub started_ns: u64,
+    pub argv: Vec<String>,
+    pub seq: u64,
+}
+
+/// A pod or container cgroup directory (cgroup v2 id, or a v1 id on a pure v1 node).
 #[derive(Debug, Clone)]
 pub struct Cgroup {
     pub pod_uid: String,
@@ -222,16 +327,22 @@ pub struct Evictions {
     pub processes: u64,
     pub cgroups: u64,
     pub events: u64,
+    pub exec_sessions: u64,
+    pub pending: u64,
+    pub buffered_events: u64,
 }
 
+/// Events the engine could not tie to a pod, by the stage that failed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct AttributionFailures {
-    /// Events of a cgroup id the engine never saw created.
+    /// Events from a cgroup id the engine never saw created.
     pub unknown_cgroup: u64,
-    /// Exits/signals of processes never seen.
+    /// Signals and OOM kills naming processes never seen.
     pub unknown_process: u64,
     /// OOM victims that could not be tied to a container.
     pub oom_unattributed: u64,
+    /// cgroup events under kubepods whose path the grammar does not know.
+    pub unparsed_path: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -240,12 +351,9 @@ pub struct EngineStats {
     pub containers: usize,
     pub processes: usize,
     pub cgroups: usize,
+    pub exec_sessions: usize,
+    pub buffered_events: usize,
+    pub cgroup_mode: CgroupMode,
     pub evictions: Evictions,
     pub attribution_failures: AttributionFailures,
-}
-
-/// Insertion order of a map's keys, for oldest-first eviction.
-#[derive(Default)]
-pub struct Order<K> {
-    pub keys: VecDeque<K>,
 }

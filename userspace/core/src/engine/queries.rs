@@ -148,11 +148,7 @@ impl Engine {
             .procs
             .get(&pid)
             .and_then(|p| p.container_id.clone())
-            .or_else(|| {
-                self.cgroups
-                    .get(&cgroup_id)
-                    .and_then(|c| c.container_id.clone())
-            })?;
+            .or_else(|| self.container_of(pid, cgroup_id))?;
         let c = self.containers.get(&cid)?;
         let pod = self.pods.get(&c.pod_uid)?;
         let qos = match pod.qos? {
@@ -161,7 +157,7 @@ impl Engine {
             Qos::BestEffort => "besteffort/",
         };
         let pod_path = self
-            .cgroup_paths
+            .pod_paths
             .get(&c.pod_uid)
             .cloned()
             .unwrap_or_else(|| format!("/kubepods/{qos}pod{}", c.pod_uid));
@@ -174,6 +170,9 @@ impl Engine {
             containers: self.containers.len(),
             processes: self.procs.len(),
             cgroups: self.cgroups.len(),
+            exec_sessions: self.sessions.len(),
+            buffered_events: self.buffer.len() + self.v1_pending.len(),
+            cgroup_mode: self.mode,
             evictions: self.evictions,
             attribution_failures: self.failures,
         }

@@ -1,6 +1,6 @@
 //! Rebuild timelines from persisted lifecycle events after an agent restart.
 
-use super::process::restart_key;
+use super::start::restart_keys;
 use super::*;
 
 impl Engine {
@@ -10,11 +10,11 @@ impl Engine {
         events.sort_by_key(|e| e.ts_ns);
         for e in events {
             if !self.pods.contains_key(&e.pod_uid) {
-                self.new_pod(&e.pod_uid, None);
+                self.new_pod(&e.pod_uid, None, e.ts_ns);
             }
             if let Some(cid) = &e.container_id {
                 if !self.containers.contains_key(cid) {
-                    self.new_container(cid, &e.pod_uid, e.ts_ns);
+                    self.ensure_container(cid, &e.pod_uid, e.ts_ns);
                 }
                 if let Some(c) = self.containers.get_mut(cid) {
                     if c.meta.container_name.is_none() {
@@ -52,6 +52,7 @@ impl Engine {
             }
             LifecycleKind::ContainerStarted { pid, argv, .. } => {
                 if let Some(c) = self.containers.get_mut(cid) {
+                    c.created_emitted = true;
                     c.init_pid = Some(*pid);
                     c.started_ns = Some(e.ts_ns);
                     c.argv.clone_from(argv);
@@ -70,7 +71,7 @@ impl Engine {
                     return;
                 };
                 c.exited_ns = Some(e.ts_ns);
-                let (key, attempt) = (restart_key(c), c.attempt);
+                let (keys, attempt) = (restart_keys(c), c.attempt);
                 let sandbox = c.is_sandbox();
                 if let Some(p) = self.pods.get_mut(uid) {
                     if sandbox {
@@ -78,9 +79,11 @@ impl Engine {
                             p.state = PodState::Stopped;
                         }
                     } else {
-                        let backoffs = p.last_exit.get(&key).map(|x| x.2.clone());
-                        p.last_exit
-                            .insert(key, (e.ts_ns, attempt, backoffs.unwrap_or_default()));
+                        for k in keys {
+                            let r = p.restarts.entry(k).or_default();
+                            r.last_exit_ns = Some(e.ts_ns);
+                            r.attempt = attempt;
+                        }
                     }
                 }
             }

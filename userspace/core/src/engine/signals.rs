@@ -1,27 +1,51 @@
-//! Signals and OOM kills: stop requests of the runtime, stop signals the init ignores,
-//! SIGKILL after the grace period, and OOM victims with the limit that fired.
+//! Signals and OOM kills: the runtime's stop request to a container init (StopRequested), the
+//! kernel dropping it because PID 1 has no handler (StopSignalIgnored), the runtime's SIGKILL
+//! after the grace period (GracePeriodOverrun), and OOM victims (OOMKill) with the limit scope
+//! the agent read from cgroupfs. Every fatal-looking signal is remembered on its target until
+//! the exit it explains.
 
-use super::process::is_runtime_comm;
 use super::*;
-use crate::kernel_event::{SignalResult, SI_KERNEL};
+use crate::kernel_event::SignalResult;
 
 const SIGKILL: i32 = 9;
 
 /// Signals that never end a process: not worth remembering as a cause of death.
 fn harmless(sig: i32) -> bool {
+    // 0 (probe), SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH
     matches!(sig, 0 | 17 | 18 | 19 | 20 | 21 | 22 | 23 | 28)
 }
 
+/// comm of container runtimes, shims and their monitors: their signals are the runtime's.
+pub(super) fn is_runtime_comm(comm: &str) -> bool {
+    [
+        "runc",
+        "crun",
+        "runsc",
+        "youki",
+        "conmon",
+        "containerd-shim",
+        "containerd",
+        "crio",
+        "dockerd",
+    ]
+    .iter()
+    .any(|r| comm.starts_with(r))
+}
+
 impl Engine {
-    pub(super) fn on_signal(
-        &mut self,
-        ev: &KernelEvent,
-        sig: i32,
-        target: u32,
-        code: i32,
-        result: SignalResult,
-        out: &mut Vec<LifecycleEvent>,
-    ) {
+    pub(super) fn on_signal(&mut self, ev: &KernelEvent, out: &mut Vec<LifecycleEvent>) {
+        let KernelEventKind::SignalGenerate {
+            sig,
+            target_pid,
+            code,
+            result,
+            target_comm,
+            ..
+        } = &ev.kind
+        else {
+            return;
+        };
+        let (sig, target) = (*sig, *target_pid);
         if harmless(sig) {
             return;
         }
@@ -29,52 +53,68 @@ impl Engine {
             pid: ev.tgid,
             comm: ev.comm.clone(),
         };
-        let sender_container = self
-            .procs
-            .get(&ev.tgid)
-            .and_then(|p| p.container_id.clone());
+        let sender_container = self.container_of(ev.tgid, ev.cgroup_id);
         let target_container = self.procs.get(&target).and_then(|p| p.container_id.clone());
-        if let Some(t) = self.procs.get_mut(&target) {
-            t.kill = Some(Kill {
-                ts: ev.ts_ns,
-                sig,
-                sender: sender.clone(),
-                by_kernel: code == SI_KERNEL && ev.tgid != target,
-            });
-        } else if ev.tgid != target {
-            // Keep the fact for a process we learn about later in the batch (out-of-order CPUs).
-            let p = self.proc_mut(target, "");
-            p.kill = Some(Kill {
-                ts: ev.ts_ns,
-                sig,
-                sender: sender.clone(),
-                by_kernel: code == SI_KERNEL,
-            });
+        let from_runtime = is_runtime_comm(&ev.comm)
+            && (sender_container.is_none() || sender_container != target_container);
+        let known = self.procs.contains_key(&target);
+        if !known {
+            if target_container.is_none() && sender_container.is_none() && !from_runtime {
+                return; // host to host
+            }
+            self.failures.unknown_process += 1;
+        }
+        let p = self.proc_mut(target, target_comm, ev.ts_ns);
+        if p.comm.is_empty() {
+            p.comm.clone_from(target_comm);
+        }
+        p.placeholder |= !known;
+        p.kill = Some(Kill {
+            ts: ev.ts_ns,
+            sig,
+            sender: sender.clone(),
+            code: *code,
+            from_runtime,
+        });
+        if !from_runtime {
+            return;
         }
         let Some(cid) = target_container else {
             return;
         };
-        if sender_container.as_deref() == Some(cid.as_str()) || !is_runtime_comm(&ev.comm) {
-            return;
-        }
-        let Some(c) = self.containers.get_mut(&cid) else {
+        self.stop_signal(ev.ts_ns, &cid, target, sig, *result, sender, out);
+    }
+
+    /// The runtime signalled a container's init: a stop request, or the kill that ends it.
+    #[allow(clippy::too_many_arguments)]
+    fn stop_signal(
+        &mut self,
+        ts: u64,
+        cid: &str,
+        target: u32,
+        sig: i32,
+        result: SignalResult,
+        sender: Sender,
+        out: &mut Vec<LifecycleEvent>,
+    ) {
+        let Some(c) = self.containers.get_mut(cid) else {
             return;
         };
         if c.init_pid != Some(target) || c.exited_ns.is_some() || c.is_sandbox() {
             return;
         }
         let uid = c.pod_uid.clone();
-        if sig == SIGKILL {
-            if let Some(stop) = &c.stop {
-                let observed = ev.ts_ns.saturating_sub(stop.ts) as f64 / 1e9;
+        if let Some(stop) = c.stop.clone() {
+            if sig == SIGKILL && stop.sig != SIGKILL {
+                let observed = ts.saturating_sub(stop.ts) as f64 / 1e9;
                 let configured = c
                     .meta
                     .grace_period_s
                     .or_else(|| self.pods.get(&uid).and_then(|p| p.meta.grace_period_s));
                 out.push(self.event(
-                    ev.ts_ns,
+                    ts,
                     &uid,
-                    Some(&cid),
+                    Some(cid),
                     LifecycleKind::GracePeriodOverrun {
                         observed_grace_s: (observed * 1000.0).round() / 1000.0,
                         configured_grace_s: configured,
@@ -83,18 +123,16 @@ impl Engine {
             }
             return;
         }
-        if c.stop.is_none() {
-            c.stop = Some(StopRequest { ts: ev.ts_ns, sig });
-        }
+        c.stop = Some(StopRequest { ts, sig });
         if let Some(pod) = self.pods.get_mut(&uid) {
-            if pod.state == PodState::Running {
+            if pod.state == PodState::Running || pod.state == PodState::Pending {
                 pod.state = PodState::Terminating;
             }
         }
         out.push(self.event(
-            ev.ts_ns,
+            ts,
             &uid,
-            Some(&cid),
+            Some(cid),
             LifecycleKind::StopRequested {
                 signal: signal_name(sig),
                 sender,
@@ -103,9 +141,9 @@ impl Engine {
         ));
         if result == SignalResult::Ignored {
             out.push(self.event(
-                ev.ts_ns,
+                ts,
                 &uid,
-                Some(&cid),
+                Some(cid),
                 LifecycleKind::StopSignalIgnored {
                     signal: signal_name(sig),
                     pid: target,
@@ -117,7 +155,7 @@ impl Engine {
     pub(super) fn on_oom(&mut self, ev: &KernelEvent, out: &mut Vec<LifecycleEvent>) {
         let KernelEventKind::OomVictim {
             pid,
-            victim_comm: comm,
+            victim_comm,
             total_vm_kb,
             anon_rss_kb,
             file_rss_kb,
@@ -129,46 +167,46 @@ impl Engine {
             return;
         };
         let pid = *pid;
-        // The kill runs in the allocating task's context, which is usually the victim.
-        let own_cgroup = if ev.tgid == pid {
-            Some(ev.cgroup_id)
-        } else {
-            None
-        };
+        // The kill usually runs in the victim's own context: then its cgroup is the event's.
         let cid = self
             .procs
             .get(&pid)
             .and_then(|p| p.container_id.clone())
             .or_else(|| {
-                own_cgroup
-                    .and_then(|cg| self.cgroups.get(&cg))
-                    .and_then(|c| c.container_id.clone())
+                (ev.tgid == pid)
+                    .then(|| self.container_of(pid, ev.cgroup_id))
+                    .flatten()
             });
-        self.proc_mut(pid, comm.as_deref().unwrap_or("")).oom = true;
-        let Some(cid) = cid else {
-            self.failures.oom_unattributed += 1;
-            return;
-        };
-        let Some(c) = self.containers.get(&cid) else {
+        let known = self.procs.contains_key(&pid);
+        let p = self.proc_mut(pid, victim_comm.as_deref().unwrap_or(""), ev.ts_ns);
+        p.oom = true;
+        p.placeholder &= known;
+        if p.container_id.is_none() {
+            p.container_id.clone_from(&cid);
+        }
+        let comm = victim_comm
+            .clone()
+            .or_else(|| (!p.comm.is_empty()).then(|| p.comm.clone()));
+        let Some((cid, c)) = cid.and_then(|id| self.containers.get(&id).map(|c| (id, c))) else {
             self.failures.oom_unattributed += 1;
             return;
         };
         let uid = c.pod_uid.clone();
         let victim_is_init = c.init_pid == Some(pid);
-        let scope = self
-            .oom_scope_hints
-            .remove(&pid)
-            .unwrap_or_else(|| "unknown".into());
-        let bytes = |kb: &Option<u64>| kb.map(|k| k * 1024);
+        let scope = self.oom_scope_hints.remove(&pid);
+        if scope.is_none() {
+            self.recent_ooms.insert(pid, (uid.clone(), ev.ts_ns));
+        }
+        let bytes = |kb: &Option<u64>| kb.map(|k| k.saturating_mul(1024));
         out.push(self.event(
             ev.ts_ns,
             &uid,
             Some(&cid),
             LifecycleKind::OomKill {
                 pid,
-                comm: comm.clone(),
+                comm,
                 victim_is_init,
-                limit_scope: scope,
+                limit_scope: scope.unwrap_or_else(|| "unknown".into()),
                 anon_rss_bytes: bytes(anon_rss_kb),
                 file_rss_bytes: bytes(file_rss_kb),
                 shmem_rss_bytes: bytes(shmem_rss_kb),
@@ -176,5 +214,29 @@ impl Engine {
                 oom_score_adj: *oom_score_adj,
             },
         ));
+    }
+
+    /// A scope hint for an OOM kill already derived: correct it on the timeline.
+    pub(super) fn fix_oom_scope(&mut self, pid: u32, scope: &str) -> bool {
+        let Some((uid, ts)) = self.recent_ooms.remove(&pid) else {
+            return false;
+        };
+        let Some(p) = self.pods.get_mut(&uid) else {
+            return false;
+        };
+        for e in p.events.iter_mut().rev().filter(|e| e.ts_ns == ts) {
+            if let LifecycleKind::OomKill {
+                pid: p,
+                limit_scope,
+                ..
+            } = &mut e.kind
+            {
+                if *p == pid {
+                    *limit_scope = scope.to_string();
+                    return true;
+                }
+            }
+        }
+        false
     }
 }

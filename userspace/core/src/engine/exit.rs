@@ -1,0 +1,189 @@
+//! Process exits (keyed on tgid: the kernel reports the group's last thread): crashes of any
+//! container process, the end of exec sessions, and the end of containers and sandboxes with
+//! the reason and who or what ended them.
+
+use super::start::restart_keys;
+use super::*;
+use crate::kernel_event::{ExitStatus, SI_KERNEL};
+
+const SIGKILL: i32 = 9;
+
+/// Why a container's init ended and who ended it.
+struct Verdict {
+    reason: &'static str,
+    killed_by: Option<&'static str>,
+    sender: Option<Sender>,
+}
+
+fn verdict(
+    pid: u32,
+    proc: Option<&Proc>,
+    status: Option<ExitStatus>,
+    stop: Option<&StopRequest>,
+) -> Verdict {
+    let code = status.and_then(|s| s.code);
+    let signal = status.and_then(|s| s.signal);
+    let stopped = stop.map(|_| "runtime_stop");
+    let v = |reason, killed_by, sender| Verdict {
+        reason,
+        killed_by,
+        sender,
+    };
+    match (code, signal) {
+        (_, Some(SIGKILL)) if proc.is_some_and(|p| p.oom) => {
+            v("OOMKilled", Some("oom_killer"), None)
+        }
+        (Some(0), _) => v("Completed", stopped, None),
+        (Some(_), _) => v("Error", stopped, None),
+        (None, Some(sig)) => {
+            let Some(k) = proc.and_then(|p| p.kill.as_ref()).filter(|k| k.sig == sig) else {
+                return v("Signaled", stopped, None);
+            };
+            let by = if k.sender.pid == pid {
+                if k.code == SI_KERNEL {
+                    "kernel"
+                } else {
+                    "self"
+                }
+            } else if k.code == SI_KERNEL {
+                "kernel"
+            } else if k.from_runtime {
+                match stop {
+                    Some(s) if sig == SIGKILL && s.sig != SIGKILL => "grace_overrun",
+                    _ => "runtime_stop",
+                }
+            } else {
+                "process"
+            };
+            v("Signaled", Some(by), Some(k.sender.clone()))
+        }
+        (None, None) => v("Unknown", stopped, None),
+    }
+}
+
+impl Engine {
+    pub(super) fn on_exit(
+        &mut self,
+        ev: &KernelEvent,
+        status: Option<ExitStatus>,
+        out: &mut Vec<LifecycleEvent>,
+    ) {
+        let proc = self.procs.remove(&ev.tgid);
+        let session = self.sessions.remove(&ev.tgid);
+        self.remember_exit(ev.tgid, ev.ts_ns);
+        let cid = proc
+            .as_ref()
+            .and_then(|p| p.container_id.clone())
+            .or_else(|| self.container_of(ev.tgid, ev.cgroup_id));
+        let Some(cid) = cid else {
+            return;
+        };
+        let Some(c) = self.containers.get(&cid) else {
+            return;
+        };
+        let uid = c.pod_uid.clone();
+        let is_init = c.init_pid == Some(ev.tgid) && c.exited_ns.is_none();
+        if let Some(s) = status.filter(|s| s.signal.is_some_and(is_crash_signal)) {
+            let comm = proc
+                .as_ref()
+                .map(|p| p.comm.clone())
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| ev.comm.clone());
+            out.push(self.event(
+                ev.ts_ns,
+                &uid,
+                Some(&cid),
+                LifecycleKind::ProcessCrashed {
+                    pid: ev.tgid,
+                    comm,
+                    signal: signal_name(s.signal.unwrap_or(0)),
+                    core_dumped: s.core_dumped,
+                    is_init,
+                },
+            ));
+        }
+        if let Some(s) = session {
+            self.exec_session_finished(ev, &uid, s, proc.as_ref(), status, out);
+            return;
+        }
+        if is_init {
+            self.init_exited(ev, &uid, &cid, proc.as_ref(), status, out);
+        }
+    }
+
+    fn init_exited(
+        &mut self,
+        ev: &KernelEvent,
+        uid: &str,
+        cid: &str,
+        proc: Option<&Proc>,
+        status: Option<ExitStatus>,
+        out: &mut Vec<LifecycleEvent>,
+    ) {
+        let code = status.and_then(|s| s.code);
+        let signal = status.and_then(|s| s.signal);
+        let c = self.containers.get_mut(cid).expect("caller looked it up");
+        c.exited_ns = Some(ev.ts_ns);
+        if c.is_sandbox() {
+            if let Some(pod) = self.pods.get_mut(uid) {
+                if pod.removed_ns.is_none() && pod.sandbox_id.as_deref() == Some(cid) {
+                    pod.state = PodState::Stopped;
+                }
+            }
+            out.push(self.event(
+                ev.ts_ns,
+                uid,
+                Some(cid),
+                LifecycleKind::SandboxStopped {
+                    pid: ev.tgid,
+                    exit_code: code.or(signal.map(|s| 128 + s)),
+                    signal: signal.map(signal_name),
+                },
+            ));
+            return;
+        }
+        let v = verdict(ev.tgid, proc, status, c.stop.as_ref());
+        let termination_s = c
+            .stop
+            .as_ref()
+            .map(|s| ev.ts_ns.saturating_sub(s.ts) as f64 / 1e9);
+        let keys = restart_keys(c);
+        let attempt = c.attempt;
+        if let Some(pod) = self.pods.get_mut(uid) {
+            for k in keys {
+                let r = pod.restarts.entry(k).or_default();
+                r.last_exit_ns = Some(ev.ts_ns);
+                r.attempt = attempt;
+            }
+        }
+        out.push(self.event(
+            ev.ts_ns,
+            uid,
+            Some(cid),
+            LifecycleKind::ContainerExited {
+                pid: ev.tgid,
+                exit_code: code.or(signal.map(|s| 128 + s)),
+                signal: signal.map(signal_name),
+                reason: v.reason.into(),
+                killed_by: v.killed_by.map(str::to_string),
+                sender: v.sender,
+                termination_s,
+            },
+        ));
+    }
+
+    /// Remember a pid's exit for a while: a fork or attach of it arriving late is stale.
+    fn remember_exit(&mut self, pid: u32, ts: u64) {
+        let cap = (self.cfg.max_processes / 4).max(16);
+        while self.exited.len() >= cap {
+            let Some((old, t)) = self.exited_order.pop_front() else {
+                break;
+            };
+            if self.exited.get(&old) == Some(&t) {
+                self.exited.remove(&old);
+            }
+        }
+        self.exited.insert(pid, ts);
+        self.exited_order.push_back((pid, ts));
+    }
+}

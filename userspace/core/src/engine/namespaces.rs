@@ -11,7 +11,9 @@ use crate::kernel_event::clone::{
 };
 
 const SANDBOX_NAMESPACES: u64 = CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET;
-const JOINED_NAMESPACES: u64 = CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWPID;
+/// Joining these is app-container evidence. NET alone is not: a sandbox joins the network
+/// namespace the runtime prepared for CNI before it creates its own IPC/UTS.
+const JOINED_NAMESPACES: u64 = CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID;
 
 impl Engine {
     pub(super) fn on_setns(

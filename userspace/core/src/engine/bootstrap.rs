@@ -143,9 +143,6 @@ impl Engine {
     /// Set the cgroup mode when the agent knows it from the mounts (v2, or v1 only).
     pub fn set_cgroup_mode(&mut self, mode: CgroupMode) {
         self.mode = mode;
-        if mode == CgroupMode::V2 {
-            self.v1_pending.clear();
-        }
     }
 
     fn live_pods(&self) -> Vec<String> {

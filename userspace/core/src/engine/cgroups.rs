@@ -37,6 +37,11 @@ fn split(ev: &KernelEvent) -> Option<CgroupEvent<'_>> {
     Some(CgroupEvent { op, root, id, path })
 }
 
+/// A cgroup event naming a pod, of cgroup v2 (`v2`) or of a v1 hierarchy.
+pub(super) fn is_pod_event(ev: &KernelEvent, v2: bool) -> bool {
+    split(ev).is_some_and(|c| (c.root == 0) == v2 && cgroup_path::parse(c.path).is_some())
+}
+
 impl Engine {
     pub(super) fn on_cgroup(&mut self, ev: &KernelEvent, out: &mut Vec<LifecycleEvent>) {
         let Some(c) = split(ev) else {
@@ -52,38 +57,12 @@ impl Engine {
         match self.mode {
             CgroupMode::V2 if !v2 => return,
             CgroupMode::V1 if v2 => return,
-            CgroupMode::Auto if v2 => {
-                // A pod cgroup in v2: the node has cgroup v2; v1 events are duplicates.
-                self.mode = CgroupMode::V2;
-                self.v1_pending.clear();
-            }
-            CgroupMode::Auto => {
-                if self.v1_pending.len() >= self.cfg.max_buffered_events {
-                    self.v1_pending.remove(0);
-                    self.evictions.pending += 1;
-                }
-                self.v1_pending.push(ev.clone());
-                return;
-            }
+            // Decided by the reorder buffer before this event was released; an event pushed
+            // out by the buffer bound decides by itself.
+            CgroupMode::Auto => self.mode = if v2 { CgroupMode::V2 } else { CgroupMode::V1 },
             _ => {}
         }
         self.apply_cgroup(ev.ts_ns, &c, &parsed, Source::Kernel, out);
-    }
-
-    /// In `Auto` mode, v1 events that waited long enough without any v2 pod cgroup: the node has
-    /// no cgroup v2, use them.
-    pub(super) fn decide_v1(&mut self, now: u64, out: &mut Vec<LifecycleEvent>) {
-        let due = self
-            .v1_pending
-            .first()
-            .is_some_and(|e| e.ts_ns.saturating_add(self.cfg.v1_fallback_delay_ns) <= now);
-        if self.mode != CgroupMode::Auto || !due {
-            return;
-        }
-        self.mode = CgroupMode::V1;
-        for ev in std::mem::take(&mut self.v1_pending) {
-            self.process(&ev, out);
-        }
     }
 
     fn apply_cgroup(

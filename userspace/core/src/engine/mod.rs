@@ -56,8 +56,6 @@ pub struct Engine {
     recent_ooms: HashMap<u32, (String, u64)>,
     /// Kernel events waiting for the reorder window, by (ts, arrival).
     buffer: BTreeMap<(u64, u64), KernelEvent>,
-    /// v1 cgroup events held while the engine does not know whether the node has cgroup v2.
-    v1_pending: Vec<KernelEvent>,
     mode: CgroupMode,
     max_ts: u64,
     seq: u64,
@@ -88,7 +86,6 @@ impl Engine {
             oom_scope_hints: HashMap::new(),
             recent_ooms: HashMap::new(),
             buffer: BTreeMap::new(),
-            v1_pending: Vec::new(),
             max_ts: 0,
             seq: 0,
             last_sweep_ns: 0,
@@ -102,29 +99,24 @@ impl Engine {
     pub fn apply(&mut self, ev: &KernelEvent) -> Vec<LifecycleEvent> {
         let mut out = Vec::new();
         self.max_ts = self.max_ts.max(ev.ts_ns);
-        if self.cfg.reorder_window_ns == 0 {
-            self.process(ev, &mut out);
-        } else {
-            self.seq += 1;
-            self.buffer.insert((ev.ts_ns, self.seq), ev.clone());
-            let until = self.max_ts.saturating_sub(self.cfg.reorder_window_ns);
-            self.release(until, &mut out);
-            while self.buffer.len() > self.cfg.max_buffered_events {
-                self.evictions.buffered_events += 1;
-                if let Some((_, e)) = self.buffer.pop_first() {
-                    self.process(&e, &mut out);
-                }
+        self.seq += 1;
+        self.buffer.insert((ev.ts_ns, self.seq), ev.clone());
+        let until = self.max_ts.saturating_sub(self.cfg.reorder_window_ns);
+        self.release(until, self.max_ts, false, &mut out);
+        while self.buffer.len() > self.cfg.max_buffered_events.max(1) {
+            self.evictions.buffered_events += 1;
+            if let Some((_, e)) = self.buffer.pop_first() {
+                self.process(&e, &mut out);
             }
         }
         self.record(&out);
         out
     }
 
-    /// Apply everything still held back (reorder buffer, v1 events waiting for a decision).
+    /// Apply everything still held back (reorder window, v1 events waiting for a decision).
     pub fn flush(&mut self) -> Vec<LifecycleEvent> {
         let mut out = Vec::new();
-        self.release(u64::MAX, &mut out);
-        self.decide_v1(u64::MAX, &mut out);
+        self.release(u64::MAX, self.max_ts, true, &mut out);
         self.record(&out);
         out
     }
@@ -133,19 +125,31 @@ impl Engine {
     /// window, settle the cgroup mode, drop state past its retention.
     pub fn expire(&mut self, now_ns: u64) -> Vec<LifecycleEvent> {
         let mut out = Vec::new();
-        self.release(now_ns.saturating_sub(self.cfg.reorder_window_ns), &mut out);
-        self.decide_v1(now_ns, &mut out);
+        let until = now_ns.saturating_sub(self.cfg.reorder_window_ns);
+        self.release(until, now_ns.max(self.max_ts), false, &mut out);
         self.record(&out);
         self.sweep(now_ns);
         out
     }
 
-    fn release(&mut self, until: u64, out: &mut Vec<LifecycleEvent>) {
-        while self
-            .buffer
-            .first_key_value()
-            .is_some_and(|((ts, _), _)| *ts <= until)
-        {
+    /// Apply buffered events up to `until`, in time order. In `Auto` cgroup mode a v1 pod
+    /// cgroup event holds everything behind it until the mode is known: a v2 pod cgroup event
+    /// in the buffer means v2 (v1 events are then duplicates), none within the fallback delay
+    /// (or `force`) means a node without cgroup v2.
+    fn release(&mut self, until: u64, now: u64, force: bool, out: &mut Vec<LifecycleEvent>) {
+        while let Some(((ts, _), first)) = self.buffer.first_key_value() {
+            if *ts > until {
+                break;
+            }
+            if self.mode == CgroupMode::Auto && cgroups::is_pod_event(first, false) {
+                if self.buffer.values().any(|e| cgroups::is_pod_event(e, true)) {
+                    self.mode = CgroupMode::V2;
+                } else if force || ts.saturating_add(self.cfg.v1_fallback_delay_ns) <= now {
+                    self.mode = CgroupMode::V1;
+                } else {
+                    break;
+                }
+            }
             if let Some((_, e)) = self.buffer.pop_first() {
                 self.process(&e, out);
             }
@@ -154,7 +158,6 @@ impl Engine {
 
     /// One kernel event, in order.
     fn process(&mut self, ev: &KernelEvent, out: &mut Vec<LifecycleEvent>) {
-        self.decide_v1(ev.ts_ns, out);
         match &ev.kind {
             KernelEventKind::CgroupMkdir { .. }
             | KernelEventKind::CgroupRmdir { .. }

@@ -171,7 +171,7 @@ impl Engine {
             processes: self.procs.len(),
             cgroups: self.cgroups.len(),
             exec_sessions: self.sessions.len(),
-            buffered_events: self.buffer.len() + self.v1_pending.len(),
+            buffered_events: self.buffer.len(),
             cgroup_mode: self.mode,
             evictions: self.evictions,
             attribution_failures: self.failures,

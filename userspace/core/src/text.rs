@@ -1,30 +1,190 @@
-//! Human-readable rendering of a timeline (`?format=text`): one aligned line per event with
-//! the time since the first event, the step since the previous one, and problems marked.
+//! Human-readable rendering of a timeline (`?format=text`): a header, the containers, then one
+//! aligned line per event with the time since the first event, the step since the previous
+//! one, and `!` in front of problems.
 
-use crate::timeline::Timeline;
+use std::fmt::Write as _;
+
+use crate::lifecycle::LifecycleKind as K;
+use crate::timeline::{Timeline, TimelineEvent};
+
+fn is_problem(k: &K) -> bool {
+    match k {
+        K::ContainerExited { reason, .. } => reason != "Completed",
+        K::ExecFinished {
+            exit_code,
+            timed_out,
+            ..
+        } => *timed_out || *exit_code != Some(0),
+        K::ProbeFailed { .. }
+        | K::StopSignalIgnored { .. }
+        | K::GracePeriodOverrun { .. }
+        | K::OomKill { .. }
+        | K::ProcessCrashed { .. }
+        | K::AgentGap { .. } => true,
+        _ => false,
+    }
+}
+
+fn secs(ns: u64) -> String {
+    let s = ns as f64 / 1e9;
+    if s < 1.0 {
+        format!("{:.3}ms", s * 1e3)
+    } else {
+        format!("{s:.3}s")
+    }
+}
+
+fn details(k: &K) -> String {
+    let argv = |a: &[String]| {
+        let s = a.join(" ");
+        if s.chars().count() > 60 {
+            format!("{}…", s.chars().take(60).collect::<String>())
+        } else {
+            s
+        }
+    };
+    let opt = |v: Option<i32>| v.map_or("?".to_string(), |c| c.to_string());
+    match k {
+        K::SandboxStarted { pid } => format!("pid {pid}"),
+        K::ContainerStarted { pid, argv: a, .. } => format!("pid {pid}: {}", argv(a)),
+        K::ExecStarted { pid, argv: a } => format!("pid {pid}: {}", argv(a)),
+        K::ExecFinished {
+            argv: a,
+            exit_code,
+            duration_ms,
+            timed_out,
+            probe,
+            ..
+        } => format!(
+            "{} → exit {} in {duration_ms:.1}ms{}{}",
+            argv(a),
+            opt(*exit_code),
+            if *timed_out { " (timed out)" } else { "" },
+            probe.as_ref().map_or(String::new(), |p| format!(" [{p}]")),
+        ),
+        K::ProbeFailed {
+            probe,
+            consecutive_failures,
+            ..
+        } => format!(
+            "{} failed {consecutive_failures}× in a row",
+            probe.as_deref().unwrap_or("probe")
+        ),
+        K::StopRequested { signal, sender, .. } => {
+            format!("{signal} from {}[{}]", sender.comm, sender.pid)
+        }
+        K::StopSignalIgnored { signal, pid } => {
+            format!("{signal} ignored by pid {pid} (no handler)")
+        }
+        K::GracePeriodOverrun {
+            observed_grace_s,
+            configured_grace_s,
+        } => format!(
+            "SIGKILL after {observed_grace_s:.1}s (configured {})",
+            configured_grace_s.map_or("?".into(), |g| format!("{g:.0}s"))
+        ),
+        K::OomKill {
+            pid,
+            comm,
+            victim_is_init,
+            limit_scope,
+            anon_rss_bytes,
+            ..
+        } => format!(
+            "{}[{pid}] {} limit {limit_scope}, anon rss {}",
+            comm.as_deref().unwrap_or("?"),
+            if *victim_is_init {
+                "(init)"
+            } else {
+                "(child: container survives)"
+            },
+            anon_rss_bytes.map_or("?".into(), |b| format!("{} MiB", b / (1024 * 1024)))
+        ),
+        K::ProcessCrashed {
+            pid, comm, signal, ..
+        } => format!("{comm}[{pid}] {signal}"),
+        K::ContainerExited {
+            exit_code,
+            reason,
+            killed_by,
+            ..
+        } => format!(
+            "{reason}, exit {}{}",
+            opt(*exit_code),
+            killed_by
+                .as_ref()
+                .map_or(String::new(), |k| format!(", killed by {k}"))
+        ),
+        K::ContainerRestarted {
+            attempt,
+            backoff_s,
+            crash_loop,
+        } => format!(
+            "attempt {attempt} after {backoff_s:.1}s{}",
+            if *crash_loop {
+                " (CrashLoopBackOff)"
+            } else {
+                ""
+            }
+        ),
+        K::SandboxStopped { exit_code, .. } => format!("exit {}", opt(*exit_code)),
+        K::AgentGap { from_ns, to_ns } => {
+            format!("agent down for {}", secs(to_ns.saturating_sub(*from_ns)))
+        }
+        _ => String::new(),
+    }
+}
+
+fn container_label(e: &TimelineEvent) -> String {
+    e.container
+        .clone()
+        .or_else(|| {
+            e.container_id
+                .as_ref()
+                .map(|id| id.chars().take(12).collect())
+        })
+        .unwrap_or_default()
+}
 
 /// Render a timeline as aligned text.
 pub fn to_text(t: &Timeline) -> String {
-    let mut out = format!(
-        "pod {}/{} ({}) {}\n",
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "pod {}/{}  uid {}  qos {}  node {}  state {}",
         t.namespace.as_deref().unwrap_or("?"),
         t.name.as_deref().unwrap_or("?"),
         t.uid,
+        t.qos.map_or("?", |q| q.as_str()),
+        t.node.as_deref().unwrap_or("?"),
         t.state
     );
+    for c in &t.containers {
+        let _ = writeln!(
+            out,
+            "  container {:<16} {:<8} {:<8} restarts {}  {}",
+            c.name.as_deref().unwrap_or("?"),
+            c.kind.as_deref().unwrap_or("?"),
+            c.state,
+            c.restarts,
+            c.id.chars().take(12).collect::<String>()
+        );
+    }
     let first = t.events.first().map_or(0, |e| e.ts_ns);
     let mut prev = first;
     for e in &t.events {
-        let since = e.ts_ns.saturating_sub(first) as f64 / 1e9;
-        let step = e.ts_ns.saturating_sub(prev) as f64 / 1e9;
-        prev = e.ts_ns;
-        out.push_str(&format!(
-            "{:>+10.3}s {:>+9.3}s  {:<20} {}\n",
-            since,
-            step,
+        let _ = writeln!(
+            out,
+            "{} {:>12} {:>12}  {:<30}  {:<20} {:<16} {}",
+            if is_problem(&e.kind) { "!" } else { " " },
+            format!("+{}", secs(e.ts_ns.saturating_sub(first))),
+            format!("(+{})", secs(e.ts_ns.saturating_sub(prev))),
+            e.time,
             e.kind.name(),
-            e.container.as_deref().unwrap_or("")
-        ));
+            container_label(e),
+            details(&e.kind)
+        );
+        prev = e.ts_ns;
     }
     out
 }

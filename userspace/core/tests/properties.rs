@@ -27,11 +27,13 @@ fn path(i: u8) -> String {
 fn kind() -> impl Strategy<Value = KernelEventKind> {
     let pid = 1u32..12;
     prop_oneof![
-        (any::<u8>(), 1u64..10).prop_map(|(p, id)| KernelEventKind::CgroupMkdir {
-            root: 0,
-            id,
-            level: 3,
-            path: path(p)
+        (any::<u8>(), 1u64..10, prop::sample::select(vec![0, 0, 4])).prop_map(|(p, id, root)| {
+            KernelEventKind::CgroupMkdir {
+                root,
+                id,
+                level: 3,
+                path: path(p),
+            }
         }),
         (any::<u8>(), 1u64..10).prop_map(|(p, id)| KernelEventKind::CgroupRmdir {
             root: 0,
@@ -100,7 +102,7 @@ fn kind() -> impl Strategy<Value = KernelEventKind> {
 
 fn event() -> impl Strategy<Value = KernelEvent> {
     (
-        0u64..1_000_000,
+        0u64..3_000_000_000,
         1u32..12,
         0u64..10,
         prop::sample::select(vec!["runc", "containerd-shim", "sh", "pause"]),
@@ -121,19 +123,33 @@ proptest! {
 
     #[test]
     fn any_stream_is_survived_within_bounds(events in prop::collection::vec(event(), 0..300)) {
-        let cfg = EngineConfig { max_pods: 2, max_containers: 4, max_processes: 6, max_cgroups: 5, ..EngineConfig::default() };
+        let cfg = EngineConfig {
+            max_pods: 2, max_containers: 4, max_processes: 6, max_cgroups: 5,
+            max_exec_sessions: 2, max_events_per_pod: 8, max_buffered_events: 16,
+            ..EngineConfig::default()
+        };
         let mut engine = Engine::new(cfg);
+        let mut derived = Vec::new();
         for e in &events {
-            for out in engine.apply(e) {
-                // Every derived event names a pod the parser accepted.
-                prop_assert!(UIDS[..2].contains(&out.pod_uid.as_str()), "{out:?}");
-            }
+            derived.extend(engine.apply(e));
+            let s = engine.stats();
+            prop_assert!(s.buffered_events <= 16 && s.exec_sessions <= 2, "{s:?}");
+        }
+        derived.extend(engine.flush());
+        for out in &derived {
+            // Every derived event names a pod the parser accepted.
+            prop_assert!(UIDS[..2].contains(&out.pod_uid.as_str()), "{out:?}");
+        }
+        for uid in engine.pod_uids() {
+            prop_assert!(engine.pod_summary(&uid).is_some());
+            let t = engine.timeline(&uid, WallClock::default()).unwrap();
+            prop_assert!(t.events.len() <= 8);
+            let _ = text::to_text(&t);
+            let mut again = Engine::new(EngineConfig::default());
+            again.restore(engine.timeline_events(&uid));
         }
         engine.expire(u64::MAX / 2);
         let s = engine.stats();
         prop_assert!(s.pods <= 2 && s.containers <= 4 && s.processes <= 6 && s.cgroups <= 5, "{s:?}");
-        for uid in engine.pod_uids() {
-            prop_assert!(engine.pod_summary(&uid).is_some());
-        }
     }
 }

@@ -439,3 +439,22 @@ fn full_timeline_of_the_reference_pod() {
     let text = text::to_text(&t);
     assert!(text.contains("GracePeriodOverrun"), "{text}");
 }
+
+#[test]
+#[ignore = "prints the reference pod's text timeline"]
+fn print_text_timeline() {
+    let (engine, _) = replay("ref", &gaps("ref"));
+    let t = engine.timeline(
+        UID,
+        WallClock::new(1_795_351_507_000_000_000 - 1_541_915_000_000),
+    );
+    println!("{}", text::to_text(&t.unwrap()));
+}
+
+#[test]
+fn timeline_keeps_every_derived_event() {
+    let (engine, phases) = replay("ref", &gaps("ref"));
+    let derived: usize = phases.iter().map(|(_, e)| e.len()).sum();
+    let kept = engine.timeline_events(UID);
+    assert_eq!(kept.len(), derived, "{:?}", types(&kept));
+}

@@ -205,6 +205,7 @@ impl Engine {
                 argv: Vec::new(),
                 started_ns: None,
                 exited_ns: None,
+                exit_code: None,
                 stop: None,
                 attempt: 0,
                 exec_counts: HashMap::new(),

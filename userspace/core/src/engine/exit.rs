@@ -124,6 +124,7 @@ impl Engine {
         let signal = status.and_then(|s| s.signal);
         let c = self.containers.get_mut(cid).expect("caller looked it up");
         c.exited_ns = Some(ev.ts_ns);
+        c.exit_code = code.or(signal.map(|s| 128 + s));
         if c.is_sandbox() {
             if let Some(pod) = self.pods.get_mut(uid) {
                 if pod.removed_ns.is_none() && pod.sandbox_id.as_deref() == Some(cid) {

@@ -217,6 +217,7 @@ pub struct Container {
     pub argv: Vec<String>,
     pub started_ns: Option<u64>,
     pub exited_ns: Option<u64>,
+    pub exit_code: Option<i32>,
     pub stop: Option<StopRequest>,
     pub attempt: u32,
     pub exec_counts: HashMap<Vec<String>, ExecStats>,

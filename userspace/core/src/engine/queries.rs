@@ -49,13 +49,17 @@ impl Engine {
             return Some("sandbox");
         }
         c.started_ns?;
-        let completed_before_next = c.exited_ns.is_some_and(|exit| {
-            pod.containers
-                .iter()
-                .filter(|o| *o != id)
-                .filter_map(|o| self.containers.get(o))
-                .any(|o| !o.is_sandbox() && o.started_ns.is_some_and(|s| s >= exit))
-        });
+        // An init container runs to completion on its own (exit 0, no stop request) before
+        // the next container of the pod starts.
+        let completed = c.exit_code == Some(0) && c.stop.is_none();
+        let completed_before_next = completed
+            && c.exited_ns.is_some_and(|exit| {
+                pod.containers
+                    .iter()
+                    .filter(|o| *o != id)
+                    .filter_map(|o| self.containers.get(o))
+                    .any(|o| !o.is_sandbox() && o.started_ns.is_some_and(|s| s >= exit))
+            });
         Some(if completed_before_next { "init" } else { "app" })
     }
 

@@ -66,11 +66,13 @@ impl Engine {
                     c.attempt = *attempt;
                 }
             }
-            LifecycleKind::ContainerExited { .. } | LifecycleKind::SandboxStopped { .. } => {
+            LifecycleKind::ContainerExited { exit_code, .. }
+            | LifecycleKind::SandboxStopped { exit_code, .. } => {
                 let Some(c) = self.containers.get_mut(cid) else {
                     return;
                 };
                 c.exited_ns = Some(e.ts_ns);
+                c.exit_code = *exit_code;
                 let (keys, attempt) = (restart_keys(c), c.attempt);
                 let sandbox = c.is_sandbox();
                 if let Some(p) = self.pods.get_mut(uid) {

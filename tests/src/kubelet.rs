@@ -46,6 +46,8 @@ pub struct PodOpts {
 pub struct CtrOpts {
     pub memory_limit: Option<i64>,
     pub attempt: u32,
+    /// terminationGracePeriodSeconds the kubelet annotates on the container (default 30).
+    pub grace_s: Option<i64>,
 }
 
 /// A fresh pod UID (UUID form), unique per call.
@@ -88,7 +90,10 @@ impl Env {
         crate::require_root();
         let containerd = Containerd::start();
         let cri = Cri::connect(&containerd.socket);
-        let agent = Agent::start_args(&containerd.state, None, args);
+        let socket = containerd.socket.to_string_lossy().to_string();
+        let mut all = vec!["--cri-socket", socket.as_str()];
+        all.extend_from_slice(args);
+        let agent = Agent::start_args(&containerd.state, None, &all);
         Self {
             agent,
             cri,
@@ -189,7 +194,22 @@ impl Env {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        // The annotations the kubelet puts on every container.
+        let annotations: HashMap<String, String> = [
+            (
+                "io.kubernetes.container.restartCount",
+                opts.attempt.to_string(),
+            ),
+            (
+                "io.kubernetes.pod.terminationGracePeriod",
+                opts.grace_s.unwrap_or(30).to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
         let config = ContainerConfig {
+            annotations,
             metadata: Some(ContainerMetadata {
                 name: name.into(),
                 attempt: opts.attempt,

@@ -97,6 +97,7 @@ fn prometheus_sees_the_oom_kill_and_the_alert_fires() {
         CtrOpts {
             memory_limit: Some(32 << 20),
             attempt: 0,
+            grace_s: None,
         },
     );
     env.agent

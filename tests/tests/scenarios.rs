@@ -188,7 +188,11 @@ fn graceful_stop_with_a_term_handler() {
 fn pid1_without_a_handler_ignores_sigterm_and_overruns_its_grace_period() {
     let mut env = Env::start();
     let pod = env.run_pod("stubborn", PodOpts::default());
-    let app = env.run_container(&pod, "app", &["sleep", "1000"], CtrOpts::default());
+    let grace = CtrOpts {
+        grace_s: Some(2),
+        ..CtrOpts::default()
+    };
+    let app = env.run_container(&pod, "app", &["sleep", "1000"], grace);
     env.agent.wait_for(&pod.uid, "app start", WAIT, |t| {
         has(t, "ContainerStarted", &app.id)
     });
@@ -206,6 +210,10 @@ fn pid1_without_a_handler_ignores_sigterm_and_overruns_its_grace_period() {
     assert!(
         (1.9..3.0).contains(&observed),
         "StopContainer timeout 2 s, observed {observed}"
+    );
+    assert_eq!(
+        overrun[0]["configured_grace_s"], 2.0,
+        "the kubelet's grace period, from the CRI: {t}"
     );
     let exit = &events_of(&t, "ContainerExited", &app.id)[0];
     assert_eq!(exit["signal"], "SIGKILL");
@@ -237,6 +245,7 @@ fn oom_kill_of_the_init_and_silent_oom_of_a_child() {
     let limit = CtrOpts {
         memory_limit: Some(32 << 20),
         attempt: 0,
+        grace_s: None,
     };
     // `tail /dev/zero` buffers a line that never ends: it grows until the OOM killer comes.
     let child = env.run_container(
@@ -332,6 +341,7 @@ fn restarts_with_growing_back_off() {
             CtrOpts {
                 memory_limit: None,
                 attempt,
+                grace_s: None,
             },
         );
         env.cri.wait_exited(&c.id);

@@ -135,6 +135,33 @@ pub async fn run(args: Args) -> Result<()> {
     let ring = capture.ring.take().context("ring buffer already taken")?;
     let shared = Shared::new(inner, token);
 
+    // CRI metadata: asked for off the reader's path, one container at a time.
+    let (cri_tx, mut cri_rx) = tokio::sync::mpsc::channel::<String>(1024);
+    match crate::cri::find_socket(args.cri_socket.as_deref()) {
+        Some(socket) => {
+            info!("CRI metadata from {}", socket.display());
+            let mut cri = crate::cri::Cri::new(socket).context("CRI endpoint")?;
+            let s = shared.clone();
+            tokio::spawn(async move {
+                while let Some(id) = cri_rx.recv().await {
+                    match cri.container(&id).await {
+                        Ok(meta) => {
+                            if let Some(g) = meta.grace_period_s {
+                                let mut inner = s.lock();
+                                if inner.cri_grace.len() > 50_000 {
+                                    inner.cri_grace.clear();
+                                }
+                                inner.cri_grace.insert(id, g);
+                            }
+                        }
+                        Err(e) => tracing::debug!("CRI status of {id}: {e}"),
+                    }
+                }
+            });
+        }
+        None => info!("no CRI socket found (--cri-socket): grace periods stay unknown"),
+    }
+
     // Reader: decode, convert, apply. Ready after the first batch.
     let s = shared.clone();
     let max_pause = Duration::from_millis(args.drain_max_ms.max(1));
@@ -149,9 +176,13 @@ pub async fn run(args: Args) -> Result<()> {
                 }
             }
             let out = std::mem::take(&mut inner.outbox);
+            let ask = std::mem::take(&mut inner.cri_queue);
             drop(inner);
             for ev in out {
                 let _ = s.live.send(ev);
+            }
+            for id in ask {
+                let _ = cri_tx.try_send(id);
             }
             if !s.ready.swap(true, Ordering::AcqRel) {
                 s.lock().metrics.ready.set(1);

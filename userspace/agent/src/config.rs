@@ -43,6 +43,11 @@ pub struct Args {
     )]
     pub runtime_state: Vec<PathBuf>,
 
+    /// The runtime's CRI socket, for metadata the bundles lack (grace periods). Default: the
+    /// first of /run/containerd/containerd.sock and /var/run/crio/crio.sock that exists.
+    #[arg(long, env = "PODLIFE_CRI_SOCKET", global = true)]
+    pub cri_socket: Option<PathBuf>,
+
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, env = "PODLIFE_LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,

@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod cgroupfs;
 pub mod clock;
 pub mod config;
+pub mod cri;
 pub mod enrich;
 pub mod history;
 pub mod http;

@@ -69,6 +69,10 @@ pub struct Inner {
     pub outbox: Vec<Arc<Value>>,
     /// Pods that were live while the kernel lost events: their timelines may miss some.
     pub incomplete: HashSet<String>,
+    /// Grace periods from the CRI (kubelet annotations), by container id.
+    pub cri_grace: HashMap<String, f64>,
+    /// Started containers whose CRI metadata is still to be asked for.
+    pub cri_queue: Vec<String>,
 }
 
 /// Metric series of a removed pod outlive it by this much, so a few scrapes still see them.
@@ -98,6 +102,8 @@ impl Inner {
             forget_at: Vec::new(),
             outbox: Vec::new(),
             incomplete: HashSet::new(),
+            cri_grace: HashMap::new(),
+            cri_queue: Vec::new(),
         }
     }
 
@@ -189,6 +195,11 @@ impl Inner {
             if e.source == podlife_core::Source::Bootstrap && self.already_known(&rendered) {
                 continue;
             }
+            if rendered["type"] == "ContainerStarted" && self.cri_queue.len() < 1024 {
+                if let Some(id) = rendered["container_id"].as_str() {
+                    self.cri_queue.push(id.to_string());
+                }
+            }
             let labels = self.labels(&rendered);
             self.metrics.observe(&labels, &rendered);
             if rendered["type"] == "PodRemoved" {
@@ -229,6 +240,18 @@ impl Inner {
                 );
             }
             obj.remove("ts_ns");
+            // The configured grace period is the kubelet's: known from the CRI when asked.
+            if obj.get("type").and_then(Value::as_str) == Some("GracePeriodOverrun")
+                && obj.get("configured_grace_s").is_none_or(Value::is_null)
+            {
+                let grace = e
+                    .container_id
+                    .as_ref()
+                    .and_then(|id| self.cri_grace.get(id));
+                if let Some(g) = grace {
+                    obj.insert("configured_grace_s".into(), json!(g));
+                }
+            }
             if let Some(uid) = obj.remove("pod_uid") {
                 obj.insert("uid".into(), uid);
             }

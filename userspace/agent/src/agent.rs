@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use podlife_common::{Counter, TRACK_BOOTSTRAP};
-use podlife_core::{Engine, EngineConfig};
+use podlife_core::{CgroupMode, Engine, EngineConfig};
 use tracing::{info, warn};
 
 use crate::cgroupfs::CgroupMounts;
@@ -96,7 +96,16 @@ pub async fn run(args: Args) -> Result<()> {
             (None, None)
         }
     };
-    let engine = Engine::new(EngineConfig::default());
+    let mut engine = Engine::new(EngineConfig {
+        node_name: args.node_name.clone(),
+        ..EngineConfig::default()
+    });
+    // The programs report one hierarchy: cgroup v2 where it exists, else v1 memory.
+    engine.set_cgroup_mode(if mounts.v2.is_some() {
+        CgroupMode::V2
+    } else {
+        CgroupMode::V1
+    });
     let token = match &args.api_token_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -166,7 +175,8 @@ pub async fn run(args: Args) -> Result<()> {
     let s = shared.clone();
     let max_pause = Duration::from_millis(args.drain_max_ms.max(1));
     tokio::spawn(async move {
-        let result = reader::run(ring, max_pause, |batch| {
+        let min_pause = Duration::from_millis(args.drain_min_ms.max(1));
+        let result = reader::run(ring, min_pause, max_pause, |batch| {
             let mut inner = s.lock();
             for r in batch {
                 inner.metrics.ringbuf_events.inc();
@@ -175,6 +185,9 @@ pub async fn run(args: Args) -> Result<()> {
                     Err(_) => inner.metrics.decode_errors.inc(),
                 }
             }
+            // Release what the engine's reorder window holds back, now rather than at the tick.
+            let released = inner.engine.expire(WallClock::now_mono_ns());
+            inner.publish(released);
             let out = std::mem::take(&mut inner.outbox);
             let ask = std::mem::take(&mut inner.cri_queue);
             drop(inner);
@@ -197,13 +210,30 @@ pub async fn run(args: Args) -> Result<()> {
 
     // Ticker: time-based rules, lost-event counter, store flush.
     let s = shared.clone();
+    let rescan_mounts = mounts.clone();
     tokio::spawn(async move {
         let mut lost_seen = 0u64;
+        let mut last_rescan: Option<std::time::Instant> = None;
+        let mut rescan_due = false;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tick.tick().await;
             let lost = capture.counter(Counter::RingbufLost);
+            // Lost records may include the mkdir of a pod: find what was missed in cgroupfs
+            // and /proc again (at most every 5 s), as at start.
+            rescan_due |= lost > lost_seen;
+            let found =
+                if rescan_due && last_rescan.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                    rescan_due = false;
+                    last_rescan = Some(std::time::Instant::now());
+                    Some(track_existing(&mut capture, &rescan_mounts))
+                } else {
+                    None
+                };
             let mut inner = s.lock();
+            if let Some((cgroups, procs)) = found {
+                enrich::bootstrap_engine(&mut inner, &cgroups, &procs, WallClock::now_mono_ns());
+            }
             if lost > lost_seen {
                 inner.metrics.ringbuf_lost.inc_by(lost - lost_seen);
                 inner.events_lost(lost - lost_seen, WallClock::now_mono_ns());
@@ -230,7 +260,10 @@ pub async fn run(args: Args) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     info!("shutting down: flushing history");
-    shared.lock().tick(WallClock::now_mono_ns());
+    let mut inner = shared.lock();
+    let rest = inner.engine.flush();
+    inner.publish(rest);
+    inner.tick(WallClock::now_mono_ns());
     Ok(())
 }
 

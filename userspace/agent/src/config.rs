@@ -57,7 +57,12 @@ pub struct Args {
     #[arg(long, env = "PODLIFE_RINGBUF_BYTES", default_value_t = 8 << 20, global = true)]
     pub ringbuf_bytes: u32,
 
-    /// Longest pause between two ring-buffer drains, in milliseconds (adaptive down to 1 ms).
+    /// Shortest pause between two ring-buffer drains while events keep coming, in milliseconds.
+    #[arg(long, env = "PODLIFE_DRAIN_MIN_MS", default_value_t = 1, global = true)]
+    pub drain_min_ms: u64,
+
+    /// Longest pause between two ring-buffer drains, in milliseconds (adaptive down to the
+    /// minimum while events keep coming).
     #[arg(
         long,
         env = "PODLIFE_DRAIN_MAX_MS",

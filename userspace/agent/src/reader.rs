@@ -33,10 +33,11 @@ pub fn next_pause(current: Duration, read: usize, min: Duration, max: Duration) 
 /// Drain forever, handing each batch to `on_batch`. Returns only if the fd breaks.
 pub async fn run(
     ring: RingBuf<MapData>,
+    min_pause: Duration,
     max_pause: Duration,
     mut on_batch: impl FnMut(Vec<Result<Record, DecodeError>>),
 ) -> std::io::Result<()> {
-    let min = Duration::from_millis(1);
+    let min = min_pause.min(max_pause);
     // SAFETY: the ring buffer's map fd is owned by `RingFd` and stays open, unchanged, for as
     // long as the AsyncFd that owns it.
     let mut fd = unsafe { AsyncFd::register_with_interest(RingFd(ring), Interest::READABLE) }

@@ -222,8 +222,8 @@ impl Metrics {
         }
     }
 
-    fn inc(&mut self, family: Family, labels: &PodLabels, extra: &[&str]) {
-        let vec = match family {
+    fn family(&self, family: Family) -> &IntCounterVec {
+        match family {
             Family::Starts => &self.container_starts,
             Family::Exits => &self.container_exits,
             Family::Restarts => &self.container_restarts,
@@ -233,7 +233,11 @@ impl Metrics {
             Family::Ignored => &self.stop_signals_ignored,
             Family::Overrun => &self.grace_overruns,
             Family::Crash => &self.crashes,
-        };
+        }
+    }
+
+    fn inc(&mut self, family: Family, labels: &PodLabels, extra: &[&str]) {
+        let vec = self.family(family);
         let values = labels.values();
         let kept = (0..4).map(|i| if self.keep[i] { values[i] } else { "" });
         let all: Vec<&str> = kept.chain(extra.iter().copied()).collect();
@@ -326,17 +330,7 @@ impl Metrics {
         };
         for k in keys {
             let labels: Vec<&str> = k.labels.iter().map(String::as_str).collect();
-            let vec = match k.family {
-                Family::Starts => &self.container_starts,
-                Family::Exits => &self.container_exits,
-                Family::Restarts => &self.container_restarts,
-                Family::Oom => &self.oom_kills,
-                Family::Exec => &self.exec_sessions,
-                Family::ProbeFail => &self.probe_failures,
-                Family::Ignored => &self.stop_signals_ignored,
-                Family::Overrun => &self.grace_overruns,
-                Family::Crash => &self.crashes,
-            };
+            let vec = self.family(k.family);
             let _ = vec.remove_label_values(&labels);
         }
     }

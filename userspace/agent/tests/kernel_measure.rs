@@ -167,9 +167,8 @@ fn vfork_storm_in_a_pod_is_drained_without_loss() {
     );
     let start = Instant::now();
     let (mut events, mut bad, mut interval_ms) = (0u64, 0u64, 10u64);
-    let mut done = false;
-    while !done {
-        done = storm.try_wait().expect("stress-ng").is_some();
+    loop {
+        let done = storm.try_wait().expect("stress-ng").is_some();
         let n = cap.drain(|r| {
             events += 1;
             bad += r.is_err() as u64;
@@ -180,8 +179,12 @@ fn vfork_storm_in_a_pod_is_drained_without_loss() {
         } else {
             (interval_ms * 2).min(10)
         };
+        if done {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(interval_ms));
     }
+    wait(&mut storm);
     std::thread::sleep(Duration::from_millis(20));
     cap.drain(|r| {
         events += 1;

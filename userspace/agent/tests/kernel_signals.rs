@@ -199,7 +199,7 @@ fn a_host_kill_of_a_process_moved_into_a_pod_cgroup_is_reported() {
     // must still show up.
     let mut cap = capture();
     let cg = TestCgroup::pod();
-    let mut sleep = cg.spawn(&mut Command::new("/bin/sleep").arg("30"));
+    let mut sleep = cg.spawn(Command::new("/bin/sleep").arg("30"));
     let target = sleep.id();
     wait_comm(target, "sleep");
     kill(target, libc::SIGTERM);

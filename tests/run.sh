@@ -7,4 +7,4 @@ bash "$here/setup.sh"
 cd "$here/.."
 cargo build --release -p podlife
 export PODLIFE_BIN=${PODLIFE_BIN:-$PWD/target/release/podlife}
-exec cargo test -p podlife-e2e --release -- --test-threads=1 "$@"
+exec cargo test -p podlife-e2e --release --no-fail-fast -- --test-threads=1 "$@"

@@ -39,7 +39,9 @@ fn spawn(port: u16, state: &Path, runtime_state: &Path, log: &Path, extra: &[Str
 
 pub fn agent_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("PODLIFE_BIN") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "PODLIFE_BIN={} does not exist", p.display());
+        return p;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for profile in ["release", "debug"] {
@@ -48,7 +50,14 @@ pub fn agent_bin() -> PathBuf {
             return p;
         }
     }
-    panic!("no podlife binary: build it with `cargo build --release -p podlife` or set PODLIFE_BIN")
+    panic!("no podlife binary under target/release or target/debug: build it with `cargo build --release -p podlife` or set PODLIFE_BIN")
+}
+
+/// Where agent logs go: kept there when the test fails (CI can upload them), removed otherwise.
+fn log_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
+    let _ = std::fs::create_dir_all(&d);
+    d
 }
 
 fn free_port() -> u16 {
@@ -74,10 +83,11 @@ impl Agent {
         let port = free_port();
         let state =
             state.unwrap_or_else(|| PathBuf::from(format!("/tmp/podlife-e2e-agent-{port}")));
-        let log = PathBuf::from(format!("/tmp/podlife-e2e-agent-{port}.log"));
+        let log = log_dir().join(format!("agent-{port}.log"));
+        let _ = std::fs::remove_file(&log);
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let child = spawn(port, &state, runtime_state, &log, &extra);
-        let a = Self {
+        let mut a = Self {
             child,
             port,
             state,
@@ -89,9 +99,16 @@ impl Agent {
         a
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let t = Instant::now();
         while self.get("/readyz").0 != 200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited before it was ready ({status}); log:\n{}",
+                    agent_bin().display(),
+                    self.log_tail()
+                );
+            }
             if t.elapsed() > Duration::from_secs(20) {
                 panic!("agent not ready after 20 s; log:\n{}", self.log_tail());
             }
@@ -144,8 +161,18 @@ impl Agent {
         self.json(&format!("/pods/{uid}/timeline"))
     }
 
+    /// GET /pods: the pod summaries.
+    pub fn pods(&self) -> Vec<Value> {
+        self.json("/pods")["pods"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub fn metrics(&self) -> String {
-        self.get("/metrics").1
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "GET /metrics: {body}");
+        body
     }
 
     /// Poll the timeline until `done` holds; on timeout panic with the timeline and the log.
@@ -167,9 +194,10 @@ impl Agent {
             }
             if t.elapsed() > timeout {
                 panic!(
-                    "timed out after {timeout:?} waiting for {what} on pod {uid}\ntimeline ({status}): {}\ntext:\n{}\nagent log:\n{}",
+                    "timed out after {timeout:?} waiting for {what} on pod {uid}\ntimeline ({status}): {}\ntext:\n{}\nagent log ({}):\n{}",
                     body,
                     self.get(&format!("/pods/{uid}/timeline?format=text")).1,
+                    self.log.display(),
                     self.log_tail()
                 );
             }
@@ -264,4 +292,9 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Whether the timeline has an event of a type for one container id.
+pub fn has(t: &Value, ty: &str, container_id: &str) -> bool {
+    !events_of(t, ty, container_id).is_empty()
 }

@@ -11,10 +11,14 @@ use tonic::transport::{Channel, Endpoint, Uri};
 pub struct Cri {
     rt: tokio::runtime::Runtime,
     client: RuntimeServiceClient<Channel>,
+    /// containerd's log, quoted when a call fails.
+    log: Option<PathBuf>,
 }
 
 impl Cri {
-    pub fn connect(socket: &Path) -> Self {
+    /// A client of the runtime at `socket`; `log` (the runtime's log file) is quoted in the
+    /// panic message of a failed call.
+    pub fn connect(socket: &Path, log: Option<PathBuf>) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -35,7 +39,17 @@ impl Cri {
         Self {
             rt,
             client: RuntimeServiceClient::new(channel).max_decoding_message_size(64 << 20),
+            log,
         }
+    }
+
+    fn fail(&self, call: &str, e: tonic::Status) -> ! {
+        let tail = self
+            .log
+            .as_deref()
+            .map(|p| crate::containerd::tail(p, 20))
+            .unwrap_or_default();
+        panic!("{call}: {e}\ncontainerd log (tail):\n{tail}")
     }
 
     pub fn run_pod_sandbox(&mut self, config: PodSandboxConfig) -> String {
@@ -45,7 +59,7 @@ impl Cri {
                 config: Some(config),
                 ..Default::default()
             }))
-            .unwrap_or_else(|e| panic!("RunPodSandbox: {e}"))
+            .unwrap_or_else(|e| self.fail("RunPodSandbox", e))
             .into_inner()
             .pod_sandbox_id
     }
@@ -63,7 +77,7 @@ impl Cri {
                 config: Some(config),
                 sandbox_config: Some(sandbox.clone()),
             }))
-            .unwrap_or_else(|e| panic!("CreateContainer: {e}"))
+            .unwrap_or_else(|e| self.fail("CreateContainer", e))
             .into_inner()
             .container_id
     }
@@ -74,7 +88,7 @@ impl Cri {
             .block_on(c.start_container(StartContainerRequest {
                 container_id: id.into(),
             }))
-            .unwrap_or_else(|e| panic!("StartContainer {id}: {e}"));
+            .unwrap_or_else(|e| self.fail(&format!("StartContainer {id}"), e));
     }
 
     /// ExecSync as the kubelet runs exec probes: Ok(exit code), Err(grpc status) on timeout.
@@ -101,7 +115,7 @@ impl Cri {
                 container_id: id.into(),
                 timeout: timeout_s,
             }))
-            .unwrap_or_else(|e| panic!("StopContainer {id}: {e}"));
+            .unwrap_or_else(|e| self.fail(&format!("StopContainer {id}"), e));
     }
 
     pub fn remove_container(&mut self, id: &str) {
@@ -118,33 +132,67 @@ impl Cri {
                 container_id: id.into(),
                 verbose: false,
             }))
-            .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
+            .unwrap_or_else(|e| self.fail(&format!("ContainerStatus {id}"), e))
             .into_inner()
             .status
             .expect("status")
     }
 
-    /// Status once the runtime has seen the container exit (it learns it asynchronously).
+    /// Status once the runtime has seen the container exit (it learns it asynchronously);
+    /// panics when it has not within 20 s.
     pub fn wait_exited(&mut self, id: &str) -> ContainerStatus {
         let t = std::time::Instant::now();
         loop {
             let s = self.container_status(id);
-            if s.state == ContainerState::ContainerExited as i32
-                || t.elapsed() > std::time::Duration::from_secs(10)
-            {
+            if s.state == ContainerState::ContainerExited as i32 {
                 return s;
+            }
+            if t.elapsed() > std::time::Duration::from_secs(20) {
+                panic!("container {id} has not exited after 20 s: {s:?}");
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 
+    /// Ids of the containers the runtime knows (any state).
+    pub fn list_containers(&mut self) -> Vec<String> {
+        let c = &mut self.client;
+        self.rt
+            .block_on(c.list_containers(ListContainersRequest::default()))
+            .unwrap_or_else(|e| self.fail("ListContainers", e))
+            .into_inner()
+            .containers
+            .into_iter()
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// Ids of the pod sandboxes the runtime knows (any state).
+    pub fn list_pod_sandboxes(&mut self) -> Vec<String> {
+        let c = &mut self.client;
+        self.rt
+            .block_on(c.list_pod_sandbox(ListPodSandboxRequest::default()))
+            .unwrap_or_else(|e| self.fail("ListPodSandbox", e))
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|s| s.id)
+            .collect()
+    }
+
     pub fn stop_pod_sandbox(&mut self, id: &str) {
+        if let Err(e) = self.try_stop_pod_sandbox(id) {
+            self.fail(&format!("StopPodSandbox {id}"), e)
+        }
+    }
+
+    pub fn try_stop_pod_sandbox(&mut self, id: &str) -> Result<(), tonic::Status> {
         let c = &mut self.client;
         self.rt
             .block_on(c.stop_pod_sandbox(StopPodSandboxRequest {
                 pod_sandbox_id: id.into(),
             }))
-            .unwrap_or_else(|e| panic!("StopPodSandbox {id}: {e}"));
+            .map(|_| ())
     }
 
     pub fn remove_pod_sandbox(&mut self, id: &str) {

@@ -1,8 +1,12 @@
 //! Playing the kubelet: pod cgroups as its cgroupfs driver makes them, CRI calls with the
-//! metadata, labels and namespace options the kubelet sets.
+//! metadata, labels, annotations, resources and namespace options the kubelet sets.
+//!
+//! [`Kubelet`] is containerd plus a CRI client (for harness tests without an agent); [`Env`] adds
+//! the real agent. Pods left behind by a test, also a failing one, are stopped and removed and
+//! their cgroups deleted on drop.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use k8s_cri::v1::*;
 
@@ -10,14 +14,33 @@ use crate::agent::Agent;
 use crate::containerd::Containerd;
 use crate::cri::Cri;
 
-/// A test environment: containerd, a CRI client and the agent. Pods left behind by a test
-/// (also a failing one) are stopped and removed when it drops.
-pub struct Env {
-    pub agent: Agent,
+/// The namespace every test pod lives in.
+pub const NAMESPACE: &str = "e2e";
+
+pub struct Kubelet {
     pub cri: Cri,
     pods: Vec<Pod>,
-    // Dropped last: containerd outlives the cleanup above.
+    // Dropped last: containerd outlives the pod cleanup in Drop.
     pub containerd: Containerd,
+}
+
+/// A test environment: a [`Kubelet`] and the podlife agent watching it.
+pub struct Env {
+    pub agent: Agent,
+    pub kubelet: Kubelet,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Kubelet;
+    fn deref(&self) -> &Kubelet {
+        &self.kubelet
+    }
+}
+
+impl std::ops::DerefMut for Env {
+    fn deref_mut(&mut self) -> &mut Kubelet {
+        &mut self.kubelet
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -27,6 +50,7 @@ pub struct Pod {
     pub namespace: String,
     pub sandbox_id: String,
     pub config: PodSandboxConfig,
+    /// The pod cgroup, `/kubepods/burstable/pod<uid>`.
     pub cgroup: String,
 }
 
@@ -34,23 +58,38 @@ pub struct Pod {
 pub struct Container {
     pub id: String,
     pub name: String,
+    pub attempt: u32,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct PodOpts {
     pub host_network: bool,
+    /// shareProcessNamespace: one pid namespace for the pod (NamespaceMode::POD).
     pub share_pid: bool,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct CtrOpts {
+    /// resources.limits.memory, in bytes.
     pub memory_limit: Option<i64>,
+    /// Restart count: the kubelet's CreateContainer attempt.
     pub attempt: u32,
     /// terminationGracePeriodSeconds the kubelet annotates on the container (default 30).
     pub grace_s: Option<i64>,
+    /// One of the test images (`busybox` when None): busybox, memhog, crasher.
+    pub image: Option<&'static str>,
 }
 
-/// A fresh pod UID (UUID form), unique per call.
+impl CtrOpts {
+    pub fn image(image: &'static str) -> Self {
+        Self {
+            image: Some(image),
+            ..Self::default()
+        }
+    }
+}
+
+/// A fresh pod UID (UUID form), unique per call and per process.
 pub fn new_uid() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
@@ -69,46 +108,53 @@ pub fn new_uid() -> String {
     )
 }
 
-fn hierarchies() -> Vec<std::path::PathBuf> {
-    std::fs::read_dir("/sys/fs/cgroup")
+/// Every cgroup hierarchy: the v1 controllers (and named hierarchies) and the unified one.
+pub fn hierarchies() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
         .map(|d| {
             d.flatten()
+                // Skip the `cpu,cpuacct`-style symlinks: their targets are listed themselves.
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
                 .map(|e| e.path())
-                .filter(|p| p.is_dir())
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if v.is_empty() || Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        // Pure cgroup v2: the mount point is the one hierarchy.
+        v = vec![PathBuf::from("/sys/fs/cgroup")];
+    }
+    v
 }
 
-impl Env {
-    pub fn start() -> Self {
-        Self::start_with_agent_args(&[])
-    }
+fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
 
-    /// With extra agent flags (ring-buffer size, token file ...).
-    pub fn start_with_agent_args(args: &[&str]) -> Self {
-        crate::require_root();
+impl Kubelet {
+    /// containerd with the test images, and a CRI client on its socket. No agent.
+    pub fn start() -> Self {
         let containerd = Containerd::start();
-        let cri = Cri::connect(&containerd.socket);
-        let socket = containerd.socket.to_string_lossy().to_string();
-        let mut all = vec!["--cri-socket", socket.as_str()];
-        all.extend_from_slice(args);
-        let agent = Agent::start_args(&containerd.state, None, &all);
+        let cri = Cri::connect(&containerd.socket, Some(containerd.log_path()));
         Self {
-            agent,
             cri,
             pods: Vec::new(),
             containerd,
         }
     }
 
-    /// The kubelet creates /kubepods/<qos>/pod<uid> in every hierarchy before the sandbox.
+    /// The kubelet creates /kubepods/<qos>/pod<uid> in every hierarchy before the sandbox,
+    /// then RunPodSandbox with cgroup_parent, the metadata, labels and namespace options.
     pub fn run_pod(&mut self, name: &str, opts: PodOpts) -> Pod {
         let uid = new_uid();
-        let namespace = "e2e".to_string();
+        let namespace = NAMESPACE.to_string();
         let cgroup = format!("/kubepods/burstable/pod{uid}");
         for h in hierarchies() {
-            let _ = std::fs::create_dir_all(h.join(cgroup.trim_start_matches('/')));
+            let dir = h.join(cgroup.trim_start_matches('/'));
+            std::fs::create_dir_all(&dir)
+                .unwrap_or_else(|e| panic!("creating the pod cgroup {}: {e}", dir.display()));
         }
         let ns = NamespaceOption {
             network: if opts.host_network {
@@ -116,6 +162,7 @@ impl Env {
             } else {
                 NamespaceMode::Pod as i32
             },
+            // Always explicit: the proto default (0 = POD) is not the kubelet's default.
             pid: if opts.share_pid {
                 NamespaceMode::Pod as i32
             } else {
@@ -124,14 +171,6 @@ impl Env {
             ipc: NamespaceMode::Pod as i32,
             ..Default::default()
         };
-        let labels: HashMap<String, String> = [
-            ("io.kubernetes.pod.name", name),
-            ("io.kubernetes.pod.namespace", namespace.as_str()),
-            ("io.kubernetes.pod.uid", uid.as_str()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
         let log_dir = self.containerd.dir.join("logs").join(&uid);
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let config = PodSandboxConfig {
@@ -148,7 +187,15 @@ impl Env {
                 name.into()
             },
             log_directory: log_dir.to_string_lossy().into(),
-            labels,
+            labels: map(&[
+                ("io.kubernetes.pod.name", name),
+                ("io.kubernetes.pod.namespace", &namespace),
+                ("io.kubernetes.pod.uid", &uid),
+            ]),
+            annotations: map(&[
+                ("kubernetes.io/config.source", "api"),
+                ("kubernetes.io/config.seen", "2026-01-01T00:00:00Z"),
+            ]),
             linux: Some(LinuxPodSandboxConfig {
                 cgroup_parent: cgroup.clone(),
                 security_context: Some(LinuxSandboxSecurityContext {
@@ -185,45 +232,47 @@ impl Env {
             .as_ref()
             .and_then(|l| l.security_context.as_ref())
             .and_then(|s| s.namespace_options.clone());
-        let labels: HashMap<String, String> = [
-            ("io.kubernetes.container.name", name),
-            ("io.kubernetes.pod.name", pod.name.as_str()),
-            ("io.kubernetes.pod.namespace", pod.namespace.as_str()),
-            ("io.kubernetes.pod.uid", pod.uid.as_str()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        // The annotations the kubelet puts on every container.
-        let annotations: HashMap<String, String> = [
-            (
-                "io.kubernetes.container.restartCount",
-                opts.attempt.to_string(),
-            ),
-            (
-                "io.kubernetes.pod.terminationGracePeriod",
-                opts.grace_s.unwrap_or(30).to_string(),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        // The kubelet makes the container's log directory under the pod's.
+        let log_dir = self.containerd.dir.join("logs").join(&pod.uid).join(name);
+        std::fs::create_dir_all(&log_dir).expect("container log dir");
+        let attempt = opts.attempt.to_string();
+        let grace = opts.grace_s.unwrap_or(30).to_string();
         let config = ContainerConfig {
-            annotations,
             metadata: Some(ContainerMetadata {
                 name: name.into(),
                 attempt: opts.attempt,
             }),
             image: Some(ImageSpec {
-                image: "localhost/e2e/busybox:latest".into(),
+                image: format!("localhost/e2e/{}:latest", opts.image.unwrap_or("busybox")),
                 ..Default::default()
             }),
             command: cmd.iter().map(|s| s.to_string()).collect(),
-            log_path: format!("{name}_{}.log", opts.attempt),
-            labels,
+            log_path: format!("{name}/{}.log", opts.attempt),
+            labels: map(&[
+                ("io.kubernetes.container.name", name),
+                ("io.kubernetes.pod.name", &pod.name),
+                ("io.kubernetes.pod.namespace", &pod.namespace),
+                ("io.kubernetes.pod.uid", &pod.uid),
+            ]),
+            // The annotations the kubelet puts on every container.
+            annotations: map(&[
+                ("io.kubernetes.container.hash", "e2e00001"),
+                ("io.kubernetes.container.restartCount", &attempt),
+                (
+                    "io.kubernetes.container.terminationMessagePath",
+                    "/dev/termination-log",
+                ),
+                ("io.kubernetes.container.terminationMessagePolicy", "File"),
+                ("io.kubernetes.pod.terminationGracePeriod", &grace),
+            ]),
             linux: Some(LinuxContainerConfig {
-                resources: opts.memory_limit.map(|m| LinuxContainerResources {
-                    memory_limit_in_bytes: m,
+                // What the kubelet sends for a container without requests: minimal shares,
+                // the CFS period, the BestEffort OOM score (containerd clamps it to its own).
+                resources: Some(LinuxContainerResources {
+                    cpu_period: 100_000,
+                    cpu_shares: 2,
+                    oom_score_adj: 1000,
+                    memory_limit_in_bytes: opts.memory_limit.unwrap_or(0),
                     ..Default::default()
                 }),
                 security_context: Some(LinuxContainerSecurityContext {
@@ -239,9 +288,11 @@ impl Env {
         Container {
             id,
             name: name.into(),
+            attempt: opts.attempt,
         }
     }
 
+    /// CreateContainer then StartContainer.
     pub fn run_container(
         &mut self,
         pod: &Pod,
@@ -254,6 +305,18 @@ impl Env {
         c
     }
 
+    /// What the container wrote (the CRI log file, one `<time> <stream> <tag> <text>` a line).
+    pub fn container_log(&self, pod: &Pod, c: &Container) -> String {
+        let path = self
+            .containerd
+            .dir
+            .join("logs")
+            .join(&pod.uid)
+            .join(&c.name)
+            .join(format!("{}.log", c.attempt));
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
     /// StopPodSandbox, RemovePodSandbox, then the kubelet removes the pod cgroup.
     pub fn remove_pod(&mut self, pod: &Pod) {
         self.cri.stop_pod_sandbox(&pod.sandbox_id);
@@ -263,10 +326,29 @@ impl Env {
     }
 }
 
+impl Env {
+    /// containerd, the CRI client and the real agent (ready) watching this containerd.
+    pub fn start() -> Self {
+        Self::start_with_agent_args(&[])
+    }
+
+    /// With extra agent flags (ring-buffer size, token file ...).
+    pub fn start_with_agent_args(args: &[&str]) -> Self {
+        // The agent binary is checked before anything is started.
+        let _ = crate::agent::agent_bin();
+        let kubelet = Kubelet::start();
+        let socket = kubelet.containerd.socket.to_string_lossy().to_string();
+        let mut all = vec!["--cri-socket", socket.as_str()];
+        all.extend_from_slice(args);
+        let agent = Agent::start_args(&kubelet.containerd.state, None, &all);
+        Self { agent, kubelet }
+    }
+}
+
 fn remove_cgroup(cgroup: &str) {
     for h in hierarchies() {
         let dir = h.join(cgroup.trim_start_matches('/'));
-        if Path::new(&dir).exists() {
+        if dir.exists() {
             // Container cgroups left by a failed test first.
             if let Ok(entries) = std::fs::read_dir(&dir) {
                 for e in entries.flatten().filter(|e| e.path().is_dir()) {
@@ -278,13 +360,11 @@ fn remove_cgroup(cgroup: &str) {
     }
 }
 
-impl Drop for Env {
+impl Drop for Kubelet {
     fn drop(&mut self) {
         for pod in std::mem::take(&mut self.pods) {
-            let c = &mut self.cri;
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                c.stop_pod_sandbox(&pod.sandbox_id)
-            }));
+            // Never panics: this also runs while a failed test unwinds.
+            let _ = self.cri.try_stop_pod_sandbox(&pod.sandbox_id);
             self.cri.remove_pod_sandbox(&pod.sandbox_id);
             remove_cgroup(&pod.cgroup);
         }

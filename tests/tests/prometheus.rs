@@ -93,11 +93,10 @@ fn prometheus_sees_the_oom_kill_and_the_alert_fires() {
     let hog = env.run_container(
         &pod,
         "hog",
-        &["tail", "/dev/zero"],
+        &["/memhog"],
         CtrOpts {
             memory_limit: Some(32 << 20),
-            attempt: 0,
-            grace_s: None,
+            ..CtrOpts::image("memhog")
         },
     );
     env.agent

@@ -117,3 +117,25 @@ fn pods_run_exec_oom_crash_stop_and_leave_nothing_behind() {
         .collect();
     assert!(results.is_empty(), "{results:?}");
 }
+
+#[test]
+fn a_test_that_panics_still_cleans_up() {
+    let mut seen = None;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut k = Kubelet::start();
+        let pod = k.run_pod("doomed", PodOpts::default());
+        let app = k.run_container(&pod, "app", &["sleep", "1000"], CtrOpts::default());
+        seen = Some((k.containerd.dir.clone(), pod.uid.clone()));
+        assert!(running(&mut k, &app.id));
+        panic!("a failing assertion with a pod running");
+    }));
+    assert!(result.is_err());
+    let (dir, uid) = seen.expect("the pod ran");
+    assert!(!dir.exists(), "{} remains", dir.display());
+    let left = processes_mentioning(&dir.to_string_lossy());
+    assert!(left.is_empty(), "processes remain: {left:?}");
+    for h in hierarchies() {
+        let p = h.join(format!("kubepods/burstable/pod{uid}"));
+        assert!(!p.exists(), "{} remains", p.display());
+    }
+}

@@ -1,0 +1,460 @@
+"""Offline checks of deploy/: run by validate.sh inside its venv (see requirements-validate.txt).
+
+1. schema   every Kubernetes object against the OpenAPI schemas of Kubernetes 1.27 to 1.37
+            (kubernetes-validate, strict: unknown fields fail), the ServiceMonitor against the
+            prometheus-operator CRD (cloudcoil's models generated from it; fields the model
+            drops are reported as unknown).
+2. kustomize kustomization.yaml lists files that exist and covers every manifest; the
+            api-token component's JSON patches apply, and the patched DaemonSet is valid.
+3. policy   what the design promises operators: not privileged, capabilities exactly the five
+            documented ones, host mounts read-only except the state dir, probes, scrape
+            annotations, ports, selectors and namespaces that line up.
+4. image    deploy/Containerfile parses (BuildKit's parser), copies only paths that exist and
+            every workspace member, and installs the same toolchain as xtask/src/setup.rs.
+5. must-fail copies of deploy/ with one defect each: every one must be reported, by the
+            check meant to catch it. A validator that cannot fail proves nothing.
+
+Prints one line per check and `deploy: N passed, M failed[, K skipped]` last; exit 1 on failure.
+"""
+
+import copy
+import json
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import dockerfile
+import kubernetes_validate
+import yaml
+from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
+
+DEPLOY = pathlib.Path(__file__).resolve().parent
+REPO = DEPLOY.parent
+K8S_VERSIONS = [f"1.{m}.0" for m in range(27, 38)]
+NAMESPACE = "podlife"
+CAPS = {"BPF", "PERFMON", "SYS_RESOURCE", "DAC_READ_SEARCH", "SYS_PTRACE"}
+HOST_MOUNTS = {  # host path -> must the mount be read-only
+    "/sys/fs/cgroup": True,
+    "/sys/kernel/tracing": True,
+    "/sys/kernel/btf": True,
+    "/run/containerd": True,
+    "/run/containers/storage": True,
+    "/var/lib/podlife": False,
+}
+HOSTPATH_TYPES = {"", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket",
+                  "CharDevice", "BlockDevice"}
+STANDALONE = {"servicemonitor.yaml"}  # applied on its own (needs CRDs), not in kustomization
+KUSTOMIZE_FILES = {"kustomization.yaml"}
+
+
+class Failed(Exception):
+    pass
+
+
+def load_all(path):
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def manifests(tree):
+    """(file name, object) of every Kubernetes object in the tree's top level."""
+    out = []
+    for f in sorted(tree.glob("*.yaml")):
+        if f.name not in KUSTOMIZE_FILES:
+            out += [(f.name, d) for d in load_all(f)]
+    return out
+
+
+def unknown_fields(src, dumped, path=""):
+    out = []
+    if isinstance(src, dict):
+        for k, v in src.items():
+            if not isinstance(dumped, dict) or k not in dumped:
+                out.append(f"{path}.{k}")
+            else:
+                out += unknown_fields(v, dumped[k], f"{path}.{k}")
+    elif isinstance(src, list) and isinstance(dumped, list):
+        for i, (a, b) in enumerate(zip(src, dumped)):
+            out += unknown_fields(a, b, f"{path}[{i}]")
+    return out
+
+
+_VALIDATED = {}  # canonical JSON -> error message or None: must-fail copies repeat most objects
+
+
+def validate_object(name, obj):
+    key = json.dumps(obj, sort_keys=True)
+    if key not in _VALIDATED:
+        try:
+            _validate_object(obj)
+            _VALIDATED[key] = None
+        except Failed as e:
+            _VALIDATED[key] = str(e)
+    if _VALIDATED[key]:
+        raise Failed(f"{name}: {_VALIDATED[key]}")
+
+
+def _validate_object(obj):
+    kind = obj.get("kind")
+    if obj.get("apiVersion") == "monitoring.coreos.com/v1" and kind == "ServiceMonitor":
+        try:
+            model = ServiceMonitor.model_validate(obj)
+        except Exception as e:  # pydantic.ValidationError: say which field
+            raise Failed(f"ServiceMonitor does not match the CRD: {e}") from None
+        dumped = model.model_dump(by_alias=True, exclude_unset=True, mode="json")
+        extra = unknown_fields(obj, dumped)
+        if extra:
+            raise Failed(f"ServiceMonitor has fields the CRD does not know: {extra}")
+        return
+    for v in K8S_VERSIONS:
+        try:
+            kubernetes_validate.validate(obj, v, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            raise Failed(f"no schema for {obj.get('apiVersion')}/{kind} "
+                         f"in Kubernetes {v}") from None
+        except kubernetes_validate.ValidationError as e:
+            where = ".".join(str(p) for p in e.path)
+            raise Failed(f"{kind} invalid for Kubernetes {v} at {where}: "
+                         f"{e.message}") from None
+
+
+def check_schema(tree):
+    objs = manifests(tree)
+    if not objs:
+        raise Failed("no manifests found")
+    for name, obj in objs:
+        validate_object(name, obj)
+    return f"{len(objs)} objects, Kubernetes {K8S_VERSIONS[0]}..{K8S_VERSIONS[-1]} + CRD"
+
+
+def json_patch_add(doc, path, value):
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+    node = doc
+    for p in parts[:-1]:
+        node = node[int(p)] if isinstance(node, list) else node[p]
+    last = parts[-1]
+    if isinstance(node, list):
+        if last == "-":
+            node.append(value)
+        else:
+            node.insert(int(last), value)
+    else:
+        node[last] = value
+
+
+def check_kustomize(tree):
+    k = yaml.safe_load((tree / "kustomization.yaml").read_text())
+    known = {"apiVersion", "kind", "resources", "images", "components", "patches", "namespace",
+             "labels"}
+    if k.get("kind") != "Kustomization" or set(k) - known:
+        raise Failed(f"kustomization.yaml: not a Kustomization or unknown keys {set(k) - known}")
+    res = k.get("resources", [])
+    for r in res:
+        if not (tree / r).is_file():
+            raise Failed(f"kustomization.yaml: resource {r} does not exist")
+    tops = {f.name for f in tree.glob("*.yaml")} - KUSTOMIZE_FILES - STANDALONE
+    if set(res) != tops:
+        raise Failed(f"kustomization.yaml: resources {sorted(res)} != manifests {sorted(tops)}")
+    images = {c["image"].split(":")[0] for _, o in manifests(tree) if o["kind"] == "DaemonSet"
+              for c in o["spec"]["template"]["spec"]["containers"]}
+    for img in k.get("images", []):
+        if img["name"] not in images:
+            raise Failed(f"kustomization.yaml: image {img['name']} matches no container")
+    # Components: apply their JSON patches to the DaemonSet and validate the result.
+    ds = next(o for _, o in manifests(tree) if o["kind"] == "DaemonSet")
+    comps = sorted(tree.glob("components/*/kustomization.yaml"))
+    for c in comps:
+        comp = yaml.safe_load(c.read_text())
+        if comp.get("kind") != "Component":
+            raise Failed(f"{c.relative_to(tree)}: kind is not Component")
+        patched = copy.deepcopy(ds)
+        for p in comp.get("patches", []):
+            if p.get("target", {}).get("kind") != "DaemonSet":
+                raise Failed(f"{c.relative_to(tree)}: patch targets something else than the DaemonSet")
+            for op in yaml.safe_load(p["patch"]):
+                if op["op"] != "add":
+                    raise Failed(f"{c.relative_to(tree)}: only `add` ops are checked here")
+                try:
+                    json_patch_add(patched, op["path"], op["value"])
+                except (KeyError, IndexError, ValueError) as e:
+                    raise Failed(f"{c.relative_to(tree)}: patch path {op['path']} does not "
+                                 f"apply: {e!r}") from None
+        validate_object(str(c.relative_to(tree)), patched)
+        check_daemonset_policy(patched, str(c.relative_to(tree)))
+    return f"{len(res)} resources, {len(comps)} component(s) patched and valid"
+
+
+def env_of(container):
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def check_daemonset_policy(ds, where="daemonset.yaml"):
+    def need(cond, msg):
+        if not cond:
+            raise Failed(f"{where}: {msg}")
+
+    pod = ds["spec"]["template"]["spec"]
+    need(pod.get("hostPID") is True, "hostPID must be true (host /proc, host pids)")
+    need(pod.get("hostNetwork") is not True, "hostNetwork is not needed")
+    need(pod.get("priorityClassName") == "system-node-critical",
+         "priorityClassName must be system-node-critical")
+    need(any(t.get("operator") == "Exists" and not t.get("key") and not t.get("effect")
+             for t in pod.get("tolerations", [])), "must tolerate every taint (operator: Exists)")
+    need(pod.get("automountServiceAccountToken") is False, "no service account token is needed")
+    need(ds["spec"]["selector"]["matchLabels"].items()
+         <= ds["spec"]["template"]["metadata"]["labels"].items(), "selector must match pod labels")
+    (c,) = pod["containers"]
+    sc = c.get("securityContext", {})
+    need(sc.get("privileged") is not True, "must not be privileged")
+    need(sc.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation must be false")
+    need(sc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem must be true")
+    caps = sc.get("capabilities", {})
+    need(caps.get("drop") == ["ALL"], "capabilities must drop ALL")
+    need(set(caps.get("add", [])) == CAPS,
+         f"capabilities must add exactly {sorted(CAPS)}, not {sorted(caps.get('add', []))}")
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    for v in vols.values():
+        if "hostPath" in v:
+            need(v["hostPath"].get("type", "") in HOSTPATH_TYPES,
+                 f"volume {v['name']}: hostPath type {v['hostPath'].get('type')!r} is not valid")
+    mounted = {}
+    for m in c.get("volumeMounts", []):
+        need(m["name"] in vols, f"volumeMount {m['name']} has no volume")
+        hp = vols[m["name"]].get("hostPath")
+        if hp:
+            mounted[hp["path"]] = m
+            if HOST_MOUNTS.get(hp["path"], True):
+                need(m.get("readOnly") is True, f"host path {hp['path']} must be mounted readOnly")
+    for path in HOST_MOUNTS:
+        need(path in mounted, f"host path {path} is not mounted")
+    env = env_of(c)
+    state = mounted["/var/lib/podlife"]
+    need(state["mountPath"] == env.get("PODLIFE_STATE_DIR", "/var/lib/podlife"),
+         "the writable mount must be PODLIFE_STATE_DIR")
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    listen = int(env.get("PODLIFE_LISTEN", "0.0.0.0:9090").rsplit(":", 1)[1])
+    need(ports.get("http") == listen == 9090, "port `http` must be 9090 = PODLIFE_LISTEN")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = c.get(probe, {}).get("httpGet", {})
+        need(get.get("path") == path and get.get("port") in ("http", listen),
+             f"{probe} must GET {path} on the http port")
+    ann = ds["spec"]["template"]["metadata"].get("annotations", {})
+    need(ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(listen),
+         "prometheus.io/scrape and prometheus.io/port annotations must match the listener")
+    res = c.get("resources", {})
+    need(res.get("requests") and res.get("limits"), "requests and limits must be set")
+
+
+def check_policy(tree):
+    objs = manifests(tree)
+    by_kind = {}
+    for name, o in objs:
+        by_kind.setdefault(o["kind"], []).append((name, o))
+    for kind in ("Namespace", "ServiceAccount", "DaemonSet", "Service", "ServiceMonitor"):
+        if len(by_kind.get(kind, [])) != 1:
+            raise Failed(f"expected one {kind}, found {len(by_kind.get(kind, []))}")
+    ns = by_kind["Namespace"][0][1]
+    if ns["metadata"]["name"] != NAMESPACE or \
+            ns["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") != "privileged":
+        raise Failed("namespace.yaml: namespace podlife with Pod Security enforce=privileged")
+    for name, o in objs:
+        if o["kind"] != "Namespace" and o["metadata"].get("namespace") != NAMESPACE:
+            raise Failed(f"{name}: {o['kind']} must be in namespace {NAMESPACE}")
+    ds_name, ds = by_kind["DaemonSet"][0]
+    check_daemonset_policy(ds, ds_name)
+    pod = ds["spec"]["template"]
+    if pod["spec"]["serviceAccountName"] != by_kind["ServiceAccount"][0][1]["metadata"]["name"]:
+        raise Failed(f"{ds_name}: serviceAccountName names no ServiceAccount of deploy/")
+    svc_name, svc = by_kind["Service"][0]
+    if svc["spec"].get("clusterIP") != "None":
+        raise Failed(f"{svc_name}: the Service must be headless (clusterIP: None)")
+    if not svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items():
+        raise Failed(f"{svc_name}: selector does not match the DaemonSet's pods")
+    cports = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+    for p in svc["spec"]["ports"]:
+        if p["targetPort"] not in cports and p["targetPort"] != 9090:
+            raise Failed(f"{svc_name}: targetPort {p['targetPort']} is no container port")
+    sm_name, sm = by_kind["ServiceMonitor"][0]
+    if not sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items():
+        raise Failed(f"{sm_name}: selector does not match the Service's labels")
+    sports = {p["name"] for p in svc["spec"]["ports"]}
+    for ep in sm["spec"]["endpoints"]:
+        if ep.get("port") not in sports or ep.get("path", "/metrics") != "/metrics":
+            raise Failed(f"{sm_name}: endpoint must scrape /metrics on a named Service port")
+    return "least privilege, mounts, probes, scrape annotations, selectors, namespaces"
+
+
+def toolchain_packages():
+    src = (REPO / "xtask/src/setup.rs").read_text()
+    m = re.search(r"TOOLCHAIN_PACKAGES: &\[&str\] = &\[(.*?)\];", src, re.S)
+    if not m:
+        raise Failed("xtask/src/setup.rs: TOOLCHAIN_PACKAGES not found")
+    return re.findall(r'"([^"]+)"', m.group(1))
+
+
+def check_image(tree):
+    cmds = dockerfile.parse_file(str(tree / "Containerfile"))
+    froms = [c for c in cmds if c.cmd == "FROM"]
+    stages = {c.value[2].lower() for c in froms if len(c.value) == 3}
+    if len(froms) < 2 or froms[0].value[0] != "debian:12":
+        raise Failed("Containerfile: a debian:12 builder stage and a runtime stage are needed")
+    if froms[-1].value[0] not in ("debian:12-slim", "gcr.io/distroless/cc-debian12"):
+        raise Failed(f"Containerfile: runtime image {froms[-1].value[0]} is not a small Debian 12 one")
+    runs = " ".join(" ".join(c.value) for c in cmds if c.cmd == "RUN")
+    runs = re.sub(r"\s+", " ", runs)
+    missing = [p for p in toolchain_packages() if not re.search(rf"\b{re.escape(p)}\b", runs)]
+    if missing:
+        raise Failed(f"Containerfile: toolchain packages of xtask/src/setup.rs missing: {missing}")
+    for needed in ("LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker@0.13.0 --locked "
+                   "--no-default-features --features llvm-22",
+                   "cargo build --release --locked -p podlife"):
+        if needed not in runs:
+            raise Failed(f"Containerfile: missing build step `{needed}`")
+    copied = set()
+    for c in cmds:
+        if c.cmd != "COPY":
+            continue
+        flags = dict(f.lstrip("-").split("=", 1) for f in c.flags)
+        if "from" in flags:
+            if flags["from"].lower() not in stages:
+                raise Failed(f"Containerfile: COPY --from={flags['from']}: no such stage")
+            continue
+        for src in c.value[:-1]:
+            if src in (".", "./") or not (REPO / src).exists():
+                raise Failed(f"Containerfile: COPY source {src} does not exist (or is the whole "
+                             "context, target/ included)")
+            copied.add(src.rstrip("/"))
+    members = re.findall(r'"([^"]+)"', re.search(r"members = \[(.*?)\]",
+                                                 (REPO / "Cargo.toml").read_text(), re.S).group(1))
+    uncovered = [m for m in members if not any(m == c or m.startswith(c + "/") for c in copied)]
+    for m in ["Cargo.toml", "Cargo.lock", ".cargo"] + uncovered:
+        if m not in copied:
+            raise Failed(f"Containerfile: {m} is not copied into the builder")
+    ep = [c for c in cmds if c.cmd == "ENTRYPOINT"]
+    if not ep or ep[-1].value[0] != "/usr/bin/podlife":
+        raise Failed("Containerfile: ENTRYPOINT must be /usr/bin/podlife")
+    return f"{len(froms)} stages, {len(copied)} COPY sources, toolchain = xtask setup"
+
+
+def check_kubectl_kustomize(tree):
+    """The real kustomize, when kubectl happens to be installed (it is not a requirement)."""
+    if not shutil.which("kubectl"):
+        return None
+    with tempfile.TemporaryDirectory() as overlay:
+        overlay = pathlib.Path(overlay)
+        rel = pathlib.Path(*[".."] * len(overlay.parts[1:])) / str(tree).lstrip("/")
+        (overlay / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"resources: [{rel}]\ncomponents: [{rel}/components/api-token]\n")
+        n = 0
+        for target in (tree, overlay):
+            out = subprocess.run(["kubectl", "kustomize", str(target)], capture_output=True,
+                                 text=True)
+            if out.returncode != 0:
+                raise Failed(f"kubectl kustomize {target}: {out.stderr.strip()}")
+            for obj in yaml.safe_load_all(out.stdout):
+                validate_object(f"kustomize build of {target}", obj)
+                n += 1
+    return f"{n} built objects valid"
+
+
+CHECKS = [("schema", check_schema), ("kustomize", check_kustomize), ("policy", check_policy),
+          ("image", check_image)]
+
+
+def run_checks(tree):
+    errors = []
+    for name, fn in CHECKS:
+        try:
+            fn(tree)
+        except Failed as e:
+            errors.append((name, str(e)))
+    return errors
+
+
+def mutate(file, old, new):
+    def apply(tree):
+        p = tree / file
+        text = p.read_text()
+        if old not in text:
+            raise Failed(f"must-fail setup: `{old}` not in {file}")
+        p.write_text(text.replace(old, new))
+    return apply
+
+
+# (what is broken, how, the check that must catch it, a word its message must contain)
+MUST_FAIL = [
+    ("unknown DaemonSet field", mutate("daemonset.yaml", "  updateStrategy:", "  updateStrategyy:"),
+     "schema", "updateStrategyy"),
+    ("wrong type", mutate("daemonset.yaml", "hostPID: true", 'hostPID: "yes"'), "schema", "hostPID"),
+    ("nested unknown field", mutate("daemonset.yaml", "readOnlyRootFilesystem: true",
+                                    "readOnlyRootFileSystem: true"), "schema", "readOnlyRootFileSystem"),
+    ("missing required field", mutate("daemonset.yaml", "- name: podlife\n", "- nam: podlife\n"),
+     "schema", "name"),
+    ("unknown ServiceMonitor field", mutate("servicemonitor.yaml", "scrapeTimeout:", "scrapeTimout:"),
+     "schema", "scrapeTimout"),
+    ("bad ServiceMonitor interval", mutate("servicemonitor.yaml", "interval: 30s",
+                                           "interval: 30 seconds"), "schema", "interval"),
+    ("privileged", mutate("daemonset.yaml", "privileged: false", "privileged: true"),
+     "policy", "privileged"),
+    ("extra capability", mutate("daemonset.yaml", "- SYS_PTRACE\n", "- SYS_PTRACE\n                - SYS_ADMIN\n"),
+     "policy", "SYS_ADMIN"),
+    ("writable host mount", mutate("daemonset.yaml", "mountPath: /sys/kernel/btf, readOnly: true",
+                                   "mountPath: /sys/kernel/btf, readOnly: false"), "policy", "/sys/kernel/btf"),
+    ("hostPath type typo", mutate("daemonset.yaml", "type: DirectoryOrCreate}}", "type: DirOrCreate}}"),
+     "policy", "DirOrCreate"),
+    ("readiness path", mutate("daemonset.yaml", "path: /readyz", "path: /ready"), "policy", "readinessProbe"),
+    ("missing kustomize resource", mutate("kustomization.yaml", "- service.yaml", "- services.yaml"),
+     "kustomize", "services.yaml"),
+    ("component patch path", mutate("components/api-token/kustomization.yaml",
+                                    "/spec/template/spec/volumes/-", "/spec/template/spec/volume/-"),
+     "kustomize", "volume"),
+    ("COPY of the whole context", mutate("Containerfile", "COPY ebpf/ ebpf/", "COPY . ."),
+     "image", "context"),
+    ("toolchain package dropped", mutate("Containerfile", "libstd-rust-web-dev-bpf", "libstd-rust-dev"),
+     "image", "libstd-rust-web-dev-bpf"),
+]
+
+
+def main():
+    results = []  # (ok, None|skip, line)
+    for name, fn in CHECKS + [("kubectl-kustomize", check_kubectl_kustomize)]:
+        try:
+            detail = fn(DEPLOY)
+            if detail is None:
+                results.append((True, True, f"SKIP {name}: kubectl is not installed (the "
+                                f"component is still checked by `kustomize` above)"))
+            else:
+                results.append((True, False, f"ok   {name}: {detail}"))
+        except Failed as e:
+            results.append((False, False, f"FAIL {name}: {' '.join(str(e).split())}"))
+    for what, apply, check, word in MUST_FAIL:
+        with tempfile.TemporaryDirectory() as tmp:
+            tree = pathlib.Path(tmp) / "deploy"
+            shutil.copytree(DEPLOY, tree, ignore=shutil.ignore_patterns("__pycache__"))
+            try:
+                apply(tree)
+                errors = run_checks(tree)
+            except Failed as e:
+                results.append((False, False, f"FAIL must-fail {what}: {e}"))
+                continue
+        hit = [m for c, m in errors if c == check and word in m]
+        if hit:
+            said = " ".join(hit[0].split())[:110]
+            results.append((True, False, f"ok   must-fail {what}: {check} said: {said}"))
+        else:
+            results.append((False, False, f"FAIL must-fail {what}: the {check} check did not catch "
+                            f"it (errors: {errors})"))
+    for _, _, line in results:
+        print(line)
+    passed = sum(ok and not skip for ok, skip, _ in results)
+    failed = sum(not ok for ok, _, _ in results)
+    skipped = sum(skip for _, skip, _ in results)
+    print(f"deploy: {passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,7 +9,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 apt_install() {
   local deny=/usr/sbin/policy-rc.d created=
-  if [ ! -e "$deny" ]; then printf '#!/bin/sh\nexit 101\n' >"$deny"; chmod +x "$deny"; created=1; fi
+  if [ ! -e "$deny" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$deny"; chmod +x "$deny"; created=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
   if [ -n "$created" ]; then rm -f "$deny"; fi

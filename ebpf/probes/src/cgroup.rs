@@ -4,10 +4,10 @@
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_kernel_str, macros::tracepoint, programs::TracePointContext,
 };
-use podlife_common::{CgroupEvent, Counter, EventKind, KUBEPODS, PATH_LEN};
+use podlife_common::{CgroupEvent, Counter, EventKind, KUBEPODS, PATH_LEN, TRACK_INHERITED};
 
 use crate::emit::{
-    config, count, data_loc, field, fill_header, reserve, NO_WAKEUP, TRACKED_CGROUPS,
+    config, count, data_loc, field, fill_header, reserve, track_tgid, NO_WAKEUP, TRACKED_CGROUPS,
 };
 
 struct Layout {
@@ -58,6 +58,17 @@ fn try_cgroup(ctx: &TracePointContext, op: Op, l: Layout) -> Option<()> {
     if op != Op::Mkdir && !tracked {
         return None;
     }
+    let pid = if l.pid == podlife_common::ABSENT {
+        0
+    } else {
+        field::<i32>(ctx, l.pid).unwrap_or(0) as u32
+    };
+    // A task moved into a pod cgroup by a host process (not a followed runtime tree) must still be
+    // followed, so that signals sent to it from the host are seen. Entries of threads are removed
+    // at thread exit (process.rs).
+    if op == Op::Attach && pid > 0 {
+        track_tgid(pid, TRACK_INHERITED);
+    }
     let mut entry = reserve::<CgroupEvent>()?;
     let e = entry.as_mut_ptr();
     let len = unsafe {
@@ -98,11 +109,7 @@ fn try_cgroup(ctx: &TracePointContext, op: Op, l: Layout) -> Option<()> {
         (*e).root = root;
         (*e).level = field(ctx, l.level).unwrap_or(-1);
         (*e).id = id;
-        (*e).pid = if l.pid == podlife_common::ABSENT {
-            0
-        } else {
-            field::<i32>(ctx, l.pid).unwrap_or(0) as u32
-        };
+        (*e).pid = pid;
         (*e).path_len = (len - 1) as u32;
     }
     entry.submit(NO_WAKEUP);

@@ -187,6 +187,10 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 
 fn try_exit(ctx: &TracePointContext) -> Option<()> {
     let (tgid, tid) = current_ids();
+    // Threads land in TRACKED_TGIDS only through cgroup attach; drop them as they go.
+    if tid != tgid {
+        let _ = TRACKED_TGIDS.remove(tid);
+    }
     // Without group_dead (older kernels) the leader's exit stands for the process's.
     let group_dead = match field::<u8>(ctx, config!(tp.exit_group_dead)) {
         Some(v) => v != 0,

@@ -43,7 +43,10 @@ pub fn track_existing(
             warn!("cannot track cgroup {}: {e}", c.path);
         }
     }
-    let procs = bootstrap::scan_processes(Path::new("/proc"), mounts.v2.as_deref());
+    let mut procs = bootstrap::scan_processes(Path::new("/proc"), mounts.v2.as_deref());
+    if let Some(v2) = mounts.v2.as_deref() {
+        bootstrap::place_by_cgroupfs(&mut procs, &cgroups, v2);
+    }
     for p in enrich::runtime_trees(&procs) {
         if let Err(e) = capture.track_tgid(p, TRACK_BOOTSTRAP) {
             warn!("cannot track pid {p}: {e}");

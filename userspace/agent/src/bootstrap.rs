@@ -97,9 +97,12 @@ pub fn scan_processes(proc_root: &Path, v2_root: Option<&Path>) -> Vec<FoundProc
                         .collect()
                 })
                 .unwrap_or_default();
+            // In a cgroup namespace (the agent in a pod on cgroup v2) paths outside the
+            // namespace root read `/../..`: not a host path, filled from cgroupfs instead.
             let cgroup_path = std::fs::read_to_string(dir.join("cgroup"))
                 .ok()
-                .and_then(|t| parse_v2_cgroup(&t));
+                .and_then(|t| parse_v2_cgroup(&t))
+                .filter(|p| !p.starts_with("/.."));
             let cgroup_id = match (&cgroup_path, v2_root) {
                 (Some(p), Some(root)) => cgroup_id(&root.join(p.trim_start_matches('/'))),
                 _ => None,
@@ -115,6 +118,30 @@ pub fn scan_processes(proc_root: &Path, v2_root: Option<&Path>) -> Vec<FoundProc
             })
         })
         .collect()
+}
+
+/// Place processes by the `cgroup.procs` of the kubepods cgroups found under `v2_root`: the
+/// host's view whatever cgroup namespace the agent runs in. Overrides /proc's answer, which is
+/// namespace-relative.
+pub fn place_by_cgroupfs(procs: &mut [FoundProcess], cgroups: &[FoundCgroup], v2_root: &Path) {
+    let mut by_tgid = std::collections::HashMap::new();
+    for c in cgroups {
+        let file = v2_root
+            .join(c.path.trim_start_matches('/'))
+            .join("cgroup.procs");
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for tgid in text.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+            by_tgid.insert(tgid, c);
+        }
+    }
+    for p in procs {
+        if let Some(c) = by_tgid.get(&p.tgid) {
+            p.cgroup_path = Some(c.path.clone());
+            p.cgroup_id = Some(c.id);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -150,5 +177,39 @@ mod tests {
             .find(|p| p.tgid == me)
             .expect("own process in /proc");
         assert!(!mine.argv.is_empty());
+    }
+
+    #[test]
+    fn namespaced_paths_are_placed_from_cgroupfs() {
+        let root = std::env::temp_dir().join(format!("podlife-place-{}", std::process::id()));
+        let pod = "/kubepods/burstable/pod1b6e7f0a-3c2d-4e5f-8a9b-0c1d2e3f4a5b/abc";
+        std::fs::create_dir_all(root.join(pod.trim_start_matches('/'))).unwrap();
+        std::fs::write(
+            root.join(pod.trim_start_matches('/')).join("cgroup.procs"),
+            "41\n42\n",
+        )
+        .unwrap();
+        // What /proc/<pid>/cgroup says to an agent in another pod's cgroup namespace.
+        let seen = "0::/../../../burstable/pod1b6e7f0a-3c2d-4e5f-8a9b-0c1d2e3f4a5b/abc\n";
+        let path = parse_v2_cgroup(seen).filter(|p| !p.starts_with("/.."));
+        let proc_of = |tgid| FoundProcess {
+            tgid,
+            ppid: 1,
+            comm: "sh".into(),
+            argv: vec![],
+            cgroup_path: path.clone(),
+            cgroup_id: None,
+            start_ticks: 0,
+        };
+        let mut procs = vec![proc_of(42), proc_of(43)];
+        let cgroups = [FoundCgroup {
+            id: 7,
+            path: pod.into(),
+        }];
+        place_by_cgroupfs(&mut procs, &cgroups, &root);
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(procs[0].cgroup_path.as_deref(), Some(pod));
+        assert_eq!(procs[0].cgroup_id, Some(7));
+        assert_eq!(procs[1].cgroup_path, None, "not in any pod cgroup");
     }
 }

@@ -272,7 +272,6 @@ pub struct Proc {
     pub container_id: Option<String>,
     pub parent: u32,
     pub comm: String,
-    pub argv: Vec<String>,
     /// CLONE_NEW* bits of namespaces joined with setns (inherited by children).
     pub joined_ns: u64,
     pub role: SessionRole,
@@ -291,7 +290,6 @@ impl Proc {
             container_id: None,
             parent: 0,
             comm: comm.to_string(),
-            argv: Vec::new(),
             joined_ns: 0,
             role: SessionRole::None,
             oom: false,

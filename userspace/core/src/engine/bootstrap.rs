@@ -21,14 +21,13 @@ impl Engine {
             .procs
             .get(&b.ppid)
             .and_then(|p| p.container_id.as_deref())
-            == Some(cid.as_str());
+            == Some(&*cid);
         let p = self.proc_mut(b.tgid, &b.comm, b.start_ns);
         p.placeholder = false;
         p.parent = b.ppid;
         p.comm.clone_from(&b.comm);
-        p.argv.clone_from(&b.argv);
         p.container_id = Some(cid.clone());
-        let Some(c) = self.containers.get_mut(&cid) else {
+        let Some(c) = self.containers.get_mut(&*cid) else {
             return out;
         };
         if c.init_pid.is_some() || c.exited_ns.is_some() || parent_in_same {
@@ -55,7 +54,7 @@ impl Engine {
         c.created_emitted = true;
         if let Some(pod) = self.pods.get_mut(&uid) {
             if sandbox {
-                pod.sandbox_id = Some(cid.clone());
+                pod.sandbox_id = Some(cid.to_string());
             }
             if pod.state == PodState::Pending {
                 pod.state = PodState::Running;

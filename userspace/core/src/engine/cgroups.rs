@@ -96,7 +96,7 @@ impl Engine {
                 }
             }
             Op::Rmdir => self.on_rmdir(ts, c.id, p, out),
-            Op::Attach(pid) => self.on_attach(ts, p, pid),
+            Op::Attach(pid) => self.on_attach(ts, c.id, p, pid),
         }
     }
 
@@ -115,7 +115,7 @@ impl Engine {
             id,
             Cgroup {
                 pod_uid: p.pod_uid.clone(),
-                container_id: p.container_id.clone(),
+                container_id: p.container_id.as_deref().map(ContainerId::from),
                 removed_ns: None,
             },
         );
@@ -250,14 +250,17 @@ impl Engine {
 
     /// A process moved into a container cgroup. Into a running container that is how
     /// `runc exec` places an exec session (probe or kubectl exec).
-    fn on_attach(&mut self, ts: u64, p: &CgroupPath, pid: u32) {
-        let Some(cid) = p.container_id.clone() else {
+    fn on_attach(&mut self, ts: u64, id: u64, p: &CgroupPath, pid: u32) {
+        // The registered cgroup's id is shared; a fresh one only for unregistered cgroups.
+        let registered = self.cgroups.get(&id).and_then(|g| g.container_id.clone());
+        let Some(cid) = registered.or_else(|| p.container_id.as_deref().map(ContainerId::from))
+        else {
             return;
         };
         if self.exited.get(&pid).is_some_and(|&t| t >= ts) {
             return;
         }
-        let running = self.containers.get(&cid).is_some_and(Container::running);
+        let running = self.containers.get(&*cid).is_some_and(Container::running);
         let proc = self.proc_mut(pid, "", ts);
         proc.placeholder = false;
         proc.container_id = Some(cid);

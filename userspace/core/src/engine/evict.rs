@@ -93,7 +93,7 @@ impl Engine {
             }
             p.container_id
                 .as_ref()
-                .is_none_or(|c| !gone(containers.get(c)))
+                .is_none_or(|c| !gone(containers.get(&**c)))
         });
         for p in self.procs.values_mut() {
             if p.kill

@@ -39,8 +39,7 @@ impl Engine {
         }
         if let Some(p) = self.procs.get_mut(&ev.tgid) {
             p.role = SessionRole::Leader;
-            p.argv = argv.to_vec();
-            p.container_id = Some(cid.to_string());
+            p.container_id = Some(ContainerId::from(cid));
         }
         self.seq += 1;
         self.sessions.insert(

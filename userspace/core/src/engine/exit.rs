@@ -78,7 +78,7 @@ impl Engine {
         let Some(cid) = cid else {
             return;
         };
-        let Some(c) = self.containers.get(&cid) else {
+        let Some(c) = self.containers.get(&*cid) else {
             return;
         };
         let uid = c.pod_uid.clone();

@@ -209,7 +209,7 @@ impl Engine {
 
     /// The container a kernel event's current task belongs to: its cgroup at the time of the
     /// event (v2), else what attach, fork and exec told about the process.
-    fn container_of(&self, tgid: u32, cgroup_id: u64) -> Option<String> {
+    fn container_of(&self, tgid: u32, cgroup_id: u64) -> Option<ContainerId> {
         let by_cgroup = || {
             (self.mode != CgroupMode::V1)
                 .then(|| self.cgroups.get(&cgroup_id))

@@ -269,7 +269,8 @@ pub enum SessionRole {
 }
 
 pub struct Proc {
-    pub container_id: Option<String>,
+    /// Shared with the cgroup table: no allocation per process.
+    pub container_id: Option<ContainerId>,
     pub parent: u32,
     pub comm: String,
     /// CLONE_NEW* bits of namespaces joined with setns (inherited by children).
@@ -301,6 +302,9 @@ impl Proc {
     }
 }
 
+/// A container id as processes and cgroups hold it: one allocation shared by all of them.
+pub type ContainerId = std::sync::Arc<str>;
+
 /// A running exec session.
 #[derive(Debug, Clone)]
 pub struct ExecSession {
@@ -314,7 +318,7 @@ pub struct ExecSession {
 #[derive(Debug, Clone)]
 pub struct Cgroup {
     pub pod_uid: String,
-    pub container_id: Option<String>,
+    pub container_id: Option<ContainerId>,
     pub removed_ns: Option<u64>,
 }
 

@@ -46,7 +46,7 @@ impl Engine {
         if nstype & JOINED_NAMESPACES == 0 || p.role != SessionRole::None {
             return;
         }
-        let Some(c) = self.containers.get_mut(&cid) else {
+        let Some(c) = self.containers.get_mut(&*cid) else {
             return;
         };
         if c.init_pid.is_some() {
@@ -63,7 +63,7 @@ impl Engine {
         let Some(cid) = self.container_of(ev.tgid, ev.cgroup_id) else {
             return;
         };
-        if let Some(c) = self.containers.get_mut(&cid) {
+        if let Some(c) = self.containers.get_mut(&*cid) {
             if c.init_pid.is_none() {
                 c.creates_namespaces = true;
             }

@@ -153,7 +153,7 @@ impl Engine {
             .get(&pid)
             .and_then(|p| p.container_id.clone())
             .or_else(|| self.container_of(pid, cgroup_id))?;
-        let c = self.containers.get(&cid)?;
+        let c = self.containers.get(&*cid)?;
         let pod = self.pods.get(&c.pod_uid)?;
         let qos = match pod.qos? {
             Qos::Guaranteed => "",

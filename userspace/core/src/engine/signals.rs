@@ -187,7 +187,7 @@ impl Engine {
         let comm = victim_comm
             .clone()
             .or_else(|| (!p.comm.is_empty()).then(|| p.comm.clone()));
-        let Some((cid, c)) = cid.and_then(|id| self.containers.get(&id).map(|c| (id, c))) else {
+        let Some((cid, c)) = cid.and_then(|id| self.containers.get(&*id).map(|c| (id, c))) else {
             self.failures.oom_unattributed += 1;
             return;
         };

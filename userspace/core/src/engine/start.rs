@@ -107,10 +107,7 @@ impl Engine {
             SessionRole::Leader | SessionRole::Member => return,
             SessionRole::None => {}
         }
-        if let Some(p) = self.procs.get_mut(&ev.tgid) {
-            p.argv = argv.to_vec();
-        }
-        let Some(c) = self.containers.get(&cid) else {
+        let Some(c) = self.containers.get(&*cid) else {
             return;
         };
         if c.init_pid.is_none() && c.exited_ns.is_none() {

@@ -184,7 +184,7 @@ pub async fn run(args: Args) -> Result<()> {
             for r in batch {
                 inner.metrics.ringbuf_events.inc();
                 match r {
-                    Ok(rec) => inner.on_kernel_event(&to_kernel_event(&rec)),
+                    Ok(rec) => inner.on_kernel_event(to_kernel_event(&rec)),
                     Err(_) => inner.metrics.decode_errors.inc(),
                 }
             }

@@ -108,9 +108,9 @@ impl Inner {
     }
 
     /// Feed one kernel event through metadata enrichment and the engine.
-    pub fn on_kernel_event(&mut self, ev: &KernelEvent) {
-        self.enrich(ev);
-        let out = self.engine.apply(ev);
+    pub fn on_kernel_event(&mut self, ev: KernelEvent) {
+        self.enrich(&ev);
+        let out = self.engine.apply_owned(ev);
         self.publish(out);
     }
 
@@ -220,7 +220,7 @@ impl Inner {
         let uid = event["uid"].as_str().unwrap_or("");
         self.history.pod(uid).is_some_and(|h| {
             h.iter().any(|old| {
-                old["type"] == event["type"] && old["container_id"] == event["container_id"]
+                event["type"] == *old.kind && old.value()["container_id"] == event["container_id"]
             })
         })
     }

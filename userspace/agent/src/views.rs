@@ -27,7 +27,7 @@ impl Inner {
             }
         };
         if !obj.contains_key("state") || obj["state"].is_null() {
-            let removed = history.is_some_and(|h| h.iter().any(|e| e["type"] == "PodRemoved"));
+            let removed = history.is_some_and(|h| h.iter().any(|e| &*e.kind == "PodRemoved"));
             obj.insert(
                 "state".into(),
                 if removed { "Removed" } else { "Unknown" }.into(),
@@ -90,22 +90,12 @@ impl Inner {
         };
         // Kernel events of different CPUs, and events dated to an earlier fact (ContainerCreated
         // at its cgroup's mkdir), arrive out of order: serve them in time order.
-        let mut stored: Vec<&Value> = self
-            .history
-            .pod(uid)
-            .unwrap_or(&[])
-            .iter()
-            .map(|e| &**e)
-            .collect();
-        stored.sort_by_key(|e| {
-            e.get("ts_wall_ns")
-                .and_then(Value::as_i64)
-                .unwrap_or(i64::MAX)
-        });
+        let mut stored: Vec<_> = self.history.pod(uid).unwrap_or(&[]).iter().collect();
+        stored.sort_by_key(|e| e.ts_wall_ns.unwrap_or(i64::MAX));
         let events: Vec<Value> = stored
             .into_iter()
             .map(|e| {
-                let mut e = e.clone();
+                let mut e = e.value();
                 if let Some(m) = e.as_object_mut() {
                     for k in INTERNAL {
                         m.remove(*k);

@@ -21,7 +21,7 @@ mod restore;
 mod signals;
 mod start;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 pub use model::*;
 pub use queries::{ContainerSummary, PodSummary};
@@ -55,7 +55,9 @@ pub struct Engine {
     /// OOM kills derived without a scope hint: victim pid → (pod, ts), for a late hint.
     recent_ooms: HashMap<u32, (String, u64)>,
     /// Kernel events waiting for the reorder window, by (ts, arrival).
-    buffer: BTreeMap<(u64, u64), KernelEvent>,
+    /// Reorder window, ordered by (ts, arrival). Events come nearly in order: a deque with a
+    /// binary-searched insert beats a tree (no node allocation per event).
+    buffer: VecDeque<(u64, KernelEvent)>,
     mode: CgroupMode,
     max_ts: u64,
     seq: u64,
@@ -85,7 +87,7 @@ impl Engine {
             pending_pod_meta: HashMap::new(),
             oom_scope_hints: HashMap::new(),
             recent_ooms: HashMap::new(),
-            buffer: BTreeMap::new(),
+            buffer: VecDeque::new(),
             max_ts: 0,
             seq: 0,
             last_sweep_ns: 0,
@@ -97,15 +99,26 @@ impl Engine {
     /// Take one kernel event. Returns the lifecycle events derived from the kernel events that
     /// left the reorder window with it, in order.
     pub fn apply(&mut self, ev: &KernelEvent) -> Vec<LifecycleEvent> {
+        self.apply_owned(ev.clone())
+    }
+
+    /// [`Engine::apply`] for an event the caller gives away (no copy into the reorder window).
+    pub fn apply_owned(&mut self, ev: KernelEvent) -> Vec<LifecycleEvent> {
         let mut out = Vec::new();
-        self.max_ts = self.max_ts.max(ev.ts_ns);
-        self.seq += 1;
-        self.buffer.insert((ev.ts_ns, self.seq), ev.clone());
+        let ts = ev.ts_ns;
+        self.max_ts = self.max_ts.max(ts);
+        // After every buffered event of the same or an earlier time: arrival order among equals.
+        if self.buffer.back().is_none_or(|(t, _)| *t <= ts) {
+            self.buffer.push_back((ts, ev));
+        } else {
+            let at = self.buffer.partition_point(|(t, _)| *t <= ts);
+            self.buffer.insert(at, (ts, ev));
+        }
         let until = self.max_ts.saturating_sub(self.cfg.reorder_window_ns);
         self.release(until, self.max_ts, false, &mut out);
         while self.buffer.len() > self.cfg.max_buffered_events.max(1) {
             self.evictions.buffered_events += 1;
-            if let Some((_, e)) = self.buffer.pop_first() {
+            if let Some((_, e)) = self.buffer.pop_front() {
                 self.process(&e, &mut out);
             }
         }
@@ -137,12 +150,16 @@ impl Engine {
     /// in the buffer means v2 (v1 events are then duplicates), none within the fallback delay
     /// (or `force`) means a node without cgroup v2.
     fn release(&mut self, until: u64, now: u64, force: bool, out: &mut Vec<LifecycleEvent>) {
-        while let Some(((ts, _), first)) = self.buffer.first_key_value() {
+        while let Some((ts, first)) = self.buffer.front() {
             if *ts > until {
                 break;
             }
             if self.mode == CgroupMode::Auto && cgroups::is_pod_event(first, false) {
-                if self.buffer.values().any(|e| cgroups::is_pod_event(e, true)) {
+                if self
+                    .buffer
+                    .iter()
+                    .any(|(_, e)| cgroups::is_pod_event(e, true))
+                {
                     self.mode = CgroupMode::V2;
                 } else if force || ts.saturating_add(self.cfg.v1_fallback_delay_ns) <= now {
                     self.mode = CgroupMode::V1;
@@ -150,7 +167,7 @@ impl Engine {
                     break;
                 }
             }
-            if let Some((_, e)) = self.buffer.pop_first() {
+            if let Some((_, e)) = self.buffer.pop_front() {
                 self.process(&e, out);
             }
         }

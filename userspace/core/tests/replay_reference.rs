@@ -440,15 +440,24 @@ fn full_timeline_of_the_reference_pod() {
     assert!(text.contains("GracePeriodOverrun"), "{text}");
 }
 
+/// The reference pod's text timeline (shown with `--nocapture`): the story in order.
 #[test]
-#[ignore = "prints the reference pod's text timeline"]
-fn print_text_timeline() {
+fn text_timeline_tells_the_reference_story_in_order() {
     let (engine, _) = replay("ref", &gaps("ref"));
     let t = engine.timeline(
         UID,
         WallClock::new(1_795_351_507_000_000_000 - 1_541_915_000_000),
     );
-    println!("{}", text::to_text(&t.unwrap()));
+    let text = text::to_text(&t.unwrap());
+    println!("{text}");
+    assert!(text.contains(UID), "{text}");
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing:\n{text}"))
+    };
+    assert!(at("PodAdmitted") < at("SandboxStarted"), "{text}");
+    assert!(at("SandboxStarted") < at("ContainerStarted"), "{text}");
+    assert!(at("OOMKill") < at("PodRemoved"), "{text}");
 }
 
 #[test]

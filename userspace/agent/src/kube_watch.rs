@@ -51,37 +51,34 @@ pub struct WatchOptions {
     pub max_backoff: Duration,
 }
 
-async fn client(o: &WatchOptions) -> Result<Client, KubeWatchError> {
-    let config = match (o.mode, &o.kubeconfig) {
-        (KubeApi::Kubeconfig, Some(path)) => {
-            let file =
-                Kubeconfig::read_from(path).map_err(|source| KubeWatchError::Kubeconfig {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await
-        }
-        (KubeApi::Kubeconfig, None) => {
-            kube::Config::from_kubeconfig(&KubeConfigOptions::default()).await
-        }
-        (_, _) => {
-            return kube::Config::incluster()
-                .map_err(|source| KubeWatchError::InCluster { source })
-                .and_then(|c| {
-                    Client::try_from(c).map_err(|source| KubeWatchError::Client { source })
-                })
-        }
-    };
-    let config = config.map_err(|source| KubeWatchError::Kubeconfig {
-        path: o
-            .kubeconfig
-            .as_ref()
-            .map_or("($KUBECONFIG or ~/.kube/config)".into(), |p| {
-                p.display().to_string()
-            }),
+async fn config(o: &WatchOptions) -> Result<kube::Config, KubeWatchError> {
+    let kubeconfig_error = |source| KubeWatchError::Kubeconfig {
+        path: o.kubeconfig.as_ref().map_or_else(
+            || "($KUBECONFIG or ~/.kube/config)".into(),
+            |p| p.display().to_string(),
+        ),
         source,
-    })?;
-    Client::try_from(config).map_err(|source| KubeWatchError::Client { source })
+    };
+    let options = KubeConfigOptions::default();
+    match (o.mode, &o.kubeconfig) {
+        (KubeApi::Kubeconfig, Some(path)) => {
+            let file = Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(kubeconfig_error)
+        }
+        (KubeApi::Kubeconfig, None) => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(kubeconfig_error),
+        // `Off` never gets here: the agent does not start the watch.
+        (KubeApi::InCluster | KubeApi::Off, _) => {
+            kube::Config::incluster().map_err(|source| KubeWatchError::InCluster { source })
+        }
+    }
+}
+
+async fn client(o: &WatchOptions) -> Result<Client, KubeWatchError> {
+    Client::try_from(config(o).await?).map_err(|source| KubeWatchError::Client { source })
 }
 
 /// What to do about an error, for the log line.
@@ -242,10 +239,9 @@ pub async fn run(shared: Arc<Shared>, o: WatchOptions) {
             }
         }
     };
-    info!(
-        "Kubernetes API watch of pods with {selector} ({:?})",
-        o.mode
-    );
+    let mode = clap::ValueEnum::to_possible_value(&o.mode)
+        .map_or_else(String::new, |v| v.get_name().to_string());
+    info!("Kubernetes API watch of pods with {selector} (--kube-api {mode})");
     loop {
         let client = match client(&o).await {
             Ok(c) => c,

@@ -4,8 +4,11 @@
             (kubernetes-validate, strict: unknown fields fail), the ServiceMonitor against the
             prometheus-operator CRD (cloudcoil's models generated from it; fields the model
             drops are reported as unknown).
-2. kustomize kustomization.yaml lists files that exist and covers every manifest; the
-            api-token component's JSON patches apply, and the patched DaemonSet is valid.
+2. kustomize kustomization.yaml lists files that exist and covers every manifest; each
+            component's JSON patches apply, the patched DaemonSet is valid and keeps the
+            policy, the component's own resources are valid; the kube-api component grants
+            exactly get/list/watch on pods to podlife's service account and mounts its token
+            read-only.
 3. policy   what the design promises operators: not privileged, capabilities exactly the five
             documented ones, host mounts read-only except the state dir, probes, scrape
             annotations, ports, selectors and namespaces that line up.
@@ -183,7 +186,52 @@ def check_kustomize(tree):
                                  f"apply: {e!r}") from None
         validate_object(str(c.relative_to(tree)), patched)
         check_daemonset_policy(patched, str(c.relative_to(tree)))
+        extra = []
+        for r in comp.get("resources", []):
+            if not (c.parent / r).is_file():
+                raise Failed(f"{c.relative_to(tree)}: resource {r} does not exist")
+            extra += [(f"{c.parent.name}/{r}", o) for o in load_all(c.parent / r)]
+        for name, obj in extra:
+            validate_object(name, obj)
+        if c.parent.name == "kube-api":
+            check_kube_api(patched, extra, tree)
     return f"{len(res)} resources, {len(comps)} component(s) patched and valid"
+
+
+POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def check_kube_api(ds, objs, tree):
+    """The API watch gets read access to pods and nothing else, for podlife's account only."""
+    where = "components/kube-api"
+    kinds = sorted(o["kind"] for _, o in objs)
+    if kinds != ["ClusterRole", "ClusterRoleBinding"]:
+        raise Failed(f"{where}: expected one ClusterRole and one ClusterRoleBinding, got {kinds}")
+    role = next(o for _, o in objs if o["kind"] == "ClusterRole")
+    binding = next(o for _, o in objs if o["kind"] == "ClusterRoleBinding")
+    if role.get("rules") != POD_READER:
+        raise Failed(f"{where}: the ClusterRole must grant exactly get, list, watch on pods, "
+                     f"not {json.dumps(role.get('rules'))}")
+    ref = binding["roleRef"]
+    if ref.get("kind") != "ClusterRole" or ref.get("name") != role["metadata"]["name"]:
+        raise Failed(f"{where}: the binding's roleRef {ref} is not the component's ClusterRole")
+    sa = next(o for _, o in manifests(tree) if o["kind"] == "ServiceAccount")["metadata"]
+    want = [{"kind": "ServiceAccount", "name": sa["name"], "namespace": sa["namespace"]}]
+    if binding.get("subjects") != want:
+        raise Failed(f"{where}: the binding's subjects must be exactly {want}, "
+                     f"not {binding.get('subjects')}")
+    (c,) = ds["spec"]["template"]["spec"]["containers"]
+    if env_of(c).get("PODLIFE_KUBE_API") != "in-cluster":
+        raise Failed(f"{where}: PODLIFE_KUBE_API must be in-cluster")
+    mounts = [m for m in c.get("volumeMounts", []) if m["mountPath"] == TOKEN_DIR]
+    if len(mounts) != 1 or mounts[0].get("readOnly") is not True:
+        raise Failed(f"{where}: the token must be mounted once, read-only, at {TOKEN_DIR}")
+    vol = next(v for v in ds["spec"]["template"]["spec"]["volumes"]
+               if v["name"] == mounts[0]["name"])
+    sources = vol.get("projected", {}).get("sources", [])
+    if not any("serviceAccountToken" in s for s in sources):
+        raise Failed(f"{where}: {TOKEN_DIR} must be a projected serviceAccountToken")
 
 
 def env_of(container):
@@ -347,7 +395,8 @@ def check_kubectl_kustomize(tree):
         rel = pathlib.Path(*[".."] * len(overlay.parts[1:])) / str(tree).lstrip("/")
         (overlay / "kustomization.yaml").write_text(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            f"resources: [{rel}]\ncomponents: [{rel}/components/api-token]\n")
+            f"resources: [{rel}]\ncomponents: [{rel}/components/api-token, "
+            f"{rel}/components/kube-api]\n")
         n = 0
         for target in (tree, overlay):
             out = subprocess.run(["kubectl", "kustomize", str(target)], capture_output=True,
@@ -411,6 +460,17 @@ MUST_FAIL = [
     ("component patch path", mutate("components/api-token/kustomization.yaml",
                                     "/spec/template/spec/volumes/-", "/spec/template/spec/volume/-"),
      "kustomize", "volume"),
+    ("kube-api role writes", mutate("components/kube-api/rbac.yaml", '["get", "list", "watch"]',
+                                    '["get", "list", "watch", "delete"]'), "kustomize", "delete"),
+    ("kube-api role reads secrets", mutate("components/kube-api/rbac.yaml", '["pods"]',
+                                           '["pods", "secrets"]'), "kustomize", "secrets"),
+    ("kube-api binding to another account", mutate("components/kube-api/rbac.yaml",
+                                                   "    name: podlife\n", "    name: default\n"),
+     "kustomize", "subjects"),
+    ("kube-api token writable", mutate("components/kube-api/kustomization.yaml",
+                                       "serviceaccount\n          readOnly: true",
+                                       "serviceaccount\n          readOnly: false"),
+     "kustomize", "read-only"),
     ("COPY of the whole context", mutate("Containerfile", "COPY ebpf/ ebpf/", "COPY . ."),
      "image", "context"),
     ("toolchain package dropped", mutate("Containerfile", "libstd-rust-web-dev-bpf", "libstd-rust-dev"),

@@ -63,6 +63,8 @@ fn text_and_json_timelines_and_errors() {
         "name",
         "qos",
         "node",
+        // null without --kube-api, the key is there all the same
+        "owner",
         "state",
         "containers",
         "events",

@@ -41,7 +41,8 @@ pub fn lint() -> Result<()> {
 
 pub fn unit() -> Result<()> {
     // Everything that needs no root: the engine (with its replay fixtures), the ABI, xtask,
-    // and the agent's own unit tests (its integration tests are the kernel suite).
+    // the agent's own unit tests and its --kube-api test against a protocol-level stand-in of
+    // the API server (its other integration tests are the kernel suite).
     sh(cargo().args([
         "test",
         "--workspace",
@@ -50,7 +51,9 @@ pub fn unit() -> Result<()> {
         "--exclude",
         "podlife",
     ]))?;
-    sh(cargo().args(["test", "-p", "podlife", "--lib", "--bins"]))
+    sh(cargo().args([
+        "test", "-p", "podlife", "--lib", "--bins", "--test", "kube_api",
+    ]))
 }
 
 fn require_root(suite: &str) -> Result<()> {

@@ -174,6 +174,25 @@ pub async fn run(args: Args) -> Result<()> {
         None => info!("no CRI socket found (--cri-socket): grace periods stay unknown"),
     }
 
+    match args.kube_api {
+        crate::config::KubeApi::Off => {
+            info!(
+                "Kubernetes API watch off (--kube-api): owners and deletion requests stay unknown"
+            )
+        }
+        mode => {
+            tokio::spawn(crate::kube_watch::run(
+                shared.clone(),
+                crate::kube_watch::WatchOptions {
+                    mode,
+                    kubeconfig: args.kubeconfig.clone(),
+                    node: args.node_name.clone(),
+                    max_backoff: Duration::from_secs(60),
+                },
+            ));
+        }
+    }
+
     // Reader: decode, convert, apply. Ready after the first batch.
     let s = shared.clone();
     let max_pause = Duration::from_millis(args.drain_max_ms.max(1));

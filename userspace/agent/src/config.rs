@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -99,9 +99,35 @@ pub struct Args {
     )]
     pub metrics_pod_labels: Vec<String>,
 
-    /// Name of this node, shown on timelines.
+    /// Name of this node, shown on timelines (and the field selector of --kube-api).
     #[arg(long, env = "NODE_NAME", global = true)]
     pub node_name: Option<String>,
+
+    /// Watch this node's pods on the Kubernetes API server for grace periods, exec probe specs,
+    /// owners, container kinds and deletion requests. Everything works without it.
+    #[arg(
+        long,
+        env = "PODLIFE_KUBE_API",
+        value_enum,
+        default_value_t = KubeApi::Off,
+        global = true
+    )]
+    pub kube_api: KubeApi,
+
+    /// Kubeconfig file for `--kube-api kubeconfig`. Default: $KUBECONFIG, else ~/.kube/config.
+    #[arg(long, env = "PODLIFE_KUBECONFIG", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// Where the API server and its credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KubeApi {
+    /// No API server access (the default).
+    Off,
+    /// The pod's service account (deploy/components/kube-api grants it).
+    InCluster,
+    /// A kubeconfig file (--kubeconfig), for an agent run outside the cluster.
+    Kubeconfig,
 }
 
 #[derive(Debug, Subcommand)]

@@ -138,7 +138,7 @@ impl Metrics {
         let feature_enabled = IntGaugeVec::new(
             opts!(
                 "feature_enabled",
-                "1 when a capture feature works on this kernel"
+                "1 when a feature works: capture features on this kernel, kube_api (--kube-api) when its watch lists"
             ),
             &["feature"],
         )

@@ -192,7 +192,12 @@ impl Inner {
     pub fn publish(&mut self, events: Vec<LifecycleEvent>) {
         for e in events {
             let rendered = self.render(&e);
-            if e.source == podlife_core::Source::Bootstrap && self.already_known(&rendered) {
+            // Found again after a restart (bootstrap scan, API watch re-list): not news.
+            let refound = matches!(
+                e.source,
+                podlife_core::Source::Bootstrap | podlife_core::Source::Api
+            );
+            if refound && self.already_known(&rendered) {
                 continue;
             }
             if rendered["type"] == "ContainerStarted" && self.cri_queue.len() < 1024 {
@@ -214,8 +219,8 @@ impl Inner {
         }
     }
 
-    /// A bootstrap finding that the restored history already tells (the pod was seen by an
-    /// earlier run) is not news.
+    /// A bootstrap or API finding that the restored history already tells (the pod was seen by
+    /// an earlier run) is not news.
     fn already_known(&self, event: &Value) -> bool {
         let uid = event["uid"].as_str().unwrap_or("");
         self.history.pod(uid).is_some_and(|h| {

@@ -87,6 +87,14 @@ fn detail(e: &Value) -> String {
         "configured",
         e["configured_grace_s"].as_f64().map(|g| format!("{g:.0}s")),
     );
+    push(
+        &mut d,
+        "grace_period",
+        e["grace_period_s"].as_f64().map(|g| format!("{g:.0}s")),
+    );
+    if e["source"] == "api" {
+        d.push("(API server)".into());
+    }
     push(&mut d, "limit", s(e, "limit_scope"));
     if let Some(b) = e["anon_rss_bytes"].as_u64() {
         d.push(format!("anon_rss={}MiB", b >> 20));
@@ -121,9 +129,13 @@ pub fn render(t: &Value) -> String {
         (Some(ns), Some(n)) => format!("{ns}/{n}"),
         _ => "(name unknown)".into(),
     };
+    let owner = match (s(&t["owner"], "kind"), s(&t["owner"], "name")) {
+        (Some(k), Some(n)) => format!("  owner {k}/{n}"),
+        _ => String::new(),
+    };
     let _ = writeln!(
         out,
-        "pod {name}  uid {}  qos {}  state {}",
+        "pod {name}  uid {}  qos {}  state {}{owner}",
         s(t, "uid").unwrap_or_default(),
         s(t, "qos").unwrap_or("-".into()),
         s(t, "state").unwrap_or("-".into())
@@ -224,5 +236,42 @@ mod tests {
             .find(|l| l.contains("ContainerStarted"))
             .unwrap();
         assert!(started.starts_with(' '));
+        assert!(!text.contains("owner"), "unknown owner is left out: {text}");
+    }
+
+    #[test]
+    fn owner_and_the_deletion_request() {
+        let t = json!({
+            "uid": "u", "namespace": "shop", "name": "web-5d4f7c9b8-x2kqp", "qos": "burstable",
+            "state": "Terminating", "owner": {"kind": "ReplicaSet", "name": "web-5d4f7c9b8"},
+            "containers": [],
+            "events": [
+                {"time": "2026-11-22T12:00:00.000000000Z", "type": "DeletionRequested", "source": "api", "container": null, "grace_period_s": 30.0},
+                {"time": "2026-11-22T12:00:00.100000000Z", "type": "StopRequested", "source": "kernel", "container": "app", "signal": "SIGTERM", "pid": 7, "sender": {"pid": 9, "comm": "runc"}},
+                {"time": "2026-11-22T12:00:30.100000000Z", "type": "GracePeriodOverrun", "source": "kernel", "container": "app", "observed_grace_s": 30.0, "configured_grace_s": 30.0}
+            ]
+        });
+        let text = render(&t);
+        let header = text.lines().next().unwrap();
+        assert!(
+            header.ends_with("state Terminating  owner ReplicaSet/web-5d4f7c9b8"),
+            "{header}"
+        );
+        let deletion = text
+            .lines()
+            .find(|l| l.contains("DeletionRequested"))
+            .unwrap();
+        assert!(deletion.starts_with(' '), "{deletion}");
+        assert!(
+            deletion.contains("grace_period=30s  (API server)"),
+            "{deletion}"
+        );
+        let stop = text.lines().find(|l| l.contains("StopRequested")).unwrap();
+        assert!(stop.contains("+100.0ms"), "{stop}");
+        let overrun = text
+            .lines()
+            .find(|l| l.contains("GracePeriodOverrun"))
+            .unwrap();
+        assert!(overrun.contains("+30.100s"), "{overrun}");
     }
 }

@@ -33,7 +33,7 @@ impl Inner {
                 if removed { "Removed" } else { "Unknown" }.into(),
             );
         }
-        for k in ["namespace", "name", "qos"] {
+        for k in ["namespace", "name", "qos", "owner"] {
             obj.entry(k).or_insert(Value::Null);
         }
         obj.insert(

@@ -11,6 +11,8 @@ pub enum Source {
     Bootstrap,
     /// About the agent itself.
     Agent,
+    /// Told by the Kubernetes API server (the optional pod watch), not seen in the kernel.
+    Api,
 }
 
 /// A process as a signal sender.
@@ -35,6 +37,11 @@ pub struct LifecycleEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum LifecycleKind {
+    /// The API server accepted the pod's deletion (its deletionTimestamp minus the deletion
+    /// grace period): what sets the kubelet off to stop the containers.
+    DeletionRequested {
+        grace_period_s: Option<f64>,
+    },
     PodAdmitted,
     SandboxStarted {
         pid: u32,
@@ -132,6 +139,7 @@ pub enum LifecycleKind {
 impl LifecycleKind {
     pub fn name(&self) -> &'static str {
         match self {
+            Self::DeletionRequested { .. } => "DeletionRequested",
             Self::PodAdmitted => "PodAdmitted",
             Self::SandboxStarted { .. } => "SandboxStarted",
             Self::ContainerCreated { .. } => "ContainerCreated",

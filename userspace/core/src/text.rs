@@ -128,6 +128,10 @@ fn details(k: &K) -> String {
             }
         ),
         K::SandboxStopped { exit_code, .. } => format!("exit {}", opt(*exit_code)),
+        K::DeletionRequested { grace_period_s } => format!(
+            "deleted through the API, grace period {}",
+            grace_period_s.map_or("?".into(), |g| format!("{g:.0}s"))
+        ),
         K::AgentGap { from_ns, to_ns } => {
             format!("agent down for {}", secs(to_ns.saturating_sub(*from_ns)))
         }
@@ -151,13 +155,16 @@ pub fn to_text(t: &Timeline) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "pod {}/{}  uid {}  qos {}  node {}  state {}",
+        "pod {}/{}  uid {}  qos {}  node {}  state {}{}",
         t.namespace.as_deref().unwrap_or("?"),
         t.name.as_deref().unwrap_or("?"),
         t.uid,
         t.qos.map_or("?", |q| q.as_str()),
         t.node.as_deref().unwrap_or("?"),
-        t.state
+        t.state,
+        t.owner
+            .as_ref()
+            .map_or(String::new(), |o| format!("  owner {}/{}", o.kind, o.name))
     );
     for c in &t.containers {
         let _ = writeln!(
@@ -187,4 +194,77 @@ pub fn to_text(t: &Timeline) -> String {
         prev = e.ts_ns;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Owner;
+    use crate::lifecycle::Source;
+    use crate::timeline::Timeline;
+
+    fn event(ts_ns: u64, source: Source, kind: K) -> TimelineEvent {
+        TimelineEvent {
+            time: String::new(),
+            ts_ns,
+            source,
+            container: Some("app".into()),
+            container_id: None,
+            kind,
+        }
+    }
+
+    #[test]
+    fn owner_in_the_header_and_the_deletion_before_the_stop() {
+        let t = Timeline {
+            uid: "u".into(),
+            namespace: Some("default".into()),
+            name: Some("web-5d4f-x2".into()),
+            qos: None,
+            owner: Some(Owner {
+                kind: "ReplicaSet".into(),
+                name: "web-5d4f".into(),
+            }),
+            node: Some("node-1".into()),
+            state: "Terminating".into(),
+            containers: vec![],
+            events: vec![
+                event(
+                    1_000_000_000,
+                    Source::Api,
+                    K::DeletionRequested {
+                        grace_period_s: Some(30.0),
+                    },
+                ),
+                event(
+                    1_100_000_000,
+                    Source::Kernel,
+                    K::StopSignalIgnored {
+                        signal: "SIGTERM".into(),
+                        pid: 7,
+                    },
+                ),
+            ],
+        };
+        let text = to_text(&t);
+        let mut lines = text.lines();
+        let header = lines.next().unwrap();
+        assert!(
+            header.ends_with("state Terminating  owner ReplicaSet/web-5d4f"),
+            "{header}"
+        );
+        let deletion = text
+            .lines()
+            .find(|l| l.contains("DeletionRequested"))
+            .unwrap();
+        assert!(deletion.starts_with(' '), "not a problem: {deletion}");
+        assert!(deletion.contains("grace period 30s"), "{deletion}");
+        let ignored = text
+            .lines()
+            .find(|l| l.contains("StopSignalIgnored"))
+            .unwrap();
+        assert!(ignored.contains("(+100.000ms)"), "{ignored}");
+        let no_owner = to_text(&Timeline { owner: None, ..t });
+        assert!(!no_owner.lines().next().unwrap().contains("owner"));
+    }
 }

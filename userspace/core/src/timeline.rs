@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup_path::Qos;
+use crate::engine::Owner;
 use crate::lifecycle::{LifecycleEvent, LifecycleKind, Source};
 
 /// realtime − monotonic in nanoseconds, measured by the caller (the agent) and handed in.
@@ -106,6 +107,8 @@ pub struct Timeline {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub qos: Option<Qos>,
+    /// The pod's controller, from the optional API server watch.
+    pub owner: Option<Owner>,
     pub node: Option<String>,
     pub state: String,
     pub containers: Vec<TimelineContainer>,

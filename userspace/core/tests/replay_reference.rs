@@ -6,7 +6,7 @@ mod support;
 
 use podlife_core::*;
 use serde_json::json;
-use support::{argv, field, replay, types, Gap};
+use support::{argv, field, replay, replay_with, types, Gap};
 
 const UID: &str = "8f3c2a1e-1111-4a4a-9b9b-000000000001";
 const SANDBOX: &str = "a7b3ac8946ae1bb3f99381926bdc71cd9f8d20799a08d7b18ee3e76b81b6a7aa";
@@ -466,4 +466,145 @@ fn timeline_keeps_every_derived_event() {
     let derived: usize = phases.iter().map(|(_, e)| e.len()).sum();
     let kept = engine.timeline_events(UID);
     assert_eq!(kept.len(), derived, "{:?}", types(&kept));
+}
+
+/// What the optional API server watch tells (owner, container kinds, grace periods, deletion)
+/// joined with the kernel's story: the deletion request sits before the stop it caused, and the
+/// deletion's grace period is the one the overrun is compared with.
+#[test]
+fn api_facts_join_the_kernel_timeline() {
+    let g = gaps("ref");
+    let id = |g: &Gap| g.path.rsplit('/').next().unwrap().to_string();
+    let (stubborn, sidecar) = (id(&g[0]), id(&g[1]));
+    let mut deleted_at = 0;
+    let (engine, phases) = replay_with("ref", &g, |engine, phase, start| {
+        match phase {
+            "03_exec_probe" => {
+                engine.set_container_metadata(
+                    APP,
+                    ContainerMeta {
+                        container_name: Some("app".into()),
+                        ..Default::default()
+                    },
+                );
+                engine.set_pod_metadata(
+                    UID,
+                    PodMeta {
+                        grace_period_s: Some(30.0),
+                        owner: Some(Owner {
+                            kind: "ReplicaSet".into(),
+                            name: "web-5d4f".into(),
+                        }),
+                        container_kinds: vec![
+                            ("app".into(), ContainerKind::App),
+                            ("stubborn".into(), ContainerKind::App),
+                            ("sidecar".into(), ContainerKind::Sidecar),
+                        ],
+                        ..Default::default()
+                    },
+                );
+                Vec::new()
+            }
+            "06_grace_overrun" => {
+                engine.set_container_metadata(
+                    &stubborn,
+                    ContainerMeta {
+                        container_name: Some("stubborn".into()),
+                        ..Default::default()
+                    },
+                );
+                // `kubectl delete --grace-period=2`, accepted 100 ms before the stop signal.
+                deleted_at = start - 100_000_000;
+                engine.deletion_requested(UID, deleted_at, Some(2.0))
+            }
+            "09_sandbox_stop" => {
+                // Not created yet: kept until its cgroup shows up.
+                engine.set_container_metadata(
+                    &sidecar,
+                    ContainerMeta {
+                        container_name: Some("sidecar".into()),
+                        ..Default::default()
+                    },
+                );
+                // The watch repeats the deletion on every update: derived once.
+                engine.deletion_requested(UID, deleted_at, Some(2.0))
+            }
+            _ => Vec::new(),
+        }
+    });
+    // The stubborn container's bootstrap (a gap between captures) aside.
+    let ev: Vec<LifecycleEvent> = phase(&phases, "06_grace_overrun")
+        .iter()
+        .filter(|e| e.source != Source::Bootstrap)
+        .cloned()
+        .collect();
+    assert_eq!(
+        types(&ev)[..2],
+        ["DeletionRequested", "StopRequested"],
+        "{:?}",
+        types(&ev)
+    );
+    assert_eq!(ev[0].source, Source::Api);
+    assert_eq!(ev[0].ts_ns, deleted_at);
+    assert_eq!(field(&ev[0], "grace_period_s"), 2.0);
+    let overrun = ev
+        .iter()
+        .find(|e| e.kind.name() == "GracePeriodOverrun")
+        .expect("overrun");
+    assert_eq!(
+        field(overrun, "configured_grace_s"),
+        2.0,
+        "the deletion's grace, not the spec's 30"
+    );
+    assert_eq!(overrun.container.as_deref(), Some("stubborn"));
+    assert!(phase(&phases, "09_sandbox_stop")
+        .iter()
+        .all(|e| e.kind.name() != "DeletionRequested"));
+
+    let summary = engine.pod_summary(UID).unwrap();
+    assert_eq!(
+        summary.owner,
+        Some(Owner {
+            kind: "ReplicaSet".into(),
+            name: "web-5d4f".into()
+        })
+    );
+    let kind = |name: &str| {
+        summary
+            .containers
+            .iter()
+            .find(|c| c.name.as_deref() == Some(name))
+            .and_then(|c| c.kind)
+    };
+    assert_eq!(kind("app"), Some("app"));
+    assert_eq!(kind("sidecar"), Some("sidecar"), "{:?}", summary.containers);
+    let clock = WallClock::new(1_795_351_507_000_000_000 - 1_541_915_000_000);
+    let t = engine.timeline(UID, clock).unwrap();
+    let v = serde_json::to_value(&t).unwrap();
+    assert_eq!(
+        v["owner"],
+        json!({"kind": "ReplicaSet", "name": "web-5d4f"})
+    );
+    let order: Vec<&str> = t
+        .events
+        .iter()
+        .map(|e| e.kind.name())
+        .filter(|n| {
+            [
+                "DeletionRequested",
+                "StopSignalIgnored",
+                "GracePeriodOverrun",
+            ]
+            .contains(n)
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "DeletionRequested",
+            "StopSignalIgnored",
+            "GracePeriodOverrun"
+        ]
+    );
+    assert!(text::to_text(&t).contains("owner ReplicaSet/web-5d4f"));
 }

@@ -97,6 +97,9 @@ impl Engine {
         let uid = c.pod_uid.clone();
         let name = c.meta.container_name.clone();
         if let Some(pod) = self.pods.get_mut(&uid) {
+            if c.meta.kind.is_none() {
+                c.meta.kind = name.as_deref().and_then(|n| pod.meta.kind_of(n));
+            }
             if pod.meta.name.is_none() {
                 pod.meta.name = meta.pod_name;
             }
@@ -114,7 +117,7 @@ impl Engine {
         }
     }
 
-    /// Names, grace period and exec probes of a pod (API server, CRI).
+    /// Names, grace period, exec probes, owner and container kinds of a pod (API server, CRI).
     pub fn set_pod_metadata(&mut self, uid: &str, meta: PodMeta) {
         let Some(p) = self.pods.get_mut(uid) else {
             if self.pending_pod_meta.len() >= self.cfg.max_pods.clamp(1, 4096) {
@@ -136,6 +139,25 @@ impl Engine {
         }
         if !meta.exec_probes.is_empty() {
             m.exec_probes = meta.exec_probes;
+        }
+        if meta.owner.is_some() {
+            m.owner = meta.owner;
+        }
+        if !meta.container_kinds.is_empty() {
+            m.container_kinds = meta.container_kinds;
+        }
+        // Containers named before the spec was known get their kind from it.
+        let kinds = &p.meta;
+        for id in &p.containers {
+            if let Some(c) = self.containers.get_mut(id) {
+                if c.meta.kind.is_none() {
+                    c.meta.kind = c
+                        .meta
+                        .container_name
+                        .as_deref()
+                        .and_then(|n| kinds.kind_of(n));
+                }
+            }
         }
     }
 

@@ -176,6 +176,7 @@ impl Engine {
                 containers: Vec::new(),
                 sandbox_id: None,
                 restarts: HashMap::new(),
+                deletion_ns: None,
                 events: VecDeque::new(),
             },
         );

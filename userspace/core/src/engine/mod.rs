@@ -6,11 +6,12 @@
 //! directories), `namespaces` (sandbox vs app vs exec evidence), `start` (forks and execs:
 //! containers and sandboxes starting, restarts), `exit` (container and sandbox ends),
 //! `exec_session` (probes and kubectl exec), `signals` (stop requests, ignored stop signals,
-//! grace overruns, OOM kills), `bootstrap` (state found at agent start, metadata), `restore`,
-//! `evict` (bounds and retention), `queries`.
+//! grace overruns, OOM kills), `bootstrap` (state found at agent start, metadata), `deletion`
+//! (the API server's deletion request), `restore`, `evict` (bounds and retention), `queries`.
 
 mod bootstrap;
 mod cgroups;
+mod deletion;
 mod evict;
 mod exec_session;
 mod exit;
@@ -50,6 +51,8 @@ pub struct Engine {
     /// Metadata of containers and pods not seen yet.
     pending_meta: HashMap<String, ContainerMeta>,
     pending_pod_meta: HashMap<String, PodMeta>,
+    /// Deletion requests (monotonic ts, grace period) of pods not seen yet.
+    pending_deletions: HashMap<String, (u64, Option<f64>)>,
     /// Scope of OOM kills by victim pid, told by the agent from cgroupfs counters.
     oom_scope_hints: HashMap<u32, String>,
     /// OOM kills derived without a scope hint: victim pid → (pod, ts), for a late hint.
@@ -85,6 +88,7 @@ impl Engine {
             pod_paths: HashMap::new(),
             pending_meta: HashMap::new(),
             pending_pod_meta: HashMap::new(),
+            pending_deletions: HashMap::new(),
             oom_scope_hints: HashMap::new(),
             recent_ooms: HashMap::new(),
             buffer: VecDeque::new(),
@@ -141,6 +145,7 @@ impl Engine {
         let until = now_ns.saturating_sub(self.cfg.reorder_window_ns);
         self.release(until, now_ns.max(self.max_ts), false, &mut out);
         self.record(&out);
+        self.release_pending_deletions(&mut out);
         self.sweep(now_ns);
         out
     }

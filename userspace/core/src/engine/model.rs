@@ -121,6 +121,13 @@ pub struct ContainerMeta {
     pub attempt: Option<u32>,
 }
 
+/// The controller of a pod (its ownerReference with `controller: true`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub kind: String,
+    pub name: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PodMeta {
     pub name: Option<String>,
@@ -128,6 +135,18 @@ pub struct PodMeta {
     pub grace_period_s: Option<f64>,
     /// Exec probes of the pod spec: (container name, probe type, argv).
     pub exec_probes: Vec<(String, String, Vec<String>)>,
+    pub owner: Option<Owner>,
+    /// Kind of each container of the pod spec by name (init, sidecar, app).
+    pub container_kinds: Vec<(String, ContainerKind)>,
+}
+
+impl PodMeta {
+    /// The kind the pod spec gives a container name.
+    pub fn kind_of(&self, container: &str) -> Option<ContainerKind> {
+        self.container_kinds
+            .iter()
+            .find_map(|(n, k)| (n == container).then_some(*k))
+    }
 }
 
 /// A process found in /proc at agent start.
@@ -184,6 +203,8 @@ pub struct Pod {
     /// The pod's current sandbox container, once known.
     pub sandbox_id: Option<String>,
     pub restarts: HashMap<String, RestartState>,
+    /// When the API server said the pod is being deleted (DeletionRequested derived once).
+    pub deletion_ns: Option<u64>,
     /// Derived events of this pod, in derivation order.
     pub events: VecDeque<LifecycleEvent>,
 }

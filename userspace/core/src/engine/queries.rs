@@ -22,6 +22,8 @@ pub struct PodSummary {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub qos: Option<Qos>,
+    /// The pod's controller (API server watch), null when unknown.
+    pub owner: Option<Owner>,
     pub state: &'static str,
     pub containers: Vec<ContainerSummary>,
     /// Monotonic time of the pod's first and last derived event.
@@ -83,6 +85,7 @@ impl Engine {
             namespace: p.meta.namespace.clone(),
             name: p.meta.name.clone(),
             qos: p.qos,
+            owner: p.meta.owner.clone(),
             state: p.state.as_str(),
             containers,
             first_ts_ns: p.events.iter().map(|e| e.ts_ns).min(),
@@ -125,6 +128,7 @@ impl Engine {
             namespace: s.namespace,
             name: s.name,
             qos: s.qos,
+            owner: s.owner,
             node: self.cfg.node_name.clone(),
             state: s.state.to_string(),
             containers: s

@@ -89,6 +89,12 @@ impl Engine {
                     }
                 }
             }
+            LifecycleKind::DeletionRequested { .. } => {
+                // Not derived again when the watch lists the pod after the restart.
+                if let Some(p) = self.pods.get_mut(uid) {
+                    p.deletion_ns = Some(e.ts_ns);
+                }
+            }
             LifecycleKind::PodRemoved => {
                 if let Some(p) = self.pods.get_mut(uid) {
                     p.removed_ns = Some(e.ts_ns);

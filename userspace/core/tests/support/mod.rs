@@ -41,12 +41,22 @@ pub struct Gap {
 
 /// Replay phases in order through one engine; derived events per phase.
 pub fn replay(dir: &str, gaps: &[Gap]) -> (Engine, Vec<(String, Vec<LifecycleEvent>)>) {
+    replay_with(dir, gaps, |_, _, _| Vec::new())
+}
+
+/// `replay`, calling `before(engine, phase, first ts of the phase)` ahead of each phase (what an
+/// agent learns between captures, e.g. from the API server); its events count for the phase.
+pub fn replay_with(
+    dir: &str,
+    gaps: &[Gap],
+    mut before: impl FnMut(&mut Engine, &str, u64) -> Vec<LifecycleEvent>,
+) -> (Engine, Vec<(String, Vec<LifecycleEvent>)>) {
     let mut engine = Engine::new(EngineConfig::default());
     let mut per_phase = Vec::new();
     for phase in PHASES {
         let events = load(dir, phase);
         let start = events.iter().map(|e| e.ts_ns).min().unwrap_or(0);
-        let mut out = Vec::new();
+        let mut out = before(&mut engine, phase, start);
         for g in gaps.iter().filter(|g| g.before_phase == phase) {
             let t = start.saturating_sub(1_000_000);
             out.extend(engine.bootstrap_cgroup(g.cgroup_id, &g.path, t));

@@ -1,0 +1,323 @@
+//! What a Pod object of the API server tells the engine: names, owner, grace period, exec
+//! probes, container kinds and ids, and the deletion request. Pure: no client, no clock.
+
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, Probe};
+use podlife_core::{ContainerKind, ContainerMeta, ExecProbe, Owner, PodMeta};
+
+/// The API server accepted the pod's deletion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deletion {
+    /// Wall-clock ns of the request: deletionTimestamp minus deletionGracePeriodSeconds (the
+    /// API server sets deletionTimestamp to the end of the grace period, not to the request).
+    pub requested_wall_ns: i128,
+    pub grace_period_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodFacts {
+    pub uid: String,
+    pub meta: PodMeta,
+    /// (container id as the runtime and the cgroup path name it, what the spec says of it).
+    pub containers: Vec<(String, ContainerMeta)>,
+    pub deletion: Option<Deletion>,
+}
+
+/// `containerd://<id>`, `cri-o://<id>`, `docker://<id>` → `<id>`.
+fn runtime_id(s: &str) -> Option<String> {
+    let id = s.split_once("://").map_or(s, |(_, id)| id);
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+fn exec_probes(c: &Container) -> Vec<ExecProbe> {
+    let probes: [(&str, &Option<Probe>); 3] = [
+        ("liveness", &c.liveness_probe),
+        ("readiness", &c.readiness_probe),
+        ("startup", &c.startup_probe),
+    ];
+    probes
+        .into_iter()
+        .filter_map(|(t, p)| {
+            let p = p.as_ref()?;
+            let argv = p.exec.as_ref()?.command.clone()?;
+            Some(ExecProbe {
+                probe_type: t.to_string(),
+                argv,
+                timeout_s: p.timeout_seconds.map(f64::from),
+            })
+        })
+        .collect()
+}
+
+/// Init containers with `restartPolicy: Always` are sidecars (native sidecars, 1.28+).
+fn kind(c: &Container, init: bool) -> ContainerKind {
+    match (init, c.restart_policy.as_deref()) {
+        (true, Some("Always")) => ContainerKind::Sidecar,
+        (true, _) => ContainerKind::Init,
+        (false, _) => ContainerKind::App,
+    }
+}
+
+/// Map a Pod object; `None` without a uid (nothing to join it with).
+pub fn pod_facts(pod: &Pod) -> Option<PodFacts> {
+    let m = &pod.metadata;
+    let uid = m.uid.clone().filter(|u| !u.is_empty())?;
+    let spec = pod.spec.as_ref();
+    let specs: Vec<(&Container, ContainerKind)> = spec
+        .map(|s| {
+            let init = s
+                .init_containers
+                .iter()
+                .flatten()
+                .map(|c| (c, kind(c, true)));
+            let app = s.containers.iter().map(|c| (c, kind(c, false)));
+            init.chain(app).collect()
+        })
+        .unwrap_or_default();
+    let deletion_grace = m.deletion_grace_period_seconds.map(|g| g as f64);
+    let grace_period_s = deletion_grace.or_else(|| {
+        spec.and_then(|s| s.termination_grace_period_seconds)
+            .map(|g| g as f64)
+    });
+    let owner = m
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| Owner {
+            kind: o.kind.clone(),
+            name: o.name.clone(),
+        });
+    let meta = PodMeta {
+        name: m.name.clone(),
+        namespace: m.namespace.clone(),
+        grace_period_s,
+        exec_probes: specs
+            .iter()
+            .flat_map(|(c, _)| {
+                exec_probes(c)
+                    .into_iter()
+                    .map(|p| (c.name.clone(), p.probe_type, p.argv))
+            })
+            .collect(),
+        owner,
+        container_kinds: specs.iter().map(|(c, k)| (c.name.clone(), *k)).collect(),
+    };
+    let statuses: Vec<&ContainerStatus> = pod
+        .status
+        .iter()
+        .flat_map(|s| {
+            s.init_container_statuses
+                .iter()
+                .flatten()
+                .chain(s.container_statuses.iter().flatten())
+        })
+        .collect();
+    let containers = statuses
+        .into_iter()
+        .filter_map(|st| {
+            let id = runtime_id(st.container_id.as_deref()?)?;
+            let spec = specs.iter().find(|(c, _)| c.name == st.name);
+            Some((
+                id,
+                ContainerMeta {
+                    pod_uid: Some(uid.clone()),
+                    pod_name: m.name.clone(),
+                    namespace: m.namespace.clone(),
+                    container_name: Some(st.name.clone()),
+                    kind: spec.map(|(_, k)| *k),
+                    probes: spec.map(|(c, _)| exec_probes(c)).unwrap_or_default(),
+                    ..Default::default()
+                },
+            ))
+        })
+        .collect();
+    let deletion = m.deletion_timestamp.as_ref().map(|t| {
+        let end = t.0.as_nanosecond();
+        let grace_ns = deletion_grace.map_or(0, |g| (g * 1e9) as i128);
+        Deletion {
+            requested_wall_ns: end - grace_ns,
+            grace_period_s: deletion_grace,
+        }
+    });
+    Some(PodFacts {
+        uid,
+        meta,
+        containers,
+        deletion,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PodFacts {
+        let path = format!(
+            "{}/tests/fixtures/kube/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let pod: Pod = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        pod_facts(&pod).unwrap_or_else(|| panic!("{path}: no uid"))
+    }
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn terminating_deployment_pod_with_init_sidecar_and_probes() {
+        let f = fixture("pod-deployment-terminating");
+        assert_eq!(f.uid, "8f3c2a1e-1111-4a4a-9b9b-000000000001");
+        let m = &f.meta;
+        assert_eq!(m.name.as_deref(), Some("web-5d4f7c9b8-x2kqp"));
+        assert_eq!(m.namespace.as_deref(), Some("shop"));
+        assert_eq!(
+            m.owner,
+            Some(Owner {
+                kind: "ReplicaSet".into(),
+                name: "web-5d4f7c9b8".into()
+            })
+        );
+        // `kubectl delete` gave 30 s; the spec's 60 s no longer applies.
+        assert_eq!(m.grace_period_s, Some(30.0));
+        assert_eq!(
+            m.container_kinds,
+            vec![
+                ("migrate".to_string(), ContainerKind::Init),
+                ("log-shipper".to_string(), ContainerKind::Sidecar),
+                ("app".to_string(), ContainerKind::App),
+            ]
+        );
+        // Exec probes only (the httpGet readiness probe is not a process).
+        assert_eq!(
+            m.exec_probes,
+            vec![
+                (
+                    "log-shipper".to_string(),
+                    "readiness".to_string(),
+                    argv(&["/bin/ship", "--check"])
+                ),
+                (
+                    "app".to_string(),
+                    "liveness".to_string(),
+                    argv(&["sh", "-c", "test -f /tmp/healthy"])
+                ),
+                (
+                    "app".to_string(),
+                    "startup".to_string(),
+                    argv(&["cat", "/tmp/started"])
+                ),
+            ]
+        );
+        // deletionTimestamp 12:00:30 is the end of the 30 s grace: requested at 12:00:00.
+        let d = f.deletion.as_ref().expect("deletion");
+        assert_eq!(
+            podlife_core::format_rfc3339(d.requested_wall_ns),
+            "2026-11-22T12:00:00.000000000Z"
+        );
+        assert_eq!(d.grace_period_s, Some(30.0));
+        let ids: Vec<(&str, Option<&str>, Option<ContainerKind>)> = f
+            .containers
+            .iter()
+            .map(|(id, c)| (&id[..12], c.container_name.as_deref(), c.kind))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("0a3e5b7c9d1f", Some("migrate"), Some(ContainerKind::Init)),
+                (
+                    "7f2963954487",
+                    Some("log-shipper"),
+                    Some(ContainerKind::Sidecar)
+                ),
+                ("65c022584ce5", Some("app"), Some(ContainerKind::App)),
+            ]
+        );
+        let app = &f.containers[2];
+        assert_eq!(app.0.len(), 64, "scheme stripped: {}", app.0);
+        assert_eq!(app.1.pod_uid.as_deref(), Some(f.uid.as_str()));
+        assert_eq!(
+            app.1.probes,
+            vec![
+                ExecProbe {
+                    probe_type: "liveness".into(),
+                    argv: argv(&["sh", "-c", "test -f /tmp/healthy"]),
+                    timeout_s: Some(3.0)
+                },
+                ExecProbe {
+                    probe_type: "startup".into(),
+                    argv: argv(&["cat", "/tmp/started"]),
+                    timeout_s: Some(1.0)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn statefulset_pod_on_crio_running() {
+        let f = fixture("pod-statefulset-crio");
+        // The controller among several owners.
+        assert_eq!(
+            f.meta.owner,
+            Some(Owner {
+                kind: "StatefulSet".into(),
+                name: "db".into()
+            })
+        );
+        assert_eq!(f.meta.grace_period_s, Some(120.0));
+        assert_eq!(f.deletion, None);
+        assert_eq!(
+            f.containers.len(),
+            1,
+            "the current container, not lastState's"
+        );
+        assert_eq!(
+            f.containers[0].0,
+            "d5088fde9f12dd4a2e4ec2a9db76b5640d9b04f8c2779e215c071f6800a7df8a"
+        );
+        assert_eq!(f.containers[0].1.probes[0].timeout_s, Some(5.0));
+    }
+
+    #[test]
+    fn bare_pending_pod_without_container_ids() {
+        let f = fixture("pod-pending-bare");
+        assert_eq!(f.meta.owner, None);
+        assert_eq!(f.meta.grace_period_s, Some(30.0));
+        assert!(f.meta.exec_probes.is_empty());
+        assert_eq!(
+            f.meta.container_kinds,
+            vec![("debug".to_string(), ContainerKind::App)]
+        );
+        assert!(f.containers.is_empty(), "no containerID while creating");
+    }
+
+    #[test]
+    fn without_uid_or_spec() {
+        let mut pod = Pod::default();
+        assert_eq!(pod_facts(&pod), None);
+        pod.metadata.uid = Some("u".into());
+        let f = pod_facts(&pod).unwrap();
+        assert_eq!(f.meta, PodMeta::default());
+        assert!(f.containers.is_empty() && f.deletion.is_none());
+    }
+
+    #[test]
+    fn deletion_without_grace_is_dated_at_the_timestamp() {
+        let mut pod: Pod = serde_json::from_str(
+            r#"{"metadata": {"uid": "u", "deletionTimestamp": "2026-11-22T12:00:30Z"}}"#,
+        )
+        .unwrap();
+        let d = pod_facts(&pod).unwrap().deletion.unwrap();
+        assert_eq!(
+            podlife_core::format_rfc3339(d.requested_wall_ns),
+            "2026-11-22T12:00:30.000000000Z"
+        );
+        assert_eq!(d.grace_period_s, None);
+        pod.metadata.deletion_grace_period_seconds = Some(0);
+        let d = pod_facts(&pod).unwrap().deletion.unwrap();
+        assert_eq!(d.grace_period_s, Some(0.0), "--grace-period=0 --force");
+        assert_eq!(runtime_id("docker://abc"), Some("abc".into()));
+        assert_eq!(runtime_id("containerd://"), None);
+    }
+}

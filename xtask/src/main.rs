@@ -12,7 +12,7 @@ const HELP: &str = "cargo xtask <task>
 
   setup        install the toolchain and test dependencies (apt, bpf-linker); idempotent
   run [ARGS]   setup, build the release agent and run it on this node (ARGS go to podlife)
-  test         setup, then every suite: lint, unit, kernel, vm, end-to-end, dashboards, deploy
+  test         setup, then every suite: lint, unit, kernel, end-to-end, vm, dashboards, deploy
   unit         engine and agent unit tests (no root)
   kernel       kernel suite: loads the real eBPF programs (root)
   vm [ARGS]    kernel matrix: the kernel suite on Debian's 6.1 and 6.12 in qemu (KVM or TCG)

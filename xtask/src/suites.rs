@@ -112,8 +112,9 @@ pub fn all() -> Result<()> {
         ("lint", lint),
         ("unit", unit),
         ("kernel", kernel),
-        ("vm", vm),
         ("e2e", e2e),
+        // After e2e, whose release build it shares.
+        ("vm", vm),
         ("dashboards", dashboards),
         ("deploy", deploy),
     ];

@@ -1,7 +1,7 @@
 //! `cargo xtask vm`: the kernel suite on other kernels. Boots Debian's cloud kernels (6.1 with
 //! hybrid cgroups, 6.12 with cgroup v2 only) under qemu (KVM, or TCG where /dev/kvm is kvm-pvm)
-//! from an initramfs that holds the agent, the kernel suite's test binaries (the same debug
-//! build `cargo xtask kernel` runs), busybox and the few tools the tests call. `/init`
+//! from an initramfs that holds the agent, the kernel suite's test binaries (built in release:
+//! under TCG debug code doubles the run time), busybox and the few tools the tests call. `/init`
 //! (xtask/vm/init.sh) reports the capture features the agent enables and runs every test
 //! binary; this side parses the serial console and fails on any failed, ignored or missing
 //! result. The host kernel is the third column: its features are probed with the same agent
@@ -63,7 +63,7 @@ const PACKAGES: &[&str] = &[
 ];
 
 const HELP: &str =
-    "cargo xtask vm [--kernel SERIES]... [--no-build] [--sequential] [--accel kvm|tcg]
+    "cargo xtask vm [--kernel SERIES]... [--no-build] [--debug] [--sequential] [--accel kvm|tcg]
                [--timeout SECONDS]
 
 Runs the kernel suite (every integration test of the podlife package) in qemu on Debian's
@@ -71,6 +71,8 @@ Runs the kernel suite (every integration test of the podlife package) in qemu on
 and reports the capture features the agent enables there and on the host.
   --kernel SERIES   only this series (6.1, 6.12); repeatable
   --no-build        reuse the binaries of the last build (no cargo invocation)
+  --debug           the kernel suite's debug test binaries instead of release ones (no
+                    build of their own, but about twice as slow under TCG)
   --sequential      one VM at a time (default: all at once)
   --accel kvm|tcg   force the accelerator (default: KVM where it can run these kernels, see
                     docs/PORTABILITY.md; TCG under kvm-pvm, whose /dev/kvm cannot)
@@ -80,6 +82,7 @@ and reports the capture features the agent enables there and on the host.
 struct Opts {
     only: Vec<String>,
     build: bool,
+    release: bool,
     parallel: bool,
     accel: Option<Accel>,
     timeout: Duration,
@@ -89,6 +92,7 @@ fn parse_args(args: &[String]) -> Result<Opts> {
     let mut o = Opts {
         only: Vec::new(),
         build: true,
+        release: true,
         parallel: true,
         accel: None,
         timeout: Duration::from_secs(600),
@@ -100,6 +104,7 @@ fn parse_args(args: &[String]) -> Result<Opts> {
                 .only
                 .push(it.next().context("--kernel needs a series")?.clone()),
             "--no-build" => o.build = false,
+            "--debug" => o.release = false,
             "--sequential" => o.parallel = false,
             "--accel" => {
                 o.accel = Some(match it.next().map(String::as_str) {
@@ -155,7 +160,7 @@ pub fn run(args: &[String]) -> Result<()> {
         .iter()
         .map(|k| fetch_kernel(k).map(|img| (*k, img)))
         .collect::<Result<Vec<_>>>()?;
-    let bins = build(opts.build)?;
+    let bins = build(opts.build, opts.release)?;
     let (initrd, size) = make_initramfs(&bins)?;
     let expected: Vec<String> = bins.tests.iter().map(|(n, _)| n.clone()).collect();
     eprintln!(

@@ -1,8 +1,10 @@
 //! Developer tasks. `cargo xtask run` sets up a fresh Debian 12 machine and runs the agent;
 //! `cargo xtask test` sets up and runs every suite (what CI runs).
 
+mod initramfs;
 mod setup;
 mod suites;
+mod vm;
 
 use anyhow::{bail, Result};
 
@@ -10,9 +12,11 @@ const HELP: &str = "cargo xtask <task>
 
   setup        install the toolchain and test dependencies (apt, bpf-linker); idempotent
   run [ARGS]   setup, build the release agent and run it on this node (ARGS go to podlife)
-  test         setup, then every suite: lint, unit, kernel, end-to-end, dashboards, deploy
+  test         setup, then every suite: lint, unit, kernel, end-to-end, vm, dashboards, deploy
   unit         engine and agent unit tests (no root)
   kernel       kernel suite: loads the real eBPF programs (root)
+  vm [ARGS]    kernel matrix: the kernel suite on Debian's 6.1 and 6.12 in qemu (KVM or TCG)
+               (`cargo xtask vm --help`; see docs/PORTABILITY.md)
   e2e          end-to-end suite: real containerd + runc pods through the CRI (root)
   bench        benchmarks (see docs/BENCHMARKS.md)
   lint         cargo fmt --check and clippy -D warnings (userspace, then the eBPF crate)
@@ -41,6 +45,7 @@ fn main() -> Result<()> {
             suites::bench(&rest)
         }
         "lint" => suites::lint(),
+        "vm" => vm::run(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())

@@ -38,6 +38,20 @@ pub fn sh(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Run a command and return its stdout; fails with its stderr.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().with_context(|| format!("starting {shown}"))?;
+    if !out.status.success() {
+        bail!(
+            "{shown} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn missing_packages(pkgs: &[&str]) -> Vec<String> {
     pkgs.iter()
         .filter(|p| {
@@ -50,7 +64,7 @@ fn missing_packages(pkgs: &[&str]) -> Vec<String> {
         .collect()
 }
 
-fn apt_install(pkgs: &[&str]) -> Result<()> {
+pub fn apt_install(pkgs: &[&str]) -> Result<()> {
     let missing = missing_packages(pkgs);
     if missing.is_empty() {
         return Ok(());

@@ -100,16 +100,24 @@ pub fn deploy() -> Result<()> {
     sh(Command::new("bash").arg(root().join("deploy/validate.sh")))
 }
 
+/// The kernel suite on the other kernels of the matrix (docs/PORTABILITY.md).
+pub fn vm() -> Result<()> {
+    require_root("vm")?;
+    crate::vm::run(&[])
+}
+
 type Suite = (&'static str, fn() -> Result<()>);
 
 /// Every suite, in order of cost; stops at the first failure.
 pub fn all() -> Result<()> {
     setup::all()?;
-    let suites: [Suite; 6] = [
+    let suites: [Suite; 7] = [
         ("lint", lint),
         ("unit", unit),
         ("kernel", kernel),
         ("e2e", e2e),
+        // After e2e, whose release build it shares.
+        ("vm", vm),
         ("dashboards", dashboards),
         ("deploy", deploy),
     ];

@@ -130,6 +130,15 @@ fn per_event_cost_in_the_kernel_tracked_vs_host() {
         read as u32 >= 3 * n,
         "exec, fork and exit of every /bin/true"
     );
+    // The absolute target holds for hardware CPUs. Under full-system emulation (the kernel
+    // matrix on qemu TCG sets PODLIFE_CPU_EMULATED, docs/PORTABILITY.md) every instruction costs
+    // tens of times more: the filtered-vs-emitting comparison still holds, the ns figure not.
+    let emulated = std::env::var("PODLIFE_CPU_EMULATED").is_ok_and(|v| !v.is_empty());
+    if emulated {
+        println!(
+            "PODLIFE_CPU_EMULATED: the 20 µs per run target is not checked on an emulated CPU"
+        );
+    }
     for name in [
         "sched_process_exec",
         "sched_process_exit",
@@ -146,7 +155,7 @@ fn per_event_cost_in_the_kernel_tracked_vs_host() {
             h < t,
             "{name}: a filtered-out run ({h:.0} ns) costs less than an emitting one ({t:.0} ns)"
         );
-        assert!(*t < 20_000.0, "{name}: {t:.0} ns per run");
+        assert!(emulated || *t < 20_000.0, "{name}: {t:.0} ns per run");
     }
 }
 

@@ -1,6 +1,8 @@
 //! The walking skeleton's kernel test: the real eBPF programs see a process we spawn in a
 //! kubepods-named cgroup exec with its argv and exit with its code. Needs root.
 
+mod support;
+
 use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
@@ -30,11 +32,9 @@ fn exec_and_exit_code_of_a_process_in_a_pod_cgroup() {
     require_root();
     let mut capture = Capture::load(&LoadOptions::default(), 0)
         .unwrap_or_else(|e| panic!("loading the eBPF programs: {e:?}"));
-    let dir = PathBuf::from(format!(
-        "/sys/fs/cgroup/unified/podlife-test-kubepods-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    // The unified hierarchy: /sys/fs/cgroup/unified on hybrid nodes, /sys/fs/cgroup on v2 ones.
+    let dir = support::cgroup2_root().join(format!("podlife-test-kubepods-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
     let cg = TestCgroup(dir.clone());
     let procs = dir.join("cgroup.procs");
     let mut child = unsafe {

@@ -52,6 +52,24 @@ pub const PROGRAMS: &[(&str, &str, &str, &str)] = &[
     ("mark_victim", "oom", "mark_victim", "oom"),
 ];
 
+/// Tracepoint fields only newer kernels have: (feature, tracepoint, field, what is lost
+/// without it). The programs work without them, in a reduced form that must be visible.
+pub const FIELD_FEATURES: &[(&str, &str, &str, &str)] = &[
+    (
+        "exit_group",
+        "sched/sched_process_exit",
+        "group_dead",
+        "the thread-group leader's exit stands for the process's exit (a leader that exits \
+         before its other threads ends the process early)",
+    ),
+    (
+        "oom_memory",
+        "oom/mark_victim",
+        "anon_rss",
+        "OOM kills are reported without the victim's memory, comm and oom_score_adj",
+    ),
+];
+
 #[derive(Debug, Error)]
 pub enum LoadError {
     #[error(transparent)]
@@ -187,6 +205,19 @@ impl Capture {
             }
             if !features.iter().any(|f| f.name == feat) {
                 features.push(feature(feat, None));
+            }
+        }
+        // A missing tracepoint already degraded its feature above.
+        for &(feat, tp, field, lost) in FIELD_FEATURES {
+            let Some(format) = formats.get(tp) else {
+                continue;
+            };
+            if format.fields.contains_key(field) {
+                features.push(feature(feat, None));
+            } else {
+                let why = format!("{tp} has no field {field} on this kernel");
+                warn!(feature = feat, "{why}: {lost}; {feat} is degraded");
+                features.push(feature(feat, Some(why)));
             }
         }
         if attached == 0 {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use podlife::kernel::convert::to_kernel_event;
-use podlife::kernel::loader::{Capture, LoadOptions};
+use podlife::kernel::loader::{Capture, LoadOptions, FIELD_FEATURES};
 use podlife_core::{ExitStatus, KernelEvent, KernelEventKind as K};
 
 /// How long a test waits for the events it provoked.
@@ -50,6 +50,24 @@ pub fn require_kernel() {
     let _ = cgroup2_root();
 }
 
+/// Whether this kernel's tracepoint `cat:name` has `field`, from its tracefs `format` file read
+/// directly (not through the agent's parser): what a test may expect where kernels differ.
+pub fn tracepoint_has_field(cat: &str, name: &str, field: &str) -> bool {
+    let path = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .map(|t| format!("{t}/events/{cat}/{name}/format"))
+        .find(|p| Path::new(p).exists())
+        .unwrap_or_else(|| panic!("no tracefs format file for {cat}:{name}"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines().any(|l| {
+        l.trim().strip_prefix("field:").is_some_and(|decl| {
+            decl.split(';')
+                .next()
+                .is_some_and(|d| d.rsplit([' ', '*']).next().is_some_and(|n| n == field))
+        })
+    })
+}
+
 /// Mount point of the cgroup v2 (unified) hierarchy: /sys/fs/cgroup/unified on hybrid nodes,
 /// /sys/fs/cgroup on pure v2 ones.
 pub fn cgroup2_root() -> PathBuf {
@@ -83,7 +101,22 @@ pub fn capture() -> Capture {
 pub fn capture_with(opts: LoadOptions) -> Capture {
     require_kernel();
     let cap = Capture::load(&opts, 0).unwrap_or_else(|e| panic!("loading the eBPF programs: {e}"));
-    let degraded: Vec<_> = cap.features.iter().filter(|f| !f.enabled).collect();
+    // Field-level features follow the kernel's own tracepoint formats (older kernels lack
+    // some fields); every other feature must be live.
+    for &(name, tp, field, _) in FIELD_FEATURES {
+        let (cat, tp) = tp.split_once('/').unwrap();
+        let f = cap.features.iter().find(|f| f.name == name);
+        assert_eq!(
+            f.map(|f| f.enabled),
+            Some(tracepoint_has_field(cat, tp, field)),
+            "feature {name} must be on exactly when {cat}:{tp} has {field}: {f:?}"
+        );
+    }
+    let degraded: Vec<_> = cap
+        .features
+        .iter()
+        .filter(|f| !f.enabled && !FIELD_FEATURES.iter().any(|ff| ff.0 == f.name))
+        .collect();
     assert!(
         degraded.is_empty(),
         "the suite expects every feature on this kernel; degraded: {degraded:?}"

@@ -52,7 +52,7 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn missing_packages(pkgs: &[&str]) -> Vec<String> {
+pub fn missing_packages(pkgs: &[&str]) -> Vec<String> {
     pkgs.iter()
         .filter(|p| {
             let out = Command::new("dpkg-query")

@@ -102,9 +102,10 @@ type Suite = (&'static str, fn() -> Result<()>);
 /// Every suite, in order of cost; stops at the first failure.
 pub fn all() -> Result<()> {
     setup::all()?;
-    let suites: [Suite; 6] = [
+    let suites: [Suite; 7] = [
         ("lint", lint),
         ("unit", unit),
+        ("fuzz", crate::fuzz::suite),
         ("kernel", kernel),
         ("e2e", e2e),
         ("dashboards", dashboards),

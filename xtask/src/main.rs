@@ -1,6 +1,7 @@
 //! Developer tasks. `cargo xtask run` sets up a fresh Debian 12 machine and runs the agent;
 //! `cargo xtask test` sets up and runs every suite (what CI runs).
 
+mod fuzz;
 mod initramfs;
 mod setup;
 mod suites;
@@ -12,7 +13,7 @@ const HELP: &str = "cargo xtask <task>
 
   setup        install the toolchain and test dependencies (apt, bpf-linker); idempotent
   run [ARGS]   setup, build the release agent and run it on this node (ARGS go to podlife)
-  test         setup, then every suite: lint, unit, kernel, end-to-end, vm, dashboards, deploy
+  test         setup, then every suite: lint, unit, fuzz, kernel, end-to-end, vm, dashboards, deploy
   unit         engine and agent unit tests (no root)
   kernel       kernel suite: loads the real eBPF programs (root)
   vm [ARGS]    kernel matrix: the kernel suite on Debian's 6.1 and 6.12 in qemu (KVM or TCG)
@@ -20,6 +21,9 @@ const HELP: &str = "cargo xtask <task>
   e2e          end-to-end suite: real containerd + runc pods through the CRI (root)
   bench        benchmarks (see docs/BENCHMARKS.md)
   lint         cargo fmt --check and clippy -D warnings (userspace, then the eBPF crate)
+  fuzz [TARGET [SECS]]
+               without TARGET: every fuzz target for a few seconds (the CI suite);
+               with it: that target for SECS (default 600); see docs/FUZZING.md
 ";
 
 fn main() -> Result<()> {
@@ -46,6 +50,7 @@ fn main() -> Result<()> {
         }
         "lint" => suites::lint(),
         "vm" => vm::run(&rest),
+        "fuzz" => fuzz::task(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())

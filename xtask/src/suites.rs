@@ -111,9 +111,10 @@ type Suite = (&'static str, fn() -> Result<()>);
 /// Every suite, in order of cost; stops at the first failure.
 pub fn all() -> Result<()> {
     setup::all()?;
-    let suites: [Suite; 7] = [
+    let suites: [Suite; 8] = [
         ("lint", lint),
         ("unit", unit),
+        ("fuzz", crate::fuzz::suite),
         ("kernel", kernel),
         ("e2e", e2e),
         // After e2e, whose release build it shares.

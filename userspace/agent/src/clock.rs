@@ -90,11 +90,19 @@ pub fn parse_rfc3339(s: &str) -> Option<i128> {
     }
     let offset_s: i64 = match rest {
         "Z" | "z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
+        // Bytes, not str slices: the offset may hold multi-byte characters (a query is any text).
+        tz if tz.len() == 6
+            && matches!(tz.as_bytes()[0], b'+' | b'-')
+            && tz.as_bytes()[3] == b':' =>
+        {
+            let two = |r: std::ops::Range<usize>| -> Option<i64> {
+                let t = tz.get(r)?;
+                t.bytes()
+                    .all(|c| c.is_ascii_digit())
+                    .then(|| t.parse().ok())?
+            };
             let sign = if tz.starts_with('-') { -1 } else { 1 };
-            let oh: i64 = tz[1..3].parse().ok()?;
-            let om: i64 = tz[4..6].parse().ok()?;
-            sign * (oh * 3600 + om * 60)
+            sign * (two(1..3)? * 3600 + two(4..6)? * 60)
         }
         _ => return None,
     };
@@ -129,6 +137,21 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    /// Found by the api_params fuzz target (fuzz/regressions/api_params/offset-multibyte): a
+    /// multi-byte character in the offset panicked on a str slice.
+    #[test]
+    fn offset_with_multibyte_characters_is_refused() {
+        assert_eq!(parse_rfc3339("2026-11-22t12:00:00.5-0\u{a451}0"), None);
+        assert_eq!(parse_rfc3339("2026-11-22T12:00:00+\u{e9}:00"), None);
+        assert_eq!(parse_rfc3339("2026-11-22T12:00:00+01:\u{e9}"), None);
+        // Signs inside the offset digits were taken by i64's parser.
+        assert_eq!(parse_rfc3339("2026-11-22T12:00:00-+1:00"), None);
+        assert_eq!(
+            parse_rfc3339("2026-11-22T12:00:00-05:30"),
+            parse_rfc3339("2026-11-22T17:30:00Z")
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub enum ApiError {
     NotFound { code: &'static str, message: String },
     /// 401: a bearer token is configured and the request lacks it.
     Unauthorized,
+    /// 405: the API is read-only.
+    MethodNotAllowed,
 }
 
 impl ApiError {
@@ -39,6 +41,11 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "this endpoint needs `Authorization: Bearer <token>`".to_string(),
+            ),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the API is read-only: use GET".to_string(),
             ),
         };
         (

@@ -2,12 +2,15 @@
 
 mod error;
 pub mod params;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -45,6 +48,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
                 "no such endpoint; see GET /pods, /pods/<uid>/timeline, /events, /metrics",
             )
         })
+        // After every route: it applies to the routes registered before it. axum's own 405
+        // has an empty body; the API promises JSON errors with a code.
+        .method_not_allowed_fallback(|| async {
+            ([(header::ALLOW, "GET,HEAD")], ApiError::MethodNotAllowed)
+        })
         .with_state(shared)
 }
 
@@ -57,6 +65,13 @@ fn check_params(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), Api
         )),
         None => Ok(()),
     }
+}
+
+/// A path segment axum cannot hand over (percent-encoded bytes that are not UTF-8) is a 400
+/// with a code like any other bad parameter, not axum's plain-text rejection.
+fn path<T>(p: Result<Path<T>, PathRejection>, code: &'static str) -> Result<T, ApiError> {
+    p.map(|Path(v)| v)
+        .map_err(|e| ApiError::bad(code, e.body_text()))
 }
 
 async fn auth(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
@@ -86,11 +101,11 @@ async fn pods(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Json<Value>, 
 
 async fn pod(
     State(s): State<Arc<Shared>>,
-    Path(uid): Path<String>,
+    uid: Result<Path<String>, PathRejection>,
     Query(q): Q,
 ) -> Result<Json<Value>, ApiError> {
     check_params(&q, &[])?;
-    let uid = params::uid(&uid)?;
+    let uid = params::uid(&path(uid, "invalid_uid")?)?;
     s.lock()
         .pod_json(&uid)
         .map(Json)
@@ -124,20 +139,21 @@ fn render_timeline(
 
 async fn timeline(
     State(s): State<Arc<Shared>>,
-    Path(uid): Path<String>,
+    uid: Result<Path<String>, PathRejection>,
     Query(q): Q,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let uid = params::uid(&uid)?;
+    let uid = params::uid(&path(uid, "invalid_uid")?)?;
     render_timeline(&s, &uid, &q, &headers)
 }
 
 async fn timeline_by_name(
     State(s): State<Arc<Shared>>,
-    Path((namespace, name)): Path<(String, String)>,
+    names: Result<Path<(String, String)>, PathRejection>,
     Query(q): Q,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let (namespace, name) = path(names, "invalid_name")?;
     let namespace = params::k8s_name("namespace", &namespace)?;
     let name = params::k8s_name("pod name", &name)?;
     let uid = s.lock().find_uid(&namespace, &name).ok_or_else(|| {

@@ -58,7 +58,10 @@ pub fn since(s: &str, now_wall_ns: i128) -> Result<i128, ApiError> {
         "h" => 3_600_000_000_000,
         _ => return Err(bad()),
     };
-    Ok(now_wall_ns - n * mult)
+    // A number of digits past the epoch's range is a bad request, not an overflow panic.
+    n.checked_mul(mult)
+        .and_then(|back| now_wall_ns.checked_sub(back))
+        .ok_or_else(bad)
 }
 
 /// Output format: JSON unless `?format=text` or `Accept: text/plain` (and not overridden).
@@ -108,6 +111,26 @@ mod tests {
         assert!(since("yesterday", now).is_err());
         assert!(since("5", now).is_err());
         assert!(since("5d", now).is_err());
+    }
+
+    /// Found by the api_params fuzz target (fuzz/regressions/api_params/since-overflow): the
+    /// duration times its unit overflowed i128 and panicked the handler.
+    #[test]
+    fn since_too_far_back_is_invalid() {
+        let now = 1_000_000_000_000_000_000i128;
+        let e = since("90988888888888888899999999999999s", now).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ApiError::BadRequest {
+                    code: "invalid_since",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(since(&format!("{}h", i128::MAX), now).is_err());
+        assert!(since("170141183460469231731687303715884105727ms", now).is_err());
     }
 
     #[test]

@@ -1,0 +1,54 @@
+//! OCI bundle `config.json` from arbitrary bytes: `parse_config` never panics, keeps the rules
+//! it promises (no empty or `POD` container name, sandbox only from the container type), and
+//! whatever names it returns go through the engine and into timelines (JSON and text) without
+//! a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use podlife::enrich::container_meta;
+use podlife::metadata::parse_config;
+use podlife_core::{text::to_text, Engine, EngineConfig, WallClock};
+use podlife_fuzz::{container_ids, fixtures};
+
+fuzz_target!(|data: &[u8]| {
+    let Some(meta) = parse_config(data) else {
+        return;
+    };
+    assert_eq!(
+        Some(&meta),
+        parse_config(data).as_ref(),
+        "not deterministic"
+    );
+    if let Some(name) = &meta.container_name {
+        assert!(!name.is_empty() && name != "POD", "{name:?}");
+    }
+    // serde skips unknown fields without validating them (invalid UTF-8 in one of their
+    // strings is accepted), so the spec may not read as a `Value`; the check needs one.
+    let spec: serde_json::Value = serde_json::from_slice(data).unwrap_or_default();
+    let kind = spec["annotations"]["io.kubernetes.cri.container-type"]
+        .as_str()
+        .or(spec["annotations"]["io.kubernetes.cri-o.ContainerType"].as_str());
+    // serde also takes a struct from an array; the annotation rule is about objects.
+    if spec.is_object() {
+        assert_eq!(meta.sandbox, kind == Some("sandbox"), "{kind:?}");
+    }
+
+    // A real pod (the lifecycle fixture) named by these annotations, before and after its
+    // containers exist.
+    let events = &fixtures()[0];
+    let ids = container_ids(events);
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.set_container_metadata(&ids[0], container_meta(meta.clone()));
+    for e in events {
+        engine.apply(e);
+    }
+    engine.flush();
+    engine.set_container_metadata(&ids[1], container_meta(meta));
+    for uid in engine.pod_uids() {
+        let t = engine
+            .timeline(&uid, WallClock::new(0))
+            .unwrap_or_else(|| panic!("listed pod {uid} has no timeline"));
+        serde_json::to_string(&t).expect("timeline serializes");
+        to_text(&t);
+    }
+});

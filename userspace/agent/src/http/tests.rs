@@ -1,0 +1,104 @@
+//! The router in memory (tower `oneshot`): error responses found by the `http` fuzz target
+//! (fuzz/regressions/http/) are JSON with a code like every other API error.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use podlife_core::{Engine, EngineConfig};
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+use crate::cgroupfs::CgroupMounts;
+use crate::clock::WallClock;
+use crate::metrics::Metrics;
+use crate::shared::{Inner, Shared};
+
+fn shared() -> Arc<Shared> {
+    let inner = Inner::new(
+        Engine::new(EngineConfig::default()),
+        Metrics::new("test"),
+        WallClock { offset_ns: 0 },
+        None,
+        None,
+        Vec::new(),
+        CgroupMounts::default(),
+    );
+    Shared::new(inner, None)
+}
+
+/// Status and the body's error code.
+fn call(method: Method, uri: &str) -> (StatusCode, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .expect("request");
+        let resp = super::router(shared())
+            .oneshot(req)
+            .await
+            .expect("infallible");
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let v: Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{uri}: {status} body is not JSON ({e}): {body:?}"));
+        let code = v["error"]["code"].as_str().unwrap_or("").to_string();
+        (status, code)
+    })
+}
+
+#[test]
+fn other_methods_get_a_json_405() {
+    // fuzz/regressions/http/post-405-not-json: axum's own 405 had an empty body.
+    assert_eq!(
+        call(Method::POST, "/pods"),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed".into())
+    );
+    assert_eq!(
+        call(Method::DELETE, "/pods/8f3c2a1e-1111-4a4a-9b9b-000000000001").0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+}
+
+#[test]
+fn path_segments_that_are_not_utf8_get_a_json_400() {
+    // fuzz/regressions/http/path-not-utf8-plain-text: axum's rejection was plain text.
+    assert_eq!(
+        call(Method::GET, "/pods/8f3c2a1-1%ae11144a-9b9b-0000000000a1"),
+        (StatusCode::BAD_REQUEST, "invalid_uid".into())
+    );
+    assert_eq!(
+        call(Method::GET, "/pods/%ff/timeline"),
+        (StatusCode::BAD_REQUEST, "invalid_uid".into())
+    );
+    assert_eq!(
+        call(Method::GET, "/pods/default/%c3/timeline"),
+        (StatusCode::BAD_REQUEST, "invalid_name".into())
+    );
+}
+
+#[test]
+fn a_since_too_far_back_is_a_json_400() {
+    // fuzz/regressions/api_params/since-overflow, through the router.
+    assert_eq!(
+        call(
+            Method::GET,
+            "/events?since=90988888888888888899999999999999s"
+        ),
+        (StatusCode::BAD_REQUEST, "invalid_since".into())
+    );
+    assert_eq!(
+        call(
+            Method::GET,
+            "/events?since=2026-11-22T12:00:00%2B0%EA%91%910"
+        ),
+        (StatusCode::BAD_REQUEST, "invalid_since".into())
+    );
+}

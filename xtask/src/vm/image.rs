@@ -33,8 +33,7 @@ fn json_str(line: &str, key: &str, from: usize) -> Option<String> {
     None
 }
 
-/// Executables of the podlife package's integration tests (all of them are the kernel suite)
-/// and of the agent, from cargo's artifact messages.
+/// Executables of the podlife package's kernel-suite tests and of the agent, from cargo's artifact messages.
 fn parse_artifacts(json: &str) -> Result<Binaries> {
     let mut tests = std::collections::BTreeMap::new();
     let mut agent = None;
@@ -54,7 +53,10 @@ fn parse_artifacts(json: &str) -> Result<Binaries> {
             .find("\"profile\":{")
             .is_some_and(|p| line[p..].contains("\"test\":true"));
         if kind.starts_with("\"target\":{\"kind\":[\"test\"]") {
-            tests.insert(name, PathBuf::from(exe));
+            // The kernel suite only: kernel_* and skeleton_kernel (kube_api needs no kernel).
+            if name.starts_with("kernel_") || name.ends_with("_kernel") {
+                tests.insert(name, PathBuf::from(exe));
+            }
         } else if kind.starts_with("\"target\":{\"kind\":[\"bin\"]")
             && name == "podlife"
             && !unit_test
@@ -163,8 +165,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn artifacts_pick_integration_tests_and_the_agent() {
+    fn artifacts_pick_kernel_tests_and_the_agent() {
         let json = r#"{"reason":"compiler-artifact","target":{"kind":["test"],"crate_types":["bin"],"name":"kernel_cgroups","src_path":"x"},"profile":{"test":true},"executable":"/t/kernel_cgroups-1"}
+{"reason":"compiler-artifact","target":{"kind":["test"],"crate_types":["bin"],"name":"kube_api","src_path":"x"},"profile":{"test":true},"executable":"/t/kube_api-1"}
 {"reason":"compiler-artifact","target":{"kind":["lib"],"crate_types":["lib"],"name":"podlife"},"profile":{"test":false},"executable":null}
 {"reason":"compiler-artifact","target":{"kind":["bin"],"crate_types":["bin"],"name":"podlife","test":true},"profile":{"test":true},"executable":"/t/podlife-unit"}
 {"reason":"compiler-artifact","target":{"kind":["bin"],"crate_types":["bin"],"name":"podlife","test":true},"profile":{"test":false},"executable":"/t/podlife"}"#;

@@ -114,6 +114,18 @@ fn step(
                     namespace: name(u)?,
                     grace_period_s: u.arbitrary()?,
                     exec_probes: vec![(String::from("app"), "liveness".into(), p.argv(u)?)],
+                    owner: name(u)?.map(|n| podlife_core::Owner {
+                        kind: "ReplicaSet".into(),
+                        name: n,
+                    }),
+                    container_kinds: vec![(
+                        name(u)?.unwrap_or_default(),
+                        *u.choose(&[
+                            podlife_core::ContainerKind::Init,
+                            podlife_core::ContainerKind::Sidecar,
+                            podlife_core::ContainerKind::App,
+                        ])?,
+                    )],
                 },
             );
         }

@@ -37,7 +37,7 @@ fn app(token: Option<&str>) -> Router {
     );
     for events in fixtures() {
         for e in events {
-            inner.on_kernel_event(e);
+            inner.on_kernel_event(e.clone());
         }
     }
     let rest = inner.engine.flush();

@@ -64,7 +64,7 @@ fn kernel_sees_pod(s: &Shared, uid: &str, containers: &[&str]) {
                 path,
             },
         };
-        inner.on_kernel_event(&ev);
+        inner.on_kernel_event(ev);
     }
 }
 

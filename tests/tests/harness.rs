@@ -43,7 +43,8 @@ fn pods_run_exec_oom_crash_stop_and_leave_nothing_behind() {
         Err(tonic::Code::DeadlineExceeded),
         "{timeout:?}"
     );
-    assert!(t.elapsed() < Duration::from_secs(3));
+    // The 1 s timeout ended it, not the 5 s sleep.
+    assert!(t.elapsed() < Duration::from_millis(4500));
 
     // PID 1 with SIG_DFL for TERM: the kernel drops SIGTERM, the stop takes the whole timeout.
     let t = Instant::now();

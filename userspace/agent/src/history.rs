@@ -10,6 +10,8 @@ use serde_json::Value;
 /// `serde_json::Value`, and most events are never asked for.
 #[derive(Debug)]
 pub struct Stored {
+    /// The pod's uid, shared with the other events of the pod: filters need no parse.
+    pub uid: Arc<str>,
     pub ts_wall_ns: Option<i64>,
     /// The event's `type`, asked for without parsing.
     pub kind: Box<str>,
@@ -17,8 +19,9 @@ pub struct Stored {
 }
 
 impl Stored {
-    fn new(event: &Value) -> Self {
+    fn new(uid: Arc<str>, event: &Value) -> Self {
         Self {
+            uid,
             ts_wall_ns: event.get("ts_wall_ns").and_then(Value::as_i64),
             kind: event
                 .get("type")
@@ -36,9 +39,9 @@ impl Stored {
 }
 
 pub struct History {
-    by_pod: HashMap<String, Vec<Arc<Stored>>>,
+    by_pod: HashMap<Arc<str>, Vec<Arc<Stored>>>,
     /// Order in which pods were first seen, for eviction of the oldest.
-    pod_order: VecDeque<String>,
+    pod_order: VecDeque<Arc<str>>,
     /// Every event in arrival order, for /events (bounded).
     log: VecDeque<Arc<Stored>>,
     max_pods: usize,
@@ -68,21 +71,22 @@ impl History {
             obj.insert("seq".into(), self.next_seq.into());
         }
         self.next_seq += 1;
-        let uid = event
-            .get("uid")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        if !self.by_pod.contains_key(&uid) {
-            self.pod_order.push_back(uid.clone());
-            while self.pod_order.len() > self.max_pods {
-                if let Some(old) = self.pod_order.pop_front() {
-                    self.by_pod.remove(&old);
-                    self.evicted_pods += 1;
+        let name = event.get("uid").and_then(Value::as_str).unwrap_or("");
+        let uid = match self.by_pod.get_key_value(name) {
+            Some((known, _)) => known.clone(),
+            None => {
+                let uid: Arc<str> = Arc::from(name);
+                self.pod_order.push_back(uid.clone());
+                while self.pod_order.len() > self.max_pods {
+                    if let Some(old) = self.pod_order.pop_front() {
+                        self.by_pod.remove(&old);
+                        self.evicted_pods += 1;
+                    }
                 }
+                uid
             }
-        }
-        let stored = Arc::new(Stored::new(&event));
+        };
+        let stored = Arc::new(Stored::new(uid.clone(), &event));
         let events = self.by_pod.entry(uid).or_default();
         if events.len() >= self.max_events_per_pod {
             // Keep the start of the story and the most recent part; drop the middle.
@@ -100,8 +104,8 @@ impl History {
         self.by_pod.get(uid).map(Vec::as_slice)
     }
 
-    pub fn uids(&self) -> impl Iterator<Item = &String> {
-        self.pod_order.iter()
+    pub fn uids(&self) -> impl Iterator<Item = &str> {
+        self.pod_order.iter().map(|u| &**u)
     }
 
     /// Events at or after `since_wall_ns`, oldest first, at most `limit` (the newest ones).
@@ -111,9 +115,9 @@ impl History {
             .iter()
             .rev()
             .filter(|e| e.ts_wall_ns.is_none_or(|t| t as i128 >= since_wall_ns))
-            .map(|e| e.value())
-            .filter(|e| uid.is_none_or(|u| e.get("uid").and_then(Value::as_str) == Some(u)))
+            .filter(|e| uid.is_none_or(|u| *e.uid == *u))
             .take(limit)
+            .map(|e| e.value())
             .collect();
         out.reverse();
         out

@@ -47,8 +47,8 @@ impl Inner {
     fn all_uids(&self) -> Vec<String> {
         let mut uids: Vec<String> = self.engine.pod_uids();
         for u in self.history.uids() {
-            if !u.is_empty() && !uids.contains(u) {
-                uids.push(u.clone());
+            if !u.is_empty() && !uids.iter().any(|k| k == u) {
+                uids.push(u.to_string());
             }
         }
         uids

@@ -27,7 +27,7 @@ import yaml
 
 HERE = pathlib.Path(__file__).resolve().parent
 POD = {"namespace", "pod", "uid", "container"}
-# metric -> its labels (DESIGN.md's Metrics section and userspace/agent/src/metrics.rs)
+# metric -> its labels (docs/ARCHITECTURE.md's Metrics section and userspace/agent/src/metrics.rs)
 METRICS = {
     "podlife_container_starts_total": POD,
     "podlife_container_exits_total": POD | {"reason"},

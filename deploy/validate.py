@@ -336,9 +336,9 @@ def check_policy(tree):
 
 def toolchain_packages():
     src = (REPO / "xtask/src/setup.rs").read_text()
-    m = re.search(r"TOOLCHAIN_PACKAGES: &\[&str\] = &\[(.*?)\];", src, re.S)
+    m = re.search(r"BUILD_PACKAGES: &\[&str\] = &\[(.*?)\];", src, re.S)
     if not m:
-        raise Failed("xtask/src/setup.rs: TOOLCHAIN_PACKAGES not found")
+        raise Failed("xtask/src/setup.rs: BUILD_PACKAGES not found")
     return re.findall(r'"([^"]+)"', m.group(1))
 
 

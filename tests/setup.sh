@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end suite set-up. Root, idempotent, quiet unless something fails.
-#  - Debian packages: containerd, runc, CNI plugins, umoci, busybox-static, protoc (the k8s-cri
-#    crate's build script), gcc for the static helpers, prometheus for the scrape test.
+#  - Debian packages: containerd, runc, CNI plugins, umoci, busybox-static, gcc for the static
+#    helpers, prometheus for the scrape test.
 #  - tracefs mounted (the agent reads tracepoint formats from it).
 #  - The test images, built locally as OCI archives (no registry is reachable here):
 #      pause    tests/images/pause.c    the sandbox init: waits for signals, reaps children
@@ -19,7 +19,7 @@ fail() { echo "tests/setup.sh: $*" >&2; cat "$log" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || fail "run as root (apt-get, containerd, cgroups, eBPF)"
 
-pkgs=(containerd runc containernetworking-plugins umoci busybox-static protobuf-compiler gcc libc6-dev
+pkgs=(containerd runc containernetworking-plugins umoci busybox-static gcc libc6-dev
   prometheus iproute2 ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do

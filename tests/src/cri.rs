@@ -1,10 +1,10 @@
-//! A blocking CRI v1 client over containerd's unix socket (k8s-cri + tonic).
+//! A blocking CRI v1 client over containerd's unix socket (podlife-cri + tonic).
 
 use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::*;
+use podlife_cri::v1::runtime_service_client::RuntimeServiceClient;
+use podlife_cri::v1::*;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 

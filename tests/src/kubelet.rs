@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use k8s_cri::v1::*;
+use podlife_cri::v1::*;
 
 use crate::agent::Agent;
 use crate::containerd::Containerd;

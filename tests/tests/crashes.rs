@@ -2,7 +2,7 @@
 //! container init, which ends the container (exit 139), and of a child, which leaves the
 //! container running. Both are ProcessCrashed.
 
-use k8s_cri::v1::ContainerState;
+use podlife_cri::v1::ContainerState;
 use podlife_e2e::agent::{events_of, has, metric};
 use podlife_e2e::{CtrOpts, Env, PodOpts, WAIT};
 

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::ContainerState;
+use podlife_cri::v1::ContainerState;
 use podlife_e2e::containerd::processes_mentioning;
 use podlife_e2e::kubelet::hierarchies;
 use podlife_e2e::{CtrOpts, Kubelet, PodOpts};

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::ContainerState;
+use podlife_cri::v1::ContainerState;
 use podlife_e2e::agent::{events_of, has, metric};
 use podlife_e2e::{CtrOpts, Env, PodOpts, WAIT};
 

@@ -1,26 +1,30 @@
-//! Machine set-up from Debian packages and crates.io only (see ../shared/TOOLCHAIN.md).
+//! Machine set-up from Debian packages and crates.io only (docs/TOOLCHAIN.md).
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
 
-/// Debian packages of the eBPF toolchain: rustc 1.96 on LLVM 22 with a prebuilt bpf `core`.
-const TOOLCHAIN_PACKAGES: &[&str] = &[
+/// Everything building the agent needs beyond rustup's cargo: the one list `run` and `test`
+/// both install (so the main job can never lack what CI has). The eBPF toolchain: rustc 1.96 on
+/// LLVM 22 with a prebuilt bpf `core`; gcc and libc6-dev link the host binaries. Nothing else:
+/// the CRI client is generated in Rust (userspace/cri), no protoc.
+pub const BUILD_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "rustc-web",
     "cargo-web",
     "libstd-rust-web-dev-bpf",
+    "gcc",
+    "libc6-dev",
 ];
 
-/// Debian packages the test suites use.
+/// Debian packages the test suites use, on top of BUILD_PACKAGES.
 const TEST_PACKAGES: &[&str] = &[
     "containerd",
     "runc",
     "containernetworking-plugins",
     "umoci",
     "busybox-static",
-    "protobuf-compiler",
     "stress-ng",
     "prometheus",
     "bpftool",
@@ -92,8 +96,10 @@ pub fn mount_tracefs() -> Result<()> {
     sh(Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]))
 }
 
+/// What building and running the agent needs (`cargo xtask run`): BUILD_PACKAGES, bpf-linker,
+/// tracefs.
 pub fn toolchain() -> Result<()> {
-    apt_install(TOOLCHAIN_PACKAGES)?;
+    apt_install(BUILD_PACKAGES)?;
     if !bpf_linker_ok() {
         eprintln!("xtask: cargo install bpf-linker (LLVM 22, about 90 s once)");
         sh(Command::new("cargo")

@@ -134,6 +134,9 @@ pub enum KubeApi {
 pub enum Command {
     /// Run the agent (the default).
     Run,
+    /// Preflight: load and attach the programs, read BTF, tracefs, cgroup mode, runtime state,
+    /// the CRI socket and the state dir; one line per item; exit 1 when podlife cannot work.
+    Check,
     /// Write the decoded kernel events to a JSON-lines file (for engine replay tests).
     Record {
         /// Output file ("-" for stdout).

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::ContainerStatusRequest;
+use podlife_cri::v1::runtime_service_client::RuntimeServiceClient;
+use podlife_cri::v1::ContainerStatusRequest;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod bootstrap;
 pub mod cgroupfs;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod cri;

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             Some(Command::Record { out, seconds, all }) => {
                 podlife::record::run(out, *seconds, *all, args.ringbuf_bytes).await
             }
+            Some(Command::Check) => podlife::check::main(&args).await,
             Some(Command::Run) | None => podlife::agent::run(args).await,
         }
     });

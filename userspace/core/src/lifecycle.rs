@@ -1,4 +1,4 @@
-//! Derived lifecycle events: the timeline vocabulary of DESIGN.md, field names as served.
+//! Derived lifecycle events: the timeline vocabulary of docs/ARCHITECTURE.md, field names as served.
 
 use serde::{Deserialize, Serialize};
 

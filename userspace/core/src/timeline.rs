@@ -1,4 +1,4 @@
-//! The served timeline of one pod (the JSON contract of DESIGN.md) and the conversion of the
+//! The served timeline of one pod (the JSON contract of docs/ARCHITECTURE.md) and the conversion of the
 //! kernel's monotonic timestamps to wall-clock RFC 3339 times. The offset is injected: core
 //! never reads a clock.
 

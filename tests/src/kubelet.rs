@@ -204,7 +204,6 @@ impl Kubelet {
                 }),
                 ..Default::default()
             }),
-            ..Default::default()
         };
         let sandbox_id = self.cri.run_pod_sandbox(config.clone());
         let pod = Pod {

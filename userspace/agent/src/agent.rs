@@ -199,6 +199,7 @@ pub async fn run(args: Args) -> Result<()> {
     tokio::spawn(async move {
         let min_pause = Duration::from_millis(args.drain_min_ms.max(1));
         let result = reader::run(ring, min_pause, max_pause, |batch| {
+            s.progress.reader_loop(WallClock::now_mono_ns());
             let mut inner = s.lock();
             for r in batch {
                 inner.metrics.ringbuf_events.inc();
@@ -240,6 +241,7 @@ pub async fn run(args: Args) -> Result<()> {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tick.tick().await;
+            s.progress.ticker_loop(WallClock::now_mono_ns());
             let lost = capture.counter(Counter::RingbufLost);
             // Lost records may include the mkdir of a pod: find what was missed in cgroupfs
             // and /proc again (at most every 5 s), as at start.
@@ -256,15 +258,16 @@ pub async fn run(args: Args) -> Result<()> {
             if let Some((cgroups, procs)) = found {
                 enrich::bootstrap_engine(&mut inner, &cgroups, &procs, WallClock::now_mono_ns());
             }
-            if lost > lost_seen {
-                inner.metrics.ringbuf_lost.inc_by(lost - lost_seen);
-                inner.events_lost(lost - lost_seen, WallClock::now_mono_ns());
+            let new_loss = lost.saturating_sub(lost_seen);
+            if new_loss > 0 {
+                inner.metrics.ringbuf_lost.inc_by(new_loss);
                 warn!(
-                    lost = lost - lost_seen,
+                    lost = new_loss,
                     "ring buffer full: events lost (raise --ringbuf-bytes)"
                 );
                 lost_seen = lost;
             }
+            inner.loss_tick(new_loss, WallClock::now_mono_ns());
             inner.tick(WallClock::now_mono_ns());
             let out = std::mem::take(&mut inner.outbox);
             drop(inner);
@@ -285,6 +288,7 @@ pub async fn run(args: Args) -> Result<()> {
     let mut inner = shared.lock();
     let rest = inner.engine.flush();
     inner.publish(rest);
+    inner.finish_loss();
     inner.tick(WallClock::now_mono_ns());
     Ok(())
 }

@@ -31,6 +31,8 @@ pub struct Shared {
     pub ready: AtomicBool,
     pub live: broadcast::Sender<Arc<Value>>,
     pub token: Option<String>,
+    /// Loops of the reader and ticker, for /healthz.
+    pub progress: crate::progress::Progress,
 }
 
 impl Shared {
@@ -41,6 +43,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             live,
             token,
+            progress: Default::default(),
         })
     }
 
@@ -73,6 +76,8 @@ pub struct Inner {
     pub cri_grace: HashMap<String, f64>,
     /// Started containers whose CRI metadata is still to be asked for.
     pub cri_queue: Vec<String>,
+    /// Ring-buffer loss, grouped into episodes.
+    loss: crate::loss::LossEpisodes,
 }
 
 /// Metric series of a removed pod outlive it by this much, so a few scrapes still see them.
@@ -104,6 +109,7 @@ impl Inner {
             incomplete: HashSet::new(),
             cri_grace: HashMap::new(),
             cri_queue: Vec::new(),
+            loss: Default::default(),
         }
     }
 
@@ -321,25 +327,48 @@ impl Inner {
         }
     }
 
-    /// The ring buffer overflowed: every live pod's timeline says it may miss events.
-    pub fn events_lost(&mut self, lost: u64, now_mono_ns: u64) {
-        let wall = self.clock.wall_ns(now_mono_ns);
-        for uid in self.engine.pod_uids() {
-            let live = self
-                .engine
-                .pod_summary(&uid)
-                .is_some_and(|p| p.state != "Removed");
-            if !live {
-                continue;
-            }
-            self.incomplete.insert(uid.clone());
+    /// One tick of ring-buffer loss accounting (`lost` records since the last tick): pods live
+    /// during a loss episode are marked incomplete at once and get one `EventsLost` when the
+    /// episode ends (loss::QUIET_NS without loss), never one per tick.
+    pub fn loss_tick(&mut self, lost: u64, now_mono_ns: u64) {
+        let engine = &self.engine;
+        let (joined, ended) = self.loss.tick(lost, now_mono_ns, || {
+            engine
+                .pod_uids()
+                .into_iter()
+                .filter(|uid| {
+                    engine
+                        .pod_summary(uid)
+                        .is_some_and(|p| p.state != "Removed")
+                })
+                .collect()
+        });
+        self.incomplete.extend(joined);
+        if let Some(episode) = ended {
+            self.tell_loss(episode);
+        }
+    }
+
+    /// At shutdown: pods of a loss episode still open are told before the agent stops.
+    pub fn finish_loss(&mut self) {
+        if let Some(episode) = self.loss.finish() {
+            self.tell_loss(episode);
+        }
+    }
+
+    fn tell_loss(&mut self, ep: crate::loss::Episode) {
+        let first = self.clock.wall_ns(ep.first_mono_ns);
+        let last = self.clock.wall_ns(ep.last_mono_ns);
+        for uid in ep.pods {
             let ev = json!({
                 "uid": uid,
                 "type": "EventsLost",
                 "source": "agent",
-                "lost": lost,
-                "time": format_rfc3339(wall),
-                "ts_wall_ns": wall as i64,
+                "lost": ep.lost,
+                "first": format_rfc3339(first),
+                "last": format_rfc3339(last),
+                "time": format_rfc3339(first),
+                "ts_wall_ns": first as i64,
                 "container": null,
                 "container_id": null,
             });

@@ -71,6 +71,7 @@ fn detail(e: &Value) -> String {
     push(&mut d, "signal", s(e, "signal"));
     push(&mut d, "reason", s(e, "reason"));
     push(&mut d, "killed_by", s(e, "killed_by"));
+    push(&mut d, "lost", s(e, "lost"));
     if let Some(ms) = e["duration_ms"].as_f64() {
         d.push(format!("took {ms:.1}ms"));
     }

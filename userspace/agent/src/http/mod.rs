@@ -40,7 +40,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .merge(api)
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async {
             ApiError::not_found(
@@ -230,6 +230,24 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         )],
         body,
     )
+}
+
+/// Fails (503, JSON) when the reader or the ticker has stopped looping: see progress.rs.
+async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+    match s.progress.stalled(WallClock::now_mono_ns()) {
+        None => "ok\n".into_response(),
+        Some((task, idle_ns)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": {
+                "code": "stalled",
+                "message": format!(
+                    "the {task} has made no progress for {:.1} s",
+                    idle_ns as f64 / 1e9
+                ),
+            }})),
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(s): State<Arc<Shared>>) -> impl IntoResponse {

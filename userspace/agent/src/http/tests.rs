@@ -102,3 +102,35 @@ fn a_since_too_far_back_is_a_json_400() {
         (StatusCode::BAD_REQUEST, "invalid_since".into())
     );
 }
+
+#[test]
+fn healthz_fails_with_json_when_the_reader_stops_looping() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let s = shared();
+    let get = |s: Arc<Shared>| async move {
+        let req = Request::builder()
+            .uri("/healthz")
+            .body(Body::empty())
+            .expect("request");
+        let resp = super::router(s).oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    let now = WallClock::now_mono_ns();
+    s.progress.reader_loop(now);
+    s.progress.ticker_loop(now);
+    assert_eq!(rt.block_on(get(s.clone())).0, StatusCode::OK);
+    // The reader's last loop was long ago: the agent is alive but blind.
+    s.progress.reader_loop(1);
+    let (status, body) = rt.block_on(get(s));
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["error"]["code"], "stalled");
+    assert!(body.contains("ring-buffer reader"), "{body}");
+}

@@ -90,14 +90,9 @@ pub async fn run(args: Args) -> Result<()> {
     let clock = WallClock::measure();
     let limits = Limits {
         max_bytes: args.store_max_bytes,
-        max_age_ns: args.store_max_age_hours * 3_600_000_000_000,
-    };
-    let (store, loaded) = match Store::open(&args.state_dir, limits) {
-        Ok((s, l)) => (Some(s), Some(l)),
-        Err(e) => {
-            warn!("{e}; timelines will not survive a restart");
-            (None, None)
-        }
+        max_age_ns: args.store_max_age_hours.saturating_mul(3_600_000_000_000),
+        load_bytes: args.store_load_bytes,
+        pending_bytes: 8 << 20,
     };
     let mut engine = Engine::new(EngineConfig {
         node_name: args.node_name.clone(),
@@ -122,19 +117,39 @@ pub async fn run(args: Args) -> Result<()> {
         engine,
         metrics,
         clock,
-        store,
+        None,
         args.node_name.clone(),
         args.runtime_state.clone(),
         mounts.clone(),
     );
-    if let Some(loaded) = loaded {
-        let n = loaded.events.len();
-        enrich::restore_history(&mut inner, loaded, WallClock::now_wall_ns());
-        info!(
-            events = n,
-            "history restored from {}",
-            args.state_dir.display()
-        );
+    // Stored history streams into the served history: never the whole store in memory.
+    let mut restore = enrich::Restore::default();
+    let now_wall = WallClock::now_wall_ns();
+    let opened = Store::open(&args.state_dir, limits, now_wall, |ev| {
+        restore.event(&mut inner.history, ev)
+    });
+    match opened {
+        Ok((store, loaded)) => {
+            inner.store = Some(store);
+            inner
+                .metrics
+                .store_skipped_lines
+                .inc_by(loaded.skipped_lines as u64);
+            inner
+                .metrics
+                .store_unreadable_segments
+                .inc_by(loaded.unreadable_segments as u64);
+            restore.finish(&mut inner, &loaded, now_wall);
+            info!(
+                events = loaded.events,
+                skipped_lines = loaded.skipped_lines,
+                unreadable_segments = loaded.unreadable_segments,
+                unloaded_bytes = loaded.unloaded_bytes,
+                "history restored from {}",
+                args.state_dir.display()
+            );
+        }
+        Err(e) => warn!("{e}; timelines will not survive a restart"),
     }
     let (cgroups, procs) = track_existing(&mut capture, &mounts);
     let now = WallClock::now_mono_ns();

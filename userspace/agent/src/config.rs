@@ -79,6 +79,11 @@ pub struct Args {
     #[arg(long, env = "PODLIFE_STORE_MAX_BYTES", default_value_t = 64 << 20, global = true)]
     pub store_max_bytes: u64,
 
+    /// At start, load at most this many bytes of the newest stored history (older lines stay
+    /// on disk until pruned): bounds the memory a restart on a full store costs.
+    #[arg(long, env = "PODLIFE_STORE_LOAD_BYTES", default_value_t = 16 << 20, global = true)]
+    pub store_load_bytes: u64,
+
     /// Keep stored history at most this many hours.
     #[arg(
         long,

@@ -94,21 +94,30 @@ fn clock_ticks() -> u64 {
 }
 
 /// Serve what earlier runs wrote, and say on each affected timeline that the agent was down.
-pub fn restore_history(inner: &mut Inner, loaded: Loaded, now_wall_ns: i128) {
-    // Pods still alive at the last write: their timelines have a hole to declare.
-    let mut uids: Vec<String> = Vec::new();
-    for ev in loaded.events {
+/// Stored events are handed to the history one by one as the store streams them; pods that
+/// were still alive at the last write get an `AgentGap` for the time the agent was down.
+#[derive(Default)]
+pub struct Restore {
+    alive: std::collections::BTreeSet<String>,
+}
+
+impl Restore {
+    pub fn event(&mut self, history: &mut crate::history::History, ev: serde_json::Value) {
         if let Some(uid) = ev.get("uid").and_then(|u| u.as_str()) {
-            let removed = ev.get("type").and_then(|t| t.as_str()) == Some("PodRemoved");
-            uids.retain(|u| u != uid);
-            if !removed {
-                uids.push(uid.to_string());
+            if ev.get("type").and_then(|t| t.as_str()) == Some("PodRemoved") {
+                self.alive.remove(uid);
+            } else if !self.alive.contains(uid) {
+                self.alive.insert(uid.to_string());
             }
         }
-        inner.history.push(ev);
+        history.push(ev);
     }
-    if let Some(last) = loaded.last_alive_ns {
-        for uid in uids {
+
+    pub fn finish(self, inner: &mut Inner, loaded: &Loaded, now_wall_ns: i128) {
+        let Some(last) = loaded.last_alive_ns else {
+            return;
+        };
+        for uid in self.alive {
             let ev = serde_json::json!({
                 "uid": uid,
                 "type": "AgentGap",

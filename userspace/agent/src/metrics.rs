@@ -49,6 +49,9 @@ pub struct Metrics {
     pub feature_enabled: IntGaugeVec,
     pub ready: IntGauge,
     pub store_errors: IntCounter,
+    pub store_skipped_lines: IntCounter,
+    pub store_unreadable_segments: IntCounter,
+    pub store_dropped: IntCounter,
     /// Label sets seen per pod uid, to delete them after the pod is removed.
     series: HashMap<String, HashSet<SeriesKey>>,
     /// Which of namespace, pod, uid, container are kept (`--metrics-pod-labels`); a dropped one
@@ -208,6 +211,18 @@ impl Metrics {
                 "Ring-buffer records that failed to decode",
             ),
             store_errors: int("store_errors_total", "Failed writes of the history store"),
+            store_skipped_lines: int(
+                "store_skipped_lines_total",
+                "Torn, corrupt or oversized lines skipped when loading the history store",
+            ),
+            store_unreadable_segments: int(
+                "store_unreadable_segments_total",
+                "History store segments that could not be read to their end at load",
+            ),
+            store_dropped: int(
+                "store_dropped_events_total",
+                "Events not written to the history store because its write queue was full",
+            ),
             attribution_failures,
             tracked_pods: gauge("tracked_pods", "Pods the engine follows"),
             tracked_processes: gauge("tracked_processes", "Processes the engine follows"),

@@ -317,6 +317,8 @@ impl Inner {
         self.metrics.tracked_pods.set(stats.pods as i64);
         self.metrics.tracked_processes.set(stats.processes as i64);
         if let Some(store) = self.store.as_mut() {
+            let dropped = &self.metrics.store_dropped;
+            dropped.inc_by(store.dropped_events.saturating_sub(dropped.get()));
             if let Err(e) = store
                 .flush(now_wall)
                 .and_then(|_| store.heartbeat(now_wall))

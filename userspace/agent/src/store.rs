@@ -32,6 +32,12 @@ pub enum StoreError {
 pub struct Limits {
     pub max_bytes: u64,
     pub max_age_ns: u64,
+    /// At start, at most this many bytes of the newest stored lines are loaded (the rest stays
+    /// on disk until pruned): a full store never costs more memory than this to restart.
+    pub load_bytes: u64,
+    /// Events queued for the disk at most, in bytes; beyond it (a full or failing disk) new
+    /// events are dropped and counted.
+    pub pending_bytes: usize,
 }
 
 pub struct Store {
@@ -42,24 +48,37 @@ pub struct Store {
     current_bytes: u64,
     next_seq: u64,
     pending: Vec<u8>,
+    /// Events not written because the queue was full (exported as a metric).
+    pub dropped_events: u64,
 }
 
-/// What was on disk at open.
+/// What loading found on disk (the events themselves went to the caller one by one).
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Loaded {
-    pub events: Vec<Value>,
+    pub events: usize,
     /// Wall-clock ns of the last heartbeat of the previous run.
     pub last_alive_ns: Option<i128>,
+    /// Torn, corrupt or oversized lines skipped.
     pub skipped_lines: usize,
+    /// Segments that could not be read to their end (I/O error, not a file).
+    pub unreadable_segments: usize,
+    /// Bytes of older stored lines left unloaded by the load budget.
+    pub unloaded_bytes: u64,
 }
 
 const SEGMENT_PREFIX: &str = "events-";
 const HEARTBEAT: &str = "heartbeat";
+/// A stored line longer than this is not one the agent wrote: skipped, never buffered whole.
+const MAX_LINE: usize = 64 << 10;
 
+/// Segment files by sequence number (regular files only: a directory named like a segment is
+/// not one).
 fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
     let mut segs: Vec<(u64, PathBuf)> = fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let seq = name
@@ -74,30 +93,142 @@ fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
     segs
 }
 
+/// Delete the oldest segments (but `keep`) beyond the size bound or older than the age bound.
+fn prune(dir: &Path, limits: Limits, now_wall_ns: i128, keep: Option<&Path>) {
+    let segs = segments(dir);
+    let mut total: u64 = segs
+        .iter()
+        .filter_map(|(_, p)| fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    for (_, path) in segs.iter().filter(|(_, p)| Some(p.as_path()) != keep) {
+        let meta = fs::metadata(path).ok();
+        let len = meta.as_ref().map_or(0, |m| m.len());
+        let modified_ns = meta
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128);
+        let too_old = now_wall_ns.saturating_sub(modified_ns) > i128::from(limits.max_age_ns);
+        if total > limits.max_bytes || too_old {
+            if fs::remove_file(path).is_ok() {
+                total = total.saturating_sub(len);
+            }
+        } else {
+            break;
+        }
+    }
+}
+
+/// Stream the lines of one segment from `offset` (skipping to the first whole line when the
+/// offset is inside one) into `on_event`. Stops at the first read error.
+fn load_segment(path: &Path, offset: u64, loaded: &mut Loaded, on_event: &mut dyn FnMut(Value)) {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let Ok(mut f) = File::open(path) else {
+        loaded.unreadable_segments += 1;
+        return;
+    };
+    if offset > 0 && f.seek(SeekFrom::Start(offset - 1)).is_err() {
+        loaded.unreadable_segments += 1;
+        return;
+    }
+    let mut r = BufReader::new(f);
+    let mut line = Vec::new();
+    // Started mid-file: the byte before `offset` tells whether a whole line starts there.
+    let mut partial = offset > 0;
+    if partial {
+        let mut b = [0u8; 1];
+        match r.read_exact(&mut b) {
+            Ok(()) => partial = b[0] != b'\n',
+            Err(_) => {
+                loaded.unreadable_segments += 1;
+                return;
+            }
+        }
+    }
+    loop {
+        line.clear();
+        // Bounded read of one line: a tenant cannot make the agent buffer a huge one.
+        let n = match (&mut r)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(_) => {
+                loaded.unreadable_segments += 1;
+                return;
+            }
+        };
+        if n > MAX_LINE {
+            loaded.skipped_lines += 1;
+            if line.ends_with(b"\n") {
+                continue;
+            }
+            // Skip the rest of the oversized line.
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                match (&mut r).take(MAX_LINE as u64).read_until(b'\n', &mut rest) {
+                    Ok(0) => return,
+                    Ok(_) if rest.ends_with(b"\n") => break,
+                    Ok(_) => continue,
+                    Err(_) => {
+                        loaded.unreadable_segments += 1;
+                        return;
+                    }
+                }
+            }
+            continue;
+        }
+        if std::mem::take(&mut partial) {
+            continue;
+        }
+        match serde_json::from_slice::<Value>(&line) {
+            Ok(v) => {
+                loaded.events += 1;
+                on_event(v);
+            }
+            Err(_) => loaded.skipped_lines += 1,
+        }
+    }
+}
+
 impl Store {
-    /// Open (creating) the store and load what earlier runs wrote.
-    pub fn open(dir: &Path, limits: Limits) -> Result<(Self, Loaded), StoreError> {
+    /// Open (creating) the store: prune what is beyond the bounds, then stream the newest
+    /// stored events, at most `limits.load_bytes` of them, oldest first, into `on_event`.
+    pub fn open(
+        dir: &Path,
+        limits: Limits,
+        now_wall_ns: i128,
+        mut on_event: impl FnMut(Value),
+    ) -> Result<(Self, Loaded), StoreError> {
         let dir_err = |source| StoreError::Dir {
             dir: dir.to_path_buf(),
             source,
         };
         fs::create_dir_all(dir).map_err(dir_err)?;
-        let mut events = Vec::new();
-        let mut skipped_lines = 0;
+        prune(dir, limits, now_wall_ns, None);
         let segs = segments(dir);
-        for (_, path) in &segs {
-            let Ok(f) = File::open(path) else { continue };
-            for line in BufReader::new(f).lines() {
-                match line
-                    .ok()
-                    .and_then(|l| serde_json::from_str::<Value>(&l).ok())
-                {
-                    Some(v) => events.push(v),
-                    None => skipped_lines += 1,
-                }
+        let mut loaded = Loaded::default();
+        // Newest first until the budget is spent; the oldest chosen one may be read from
+        // its middle.
+        let mut budget = limits.load_bytes;
+        let mut chosen = Vec::new();
+        for (_, path) in segs.iter().rev() {
+            let len = fs::metadata(path).map_or(0, |m| m.len());
+            if budget == 0 {
+                loaded.unloaded_bytes += len;
+                continue;
             }
+            let take = len.min(budget);
+            budget -= take;
+            loaded.unloaded_bytes += len - take;
+            chosen.push((path, len - take));
         }
-        let last_alive_ns = fs::read_to_string(dir.join(HEARTBEAT))
+        for (path, offset) in chosen.into_iter().rev() {
+            load_segment(path, offset, &mut loaded, &mut on_event);
+        }
+        loaded.last_alive_ns = fs::read_to_string(dir.join(HEARTBEAT))
             .ok()
             .and_then(|t| t.trim().parse().ok());
         let next_seq = segs.last().map_or(0, |(s, _)| s + 1);
@@ -115,19 +246,17 @@ impl Store {
             current_bytes: 0,
             next_seq: next_seq + 1,
             pending: Vec::new(),
+            dropped_events: 0,
         };
-        Ok((
-            store,
-            Loaded {
-                events,
-                last_alive_ns,
-                skipped_lines,
-            },
-        ))
+        Ok((store, loaded))
     }
 
     /// Queue one event; written at the next `flush`.
     pub fn append(&mut self, event: &Value) {
+        if self.pending.len() >= self.limits.pending_bytes {
+            self.dropped_events += 1;
+            return;
+        }
         if serde_json::to_writer(&mut self.pending, event).is_ok() {
             self.pending.push(b'\n');
         }
@@ -142,16 +271,27 @@ impl Store {
             let path = path.to_path_buf();
             move |source| StoreError::Write { path, source }
         };
-        self.current
+        let written = self
+            .current
             .write_all(&self.pending)
-            .map_err(werr(&self.current_path))?;
-        self.current.sync_data().map_err(werr(&self.current_path))?;
+            .and_then(|()| self.current.sync_data());
+        if let Err(e) = written {
+            // Cut what part of the batch reached the file, so the retry at the next flush
+            // does not write its first lines twice; the batch stays queued (bounded).
+            let _ = self.current.set_len(self.current_bytes);
+            return Err(werr(&self.current_path)(e));
+        }
         self.current_bytes += self.pending.len() as u64;
         self.pending.clear();
         if self.current_bytes > self.limits.max_bytes / 8 {
             self.rotate()?;
         }
-        self.prune(now_wall_ns);
+        prune(
+            &self.dir,
+            self.limits,
+            now_wall_ns,
+            Some(&self.current_path),
+        );
         Ok(())
     }
 
@@ -171,32 +311,6 @@ impl Store {
         self.current_bytes = 0;
         self.next_seq += 1;
         Ok(())
-    }
-
-    /// Delete the oldest closed segments beyond the size bound or older than the age bound.
-    fn prune(&self, now_wall_ns: i128) {
-        let segs = segments(&self.dir);
-        let mut total: u64 = segs
-            .iter()
-            .filter_map(|(_, p)| fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum();
-        for (_, path) in segs.iter().filter(|(_, p)| *p != self.current_path) {
-            let meta = fs::metadata(path).ok();
-            let len = meta.as_ref().map_or(0, |m| m.len());
-            let modified_ns = meta
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos() as i128);
-            let too_old = now_wall_ns - modified_ns > self.limits.max_age_ns as i128;
-            if total > self.limits.max_bytes || too_old {
-                if fs::remove_file(path).is_ok() {
-                    total = total.saturating_sub(len);
-                }
-            } else {
-                break;
-            }
-        }
     }
 
     /// Record that the agent is alive now (atomic replace).
@@ -228,14 +342,23 @@ mod tests {
     const BIG: Limits = Limits {
         max_bytes: 1 << 30,
         max_age_ns: u64::MAX / 2,
+        load_bytes: 1 << 30,
+        pending_bytes: 1 << 20,
     };
+
+    /// Open and collect what was loaded.
+    fn open(dir: &Path, limits: Limits) -> (Store, Vec<Value>, Loaded) {
+        let mut events = Vec::new();
+        let (s, loaded) = Store::open(dir, limits, 1, |v| events.push(v)).unwrap();
+        (s, events, loaded)
+    }
 
     #[test]
     fn survives_reopen_and_torn_line() {
         let dir = tmpdir("reopen");
         {
-            let (mut s, loaded) = Store::open(&dir, BIG).unwrap();
-            assert!(loaded.events.is_empty());
+            let (mut s, events, _) = open(&dir, BIG);
+            assert!(events.is_empty());
             s.append(&json!({"type": "PodAdmitted", "uid": "a"}));
             s.append(&json!({"type": "PodRemoved", "uid": "a"}));
             s.flush(1).unwrap();
@@ -245,9 +368,9 @@ mod tests {
         let seg = segments(&dir)[0].1.clone();
         let mut f = OpenOptions::new().append(true).open(seg).unwrap();
         f.write_all(b"{\"type\":\"Cont").unwrap();
-        let (_, loaded) = Store::open(&dir, BIG).unwrap();
-        assert_eq!(loaded.events.len(), 2);
-        assert_eq!(loaded.events[1]["type"], "PodRemoved");
+        let (_, events, loaded) = open(&dir, BIG);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1]["type"], "PodRemoved");
         assert_eq!(loaded.skipped_lines, 1);
         assert_eq!(loaded.last_alive_ns, Some(42));
         fs::remove_dir_all(&dir).unwrap();
@@ -258,9 +381,9 @@ mod tests {
         let dir = tmpdir("bound");
         let limits = Limits {
             max_bytes: 4096,
-            max_age_ns: u64::MAX / 2,
+            ..BIG
         };
-        let (mut s, _) = Store::open(&dir, limits).unwrap();
+        let (mut s, _, _) = open(&dir, limits);
         for i in 0..400 {
             s.append(&json!({"type": "ExecFinished", "n": i, "pad": "xxxxxxxxxxxxxxxxxxxxxxxx"}));
             s.flush(1).unwrap();
@@ -273,13 +396,82 @@ mod tests {
             total <= 4096 + 4096 / 8 + 100,
             "store grew to {total} bytes"
         );
-        let (_, loaded) = Store::open(&dir, limits).unwrap();
-        assert_eq!(
-            loaded.events.last().unwrap()["n"],
-            399,
-            "newest events are kept"
+        let (_, events, _) = open(&dir, limits);
+        assert_eq!(events.last().unwrap()["n"], 399, "newest events are kept");
+        assert!(events.len() < 400);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn load_budget_takes_the_newest_whole_lines_in_order() {
+        let dir = tmpdir("budget");
+        let write = Limits {
+            max_bytes: 64 << 10, // segments of 8 KiB
+            ..BIG
+        };
+        let (mut s, _, _) = open(&dir, write);
+        for i in 0..1000 {
+            s.append(&json!({"type": "ExecFinished", "n": i}));
+            s.flush(1).unwrap();
+        }
+        drop(s);
+        assert!(segments(&dir).len() > 2, "the test needs several segments");
+        let budget = Limits {
+            load_bytes: 10_000,
+            ..write
+        };
+        let (_, events, loaded) = open(&dir, budget);
+        let ns: Vec<i64> = events.iter().map(|e| e["n"].as_i64().unwrap()).collect();
+        assert_eq!(*ns.last().unwrap(), 999, "the newest event is loaded");
+        assert!(
+            ns.windows(2).all(|w| w[1] == w[0] + 1),
+            "in order, no gap: {ns:?}"
         );
-        assert!(loaded.events.len() < 400);
+        let bytes: usize = events.iter().map(|e| e.to_string().len() + 1).sum();
+        assert!(bytes <= 10_000, "{bytes} bytes loaded over a 10000 budget");
+        assert!(bytes > 9_000, "the budget is used: {bytes}");
+        assert_eq!(
+            loaded.skipped_lines, 0,
+            "a line cut by the budget is not corrupt"
+        );
+        assert!(loaded.unloaded_bytes > 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_directory_named_like_a_segment_and_bad_lines_are_skipped_and_counted() {
+        let dir = tmpdir("bad");
+        fs::create_dir_all(dir.join("events-00000000.jsonl")).unwrap();
+        let mut long = vec![b'x'; MAX_LINE * 3];
+        long.push(b'\n');
+        let mut text = b"{\"type\":\"PodAdmitted\",\"uid\":\"a\"}\nnot json\n".to_vec();
+        text.extend_from_slice(&long);
+        text.extend_from_slice(b"{\"type\":\"PodRemoved\",\"uid\":\"a\"}\n");
+        fs::write(dir.join("events-00000001.jsonl"), text).unwrap();
+        // Loading terminates (it used to spin on the directory's read error forever).
+        let (_, events, loaded) = open(&dir, BIG);
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["PodAdmitted", "PodRemoved"]);
+        assert_eq!(
+            loaded.skipped_lines, 2,
+            "the corrupt and the oversized line"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_write_queue_drops_and_counts() {
+        let dir = tmpdir("queue");
+        let limits = Limits {
+            pending_bytes: 100,
+            ..BIG
+        };
+        let (mut s, _, _) = open(&dir, limits);
+        for i in 0..50 {
+            s.append(&json!({"type": "ExecFinished", "n": i}));
+        }
+        assert!(s.dropped_events > 40, "dropped {}", s.dropped_events);
+        assert!(s.pending.len() < 200);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

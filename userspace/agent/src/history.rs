@@ -12,6 +12,8 @@ use serde_json::Value;
 pub struct Stored {
     /// The pod's uid, shared with the other events of the pod: filters need no parse.
     pub uid: Arc<str>,
+    /// Served as `seq`: the cursor of `/events?after=`.
+    pub seq: u64,
     pub ts_wall_ns: Option<i64>,
     /// The event's `type`, asked for without parsing.
     pub kind: Box<str>,
@@ -22,6 +24,7 @@ impl Stored {
     fn new(uid: Arc<str>, event: &Value) -> Self {
         Self {
             uid,
+            seq: event.get("seq").and_then(Value::as_u64).unwrap_or(0),
             ts_wall_ns: event.get("ts_wall_ns").and_then(Value::as_i64),
             kind: event
                 .get("type")
@@ -110,18 +113,62 @@ impl History {
 
     /// Events at or after `since_wall_ns`, oldest first, at most `limit` (the newest ones).
     pub fn since(&self, since_wall_ns: i128, uid: Option<&str>, limit: usize) -> Vec<Value> {
-        let mut out: Vec<Value> = self
-            .log
-            .iter()
-            .rev()
-            .filter(|e| e.ts_wall_ns.is_none_or(|t| t as i128 >= since_wall_ns))
-            .filter(|e| uid.is_none_or(|u| *e.uid == *u))
-            .take(limit)
-            .map(|e| e.value())
-            .collect();
-        out.reverse();
-        out
+        let q = EventQuery {
+            since_wall_ns,
+            uid,
+            after: None,
+            limit,
+        };
+        self.select(&q).iter().map(|e| e.value()).collect()
     }
+
+    /// The events a query asks for, oldest first, as shared handles (cheap to take under a
+    /// lock; rendered after it). With `after`, the oldest `limit` events whose seq is larger;
+    /// without, the newest `limit`.
+    pub fn select(&self, q: &EventQuery<'_>) -> Vec<Arc<Stored>> {
+        let keep = |e: &&Arc<Stored>| {
+            e.ts_wall_ns.is_none_or(|t| t as i128 >= q.since_wall_ns)
+                && q.uid.is_none_or(|u| *e.uid == *u)
+        };
+        match q.after {
+            Some(after) => {
+                // The log is in seq order: skip to the first event after the cursor.
+                let start = self.log.partition_point(|e| e.seq <= after);
+                self.log
+                    .range(start..)
+                    .filter(keep)
+                    .take(q.limit)
+                    .cloned()
+                    .collect()
+            }
+            None => {
+                let mut out: Vec<Arc<Stored>> = self
+                    .log
+                    .iter()
+                    .rev()
+                    .filter(keep)
+                    .take(q.limit)
+                    .cloned()
+                    .collect();
+                out.reverse();
+                out
+            }
+        }
+    }
+
+    /// The seq of the oldest event still kept (a cursor before it has lost events).
+    pub fn oldest_seq(&self) -> Option<u64> {
+        self.log.front().map(|e| e.seq)
+    }
+}
+
+/// What `/events` asks the history for.
+#[derive(Debug, Clone)]
+pub struct EventQuery<'a> {
+    pub since_wall_ns: i128,
+    pub uid: Option<&'a str>,
+    pub after: Option<u64>,
+    pub limit: usize,
 }
 
 #[cfg(test)]
@@ -154,5 +201,34 @@ mod tests {
             .iter()
             .all(|e| e["ts_wall_ns"].as_i64().unwrap() >= 15));
         assert_eq!(h.since(0, Some("c"), 2).len(), 2);
+    }
+
+    #[test]
+    fn after_a_cursor_pages_forward_and_without_one_takes_the_newest() {
+        let mut h = History::new(10, 100, 100);
+        for i in 0..10 {
+            let uid = if i % 2 == 0 { "a" } else { "b" };
+            h.push(json!({"uid": uid, "type": "ExecFinished", "n": i, "ts_wall_ns": i}));
+        }
+        let q = |after, uid, limit| EventQuery {
+            since_wall_ns: i128::MIN,
+            uid,
+            after,
+            limit,
+        };
+        let seqs = |v: Vec<Arc<Stored>>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(h.select(&q(None, None, 3))),
+            [7, 8, 9],
+            "newest, in order"
+        );
+        assert_eq!(
+            seqs(h.select(&q(Some(2), None, 3))),
+            [3, 4, 5],
+            "oldest after 2"
+        );
+        assert_eq!(seqs(h.select(&q(Some(2), Some("a"), 2))), [4, 6]);
+        assert_eq!(seqs(h.select(&q(Some(9), None, 3))), Vec::<u64>::new());
+        assert_eq!(h.oldest_seq(), Some(0));
     }
 }

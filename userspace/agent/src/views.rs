@@ -113,17 +113,116 @@ impl Inner {
         let t = self.timeline_json(uid)?;
         Some(crate::text::render(&t))
     }
+}
 
-    pub fn events_since(&self, since_wall_ns: i128, uid: Option<&str>, limit: usize) -> Vec<Value> {
-        self.history
-            .since(since_wall_ns, uid, limit)
-            .into_iter()
-            .map(|mut e| {
-                if let Some(m) = e.as_object_mut() {
-                    m.remove("ts_wall_ns");
-                }
-                e
-            })
-            .collect()
+/// One `/events` page as JSON text, at most `max_bytes` of events: `{"events": [...],
+/// "next": <seq of the last event served, the cursor for ?after=>, "more": <whether more
+/// matching events were left out, by the byte bound or the limit>}`. Built outside any lock
+/// from the handles `History::select` took. Without a cursor the newest events are kept when
+/// the bound cuts; with one, the oldest.
+pub fn events_page(
+    picked: &[std::sync::Arc<crate::history::Stored>],
+    cursor: bool,
+    limit: usize,
+    max_bytes: usize,
+) -> String {
+    let render = |e: &crate::history::Stored| {
+        let mut v = e.value();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("ts_wall_ns");
+        }
+        v.to_string()
+    };
+    let mut parts: Vec<(u64, String)> = Vec::new();
+    let mut bytes = 0;
+    let mut take = |e: &std::sync::Arc<crate::history::Stored>| {
+        let text = render(e);
+        if bytes + text.len() + 1 > max_bytes && !parts.is_empty() {
+            return false;
+        }
+        bytes += text.len() + 1;
+        parts.push((e.seq, text));
+        true
+    };
+    if cursor {
+        for e in picked {
+            if !take(e) {
+                break;
+            }
+        }
+    } else {
+        for e in picked.iter().rev() {
+            if !take(e) {
+                break;
+            }
+        }
+        parts.reverse();
+    }
+    let more = parts.len() < picked.len() || (cursor && picked.len() >= limit);
+    let next = parts.last().map(|(seq, _)| *seq);
+    let mut out = String::with_capacity(bytes + 64);
+    out.push_str("{\"events\":[");
+    for (i, (_, text)) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(text);
+    }
+    out.push_str("],\"next\":");
+    out.push_str(&next.map_or("null".to_string(), |n| n.to_string()));
+    out.push_str(",\"more\":");
+    out.push_str(if more { "true" } else { "false" });
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{EventQuery, History};
+    use serde_json::json;
+
+    #[test]
+    fn an_events_page_is_bounded_by_bytes_and_says_what_is_left() {
+        let mut h = History::new(10, 1000, 1000);
+        for i in 0..100 {
+            h.push(json!({"uid": "a", "type": "ExecFinished", "n": i, "ts_wall_ns": i}));
+        }
+        let all = h.select(&EventQuery {
+            since_wall_ns: i128::MIN,
+            uid: None,
+            after: None,
+            limit: 1000,
+        });
+        // The size of one served event (ts_wall_ns is left out when served).
+        let mut served = all[0].value();
+        served.as_object_mut().unwrap().remove("ts_wall_ns");
+        let one = served.to_string().len();
+        let page = |cursor, max| -> Value {
+            serde_json::from_str(&events_page(&all, cursor, 1000, max)).expect("JSON")
+        };
+        // Without a cursor the newest fit; ts_wall_ns is internal.
+        let p = page(false, 10 * (one + 1));
+        let ns: Vec<i64> = p["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["n"].as_i64().unwrap())
+            .collect();
+        assert!(ns.len() >= 9 && ns.len() <= 10, "{ns:?}");
+        assert_eq!(*ns.last().unwrap(), 99);
+        assert_eq!(p["more"], true);
+        assert!(p["events"][0].get("ts_wall_ns").is_none());
+        // With a cursor the oldest, and `next` continues from the last one served.
+        let p = page(true, 10 * (one + 1));
+        assert_eq!(p["events"][0]["n"], 0);
+        let last = p["events"].as_array().unwrap().last().unwrap()["seq"].clone();
+        assert_eq!(p["next"], last);
+        // Everything fits: nothing more.
+        let p = page(true, 1 << 20);
+        assert_eq!(p["events"].as_array().unwrap().len(), 100);
+        assert_eq!(p["more"], false);
+        // A single event larger than the bound is still served (a page is never empty).
+        assert_eq!(page(false, 1)["events"].as_array().unwrap().len(), 1);
     }
 }

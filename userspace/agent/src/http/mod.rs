@@ -165,8 +165,11 @@ async fn timeline_by_name(
     render_timeline(&s, &uid, &q, &headers)
 }
 
-async fn events(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Json<Value>, ApiError> {
-    check_params(&q, &["since", "limit", "uid"])?;
+/// Bytes of events in one `/events` answer at most (the page's `more` says what is left).
+const EVENTS_PAGE_BYTES: usize = 4 << 20;
+
+async fn events(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Response, ApiError> {
+    check_params(&q, &["since", "limit", "uid", "after"])?;
     let since = match q.get("since") {
         Some(v) => params::since(v, WallClock::now_wall_ns())?,
         None => i128::MIN,
@@ -181,10 +184,26 @@ async fn events(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Json<Value>
             })?,
         None => 1000,
     };
+    let after = match q.get("after") {
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            ApiError::bad(
+                "invalid_after",
+                format!("after={v:?}: expected the `next` number of an earlier page"),
+            )
+        })?),
+        None => None,
+    };
     let uid = q.get("uid").map(|u| params::uid(u)).transpose()?;
-    Ok(Json(
-        json!({"events": s.lock().events_since(since, uid.as_deref(), limit)}),
-    ))
+    let query = crate::history::EventQuery {
+        since_wall_ns: since,
+        uid: uid.as_deref(),
+        after,
+        limit,
+    };
+    // Only handles are taken under the lock; parsing and rendering happen after it.
+    let picked = s.lock().history.select(&query);
+    let body = crate::views::events_page(&picked, after.is_some(), limit, EVENTS_PAGE_BYTES);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn stream(

@@ -43,6 +43,9 @@ impl Stored {
 
 pub struct History {
     by_pod: HashMap<Arc<str>, Vec<Arc<Stored>>>,
+    /// (namespace, name) of each pod, from its events: a removed pod keeps its names for as
+    /// long as its events are kept, also after a restart (they are in the stored lines).
+    names: HashMap<Arc<str>, (Box<str>, Box<str>)>,
     /// Order in which pods were first seen, for eviction of the oldest.
     pod_order: VecDeque<Arc<str>>,
     /// Every event in arrival order, for /events (bounded).
@@ -58,6 +61,7 @@ impl History {
     pub fn new(max_pods: usize, max_events_per_pod: usize, max_log: usize) -> Self {
         Self {
             by_pod: HashMap::new(),
+            names: HashMap::new(),
             pod_order: VecDeque::new(),
             log: VecDeque::new(),
             max_pods,
@@ -83,12 +87,21 @@ impl History {
                 while self.pod_order.len() > self.max_pods {
                     if let Some(old) = self.pod_order.pop_front() {
                         self.by_pod.remove(&old);
+                        self.names.remove(&old);
                         self.evicted_pods += 1;
                     }
                 }
                 uid
             }
         };
+        if let (Some(ns), Some(name)) = (
+            event.get("namespace").and_then(Value::as_str),
+            event.get("pod").and_then(Value::as_str),
+        ) {
+            if !self.names.contains_key(&uid) {
+                self.names.insert(uid.clone(), (ns.into(), name.into()));
+            }
+        }
         let stored = Arc::new(Stored::new(uid.clone(), &event));
         let events = self.by_pod.entry(uid).or_default();
         if events.len() >= self.max_events_per_pod {
@@ -105,6 +118,11 @@ impl History {
 
     pub fn pod(&self, uid: &str) -> Option<&[Arc<Stored>]> {
         self.by_pod.get(uid).map(Vec::as_slice)
+    }
+
+    /// (namespace, name) of a pod as its events told them.
+    pub fn names(&self, uid: &str) -> Option<(&str, &str)> {
+        self.names.get(uid).map(|(ns, n)| (&**ns, &**n))
     }
 
     pub fn uids(&self) -> impl Iterator<Item = &str> {
@@ -230,5 +248,16 @@ mod tests {
         assert_eq!(seqs(h.select(&q(Some(2), Some("a"), 2))), [4, 6]);
         assert_eq!(seqs(h.select(&q(Some(9), None, 3))), Vec::<u64>::new());
         assert_eq!(h.oldest_seq(), Some(0));
+    }
+
+    #[test]
+    fn names_come_from_the_events_and_go_with_the_pod() {
+        let mut h = History::new(1, 10, 10);
+        h.push(json!({"uid": "a", "type": "PodAdmitted", "ts_wall_ns": 1}));
+        assert_eq!(h.names("a"), None);
+        h.push(json!({"uid": "a", "type": "PodRemoved", "namespace": "shop", "pod": "web", "ts_wall_ns": 2}));
+        assert_eq!(h.names("a"), Some(("shop", "web")));
+        h.push(json!({"uid": "b", "type": "PodAdmitted", "ts_wall_ns": 3}));
+        assert_eq!(h.names("a"), None, "evicted with its pod");
     }
 }

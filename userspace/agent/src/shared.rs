@@ -197,7 +197,7 @@ impl Inner {
     /// Render derived events, count them, keep them, persist them, queue them for streaming.
     pub fn publish(&mut self, events: Vec<LifecycleEvent>) {
         for e in events {
-            let rendered = self.render(&e);
+            let mut rendered = self.render(&e);
             // Found again after a restart (bootstrap scan, API watch re-list): not news.
             let refound = matches!(
                 e.source,
@@ -212,6 +212,14 @@ impl Inner {
                 }
             }
             let labels = self.labels(&rendered);
+            // Names travel with the event (and into the store), so a removed pod keeps them
+            // in history for as long as its events are kept, across restarts too.
+            if let Some(obj) = rendered.as_object_mut() {
+                if !labels.namespace.is_empty() && !labels.pod.is_empty() {
+                    obj.insert("namespace".into(), labels.namespace.clone().into());
+                    obj.insert("pod".into(), labels.pod.clone().into());
+                }
+            }
             self.metrics.observe(&labels, &rendered);
             if rendered["type"] == "PodRemoved" {
                 let due = rendered["ts_wall_ns"].as_i64().unwrap_or(0) as i128 + FORGET_AFTER_NS;

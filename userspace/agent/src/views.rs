@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use crate::shared::{Inner, PodFilter};
 
 /// Fields of stored events that are bookkeeping, not API.
-const INTERNAL: &[&str] = &["uid", "ts_wall_ns", "seq"];
+const INTERNAL: &[&str] = &["uid", "ts_wall_ns", "seq", "namespace", "pod"];
 
 impl Inner {
     /// Summary of one pod: live state from the engine, else what its history says.
@@ -33,6 +33,12 @@ impl Inner {
                 if removed { "Removed" } else { "Unknown" }.into(),
             );
         }
+        if obj.get("name").is_none_or(Value::is_null) {
+            if let Some((ns, name)) = self.history.names(uid) {
+                obj.insert("namespace".into(), ns.into());
+                obj.insert("name".into(), name.into());
+            }
+        }
         for k in ["namespace", "name", "qos", "owner"] {
             obj.entry(k).or_insert(Value::Null);
         }
@@ -44,13 +50,16 @@ impl Inner {
         Some(Value::Object(obj))
     }
 
+    /// Live pods, then pods known only from history: O(pods).
     fn all_uids(&self) -> Vec<String> {
         let mut uids: Vec<String> = self.engine.pod_uids();
-        for u in self.history.uids() {
-            if !u.is_empty() && !uids.iter().any(|k| k == u) {
-                uids.push(u.to_string());
-            }
-        }
+        let live: std::collections::HashSet<String> = uids.iter().cloned().collect();
+        uids.extend(
+            self.history
+                .uids()
+                .filter(|u| !u.is_empty() && !live.contains(*u))
+                .map(str::to_string),
+        );
         uids
     }
 

@@ -28,6 +28,23 @@ impl WallClock {
         }
     }
 
+    /// Take a new offset when the wall clock moved against the monotonic one by more than
+    /// `STEP_NS` (a clock step, or NTP slew adding up): events keep converting to the time the
+    /// node shows. Below that the old offset stays, so measurement jitter never reorders
+    /// events microseconds apart.
+    pub fn refresh(&mut self) -> bool {
+        self.adopt(Self::measure())
+    }
+
+    fn adopt(&mut self, now: Self) -> bool {
+        const STEP_NS: i128 = 1_000_000;
+        let moved = (now.offset_ns - self.offset_ns).abs() > STEP_NS;
+        if moved {
+            *self = now;
+        }
+        moved
+    }
+
     pub fn wall_ns(&self, mono_ns: u64) -> i128 {
         mono_ns as i128 + self.offset_ns
     }
@@ -113,6 +130,27 @@ pub fn parse_rfc3339(s: &str) -> Option<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refresh_follows_a_step_but_not_jitter() {
+        let mut c = WallClock {
+            offset_ns: 1_000_000_000,
+        };
+        assert!(
+            !c.adopt(WallClock {
+                offset_ns: 1_000_000_500
+            }),
+            "jitter"
+        );
+        assert_eq!(c.offset_ns, 1_000_000_000);
+        assert!(
+            c.adopt(WallClock {
+                offset_ns: 5_000_000_000
+            }),
+            "a 4 s step"
+        );
+        assert_eq!(c.wall_ns(1), 5_000_000_001);
+    }
 
     #[test]
     fn round_trip() {

@@ -299,6 +299,9 @@ impl Inner {
 
     /// Time-based rules, metric series of long-removed pods, store flush.
     pub fn tick(&mut self, now_mono_ns: u64) {
+        if self.clock.refresh() {
+            tracing::info!("wall clock moved: new monotonic-to-wall offset");
+        }
         let out = self.engine.expire(now_mono_ns);
         self.publish(out);
         let now_wall = self.clock.wall_ns(now_mono_ns);

@@ -80,6 +80,9 @@ pub struct Inner {
     loss: crate::loss::LossEpisodes,
 }
 
+/// Container ids whose bundle was read, remembered at most (then forgotten all at once).
+const MAX_META_DONE: usize = 50_000;
+
 /// Metric series of a removed pod outlive it by this much, so a few scrapes still see them.
 const FORGET_AFTER_NS: i128 = 3 * 60 * 1_000_000_000;
 
@@ -150,6 +153,10 @@ impl Inner {
             return;
         }
         if let Some(meta) = metadata::lookup(&self.runtime_state, &id) {
+            // Bounded: forgetting costs at most one more bundle read per container.
+            if self.meta_done.len() >= MAX_META_DONE {
+                self.meta_done.clear();
+            }
             self.meta_done.insert(id.clone());
             self.engine
                 .set_container_metadata(&id, crate::enrich::container_meta(meta));
@@ -311,6 +318,12 @@ impl Inner {
         self.forget_at = later;
         for (_, uid) in due {
             self.metrics.forget_pod(&uid);
+        }
+        // A pod leaves the incomplete set with the last trace of it.
+        if !self.incomplete.is_empty() {
+            let (engine, history) = (&self.engine, &self.history);
+            self.incomplete
+                .retain(|u| history.pod(u).is_some() || engine.pod_summary(u).is_some());
         }
         let stats = self.engine.stats();
         let f = stats.attribution_failures;

@@ -122,6 +122,10 @@ pub async fn run(args: Args) -> Result<()> {
         args.runtime_state.clone(),
         mounts.clone(),
     );
+    // Event ids start at the wall clock in µs: increasing across restarts, even without a store.
+    inner
+        .history
+        .start_ids_at(u64::try_from(WallClock::now_wall_ns() / 1000).unwrap_or(0));
     // Stored history streams into the served history: never the whole store in memory.
     let mut restore = enrich::Restore::default();
     let now_wall = WallClock::now_wall_ns();

@@ -114,6 +114,9 @@ impl Restore {
     }
 
     pub fn finish(self, inner: &mut Inner, loaded: &Loaded, now_wall_ns: i128) {
+        if loaded.unloaded_bytes > 0 {
+            inner.history.mark_expired_before_oldest();
+        }
         let Some(last) = loaded.last_alive_ns else {
             return;
         };
@@ -128,10 +131,10 @@ impl Restore {
                 "down_until": crate::clock::format_rfc3339(now_wall_ns),
                 "down_s": ((now_wall_ns - last) as f64 / 1e9),
             });
+            let kept = inner.history.push(ev);
             if let Some(store) = inner.store.as_mut() {
-                store.append(&ev);
+                store.append(&kept);
             }
-            inner.history.push(ev);
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct History {
     max_log: usize,
     pub evicted_pods: u64,
     pub next_seq: u64,
+    /// The newest seq no longer served (left the bounded log, or left on disk at start).
+    expired_upto: Option<u64>,
 }
 
 impl History {
@@ -69,15 +71,30 @@ impl History {
             max_log,
             evicted_pods: 0,
             next_seq: 0,
+            expired_upto: None,
         }
     }
 
-    /// Add a rendered event (must have "uid" and "ts_wall_ns"); gives it a sequence number.
+    /// Ids continue from here (at least): the agent starts them at the wall clock in µs, so
+    /// they increase across restarts even when the store was lost.
+    pub fn start_ids_at(&mut self, floor: u64) {
+        self.next_seq = self.next_seq.max(floor);
+    }
+
+    /// Add a rendered event (must have "uid" and "ts_wall_ns"). A new event gets the next
+    /// sequence number (its `id` on the API); one restored from the store keeps its own, and
+    /// later ones continue after it.
     pub fn push(&mut self, mut event: Value) -> Arc<Value> {
+        let kept = event
+            .get("seq")
+            .and_then(Value::as_u64)
+            .filter(|&s| s >= self.next_seq);
+        let seq = kept.unwrap_or(self.next_seq);
         if let Some(obj) = event.as_object_mut() {
-            obj.insert("seq".into(), self.next_seq.into());
+            obj.insert("seq".into(), seq.into());
+            obj.insert("id".into(), seq.to_string().into());
         }
-        self.next_seq += 1;
+        self.next_seq = seq + 1;
         let name = event.get("uid").and_then(Value::as_str).unwrap_or("");
         let uid = match self.by_pod.get_key_value(name) {
             Some((known, _)) => known.clone(),
@@ -111,7 +128,9 @@ impl History {
         events.push(stored.clone());
         self.log.push_back(stored);
         while self.log.len() > self.max_log {
-            self.log.pop_front();
+            if let Some(gone) = self.log.pop_front() {
+                self.expired_upto = Some(gone.seq);
+            }
         }
         Arc::new(event)
     }
@@ -174,9 +193,22 @@ impl History {
         }
     }
 
-    /// The seq of the oldest event still kept (a cursor before it has lost events).
+    /// The seq of the oldest event still kept.
     pub fn oldest_seq(&self) -> Option<u64> {
         self.log.front().map(|e| e.seq)
+    }
+
+    /// Events older than the oldest kept one existed but are not served (the store held more
+    /// than the load budget): a cursor before it has lost events.
+    pub fn mark_expired_before_oldest(&mut self) {
+        if let Some(oldest) = self.oldest_seq() {
+            self.expired_upto = Some(oldest.saturating_sub(1));
+        }
+    }
+
+    /// Whether events after `after` have left retention (the client missed some).
+    pub fn expired_after(&self, after: u64) -> bool {
+        self.expired_upto.is_some_and(|gone| gone > after)
     }
 }
 
@@ -248,6 +280,30 @@ mod tests {
         assert_eq!(seqs(h.select(&q(Some(2), Some("a"), 2))), [4, 6]);
         assert_eq!(seqs(h.select(&q(Some(9), None, 3))), Vec::<u64>::new());
         assert_eq!(h.oldest_seq(), Some(0));
+    }
+
+    #[test]
+    fn ids_survive_a_restore_and_continue_after_it_and_expiry_is_told() {
+        let mut first = History::new(10, 100, 3);
+        first.start_ids_at(1000);
+        let stored: Vec<Value> = (0..5)
+            .map(|i| {
+                (*first.push(json!({"uid": "a", "type": "X", "n": i, "ts_wall_ns": i}))).clone()
+            })
+            .collect();
+        assert_eq!(stored[0]["id"], "1000");
+        assert!(first.expired_after(1000), "two events left the 3-event log");
+        assert!(!first.expired_after(1001));
+        // A restart: stored events keep their ids, new ones continue after them even when
+        // the clock floor is lower.
+        let mut second = History::new(10, 100, 100);
+        second.start_ids_at(10);
+        for e in stored {
+            second.push(e);
+        }
+        let next = second.push(json!({"uid": "a", "type": "Y", "ts_wall_ns": 9}));
+        assert_eq!(next["seq"], 1005);
+        assert_eq!(next["id"], "1005");
     }
 
     #[test]

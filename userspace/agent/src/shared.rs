@@ -232,10 +232,11 @@ impl Inner {
                 let due = rendered["ts_wall_ns"].as_i64().unwrap_or(0) as i128 + FORGET_AFTER_NS;
                 self.forget_at.push((due, labels.uid.clone()));
             }
-            if let Some(store) = self.store.as_mut() {
-                store.append(&rendered);
-            }
+            // History first: it gives the event its id, which the store keeps.
             let kept = self.history.push(rendered);
+            if let Some(store) = self.store.as_mut() {
+                store.append(&kept);
+            }
             self.outbox.push(kept);
         }
     }
@@ -398,10 +399,10 @@ impl Inner {
                 "container": null,
                 "container_id": null,
             });
-            if let Some(store) = self.store.as_mut() {
-                store.append(&ev);
-            }
             let kept = self.history.push(ev);
+            if let Some(store) = self.store.as_mut() {
+                store.append(&kept);
+            }
             self.outbox.push(kept);
         }
     }

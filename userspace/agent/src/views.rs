@@ -125,15 +125,17 @@ impl Inner {
 }
 
 /// One `/events` page as JSON text, at most `max_bytes` of events: `{"events": [...],
-/// "next": <seq of the last event served, the cursor for ?after=>, "more": <whether more
+/// "next": <id of the last event served, the cursor for ?after=>, "more": <whether more
 /// matching events were left out, by the byte bound or the limit>}`. Built outside any lock
 /// from the handles `History::select` took. Without a cursor the newest events are kept when
-/// the bound cuts; with one, the oldest.
+/// the bound cuts; with one, the oldest. `expired_after`: the cursor is older than what is
+/// kept, so the page starts with an `EventsExpired` marker instead of silently skipping.
 pub fn events_page(
     picked: &[std::sync::Arc<crate::history::Stored>],
     cursor: bool,
     limit: usize,
     max_bytes: usize,
+    expired_after: Option<u64>,
 ) -> String {
     let render = |e: &crate::history::Stored| {
         let mut v = e.value();
@@ -171,6 +173,18 @@ pub fn events_page(
     let next = parts.last().map(|(seq, _)| *seq);
     let mut out = String::with_capacity(bytes + 64);
     out.push_str("{\"events\":[");
+    if let Some(after) = expired_after {
+        let marker = json!({
+            "type": "EventsExpired",
+            "source": "agent",
+            "after": after.to_string(),
+            "message": "events after this id have left retention; the page resumes at the oldest kept",
+        });
+        out.push_str(&marker.to_string());
+        if !parts.is_empty() {
+            out.push(',');
+        }
+    }
     for (i, (_, text)) in parts.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -178,7 +192,7 @@ pub fn events_page(
         out.push_str(text);
     }
     out.push_str("],\"next\":");
-    out.push_str(&next.map_or("null".to_string(), |n| n.to_string()));
+    out.push_str(&next.map_or("null".to_string(), |n| format!("\"{n}\"")));
     out.push_str(",\"more\":");
     out.push_str(if more { "true" } else { "false" });
     out.push('}');
@@ -208,7 +222,7 @@ mod tests {
         served.as_object_mut().unwrap().remove("ts_wall_ns");
         let one = served.to_string().len();
         let page = |cursor, max| -> Value {
-            serde_json::from_str(&events_page(&all, cursor, 1000, max)).expect("JSON")
+            serde_json::from_str(&events_page(&all, cursor, 1000, max, None)).expect("JSON")
         };
         // Without a cursor the newest fit; ts_wall_ns is internal.
         let p = page(false, 10 * (one + 1));
@@ -225,13 +239,20 @@ mod tests {
         // With a cursor the oldest, and `next` continues from the last one served.
         let p = page(true, 10 * (one + 1));
         assert_eq!(p["events"][0]["n"], 0);
-        let last = p["events"].as_array().unwrap().last().unwrap()["seq"].clone();
+        let last = p["events"].as_array().unwrap().last().unwrap()["id"].clone();
         assert_eq!(p["next"], last);
+        assert!(last.is_string(), "ids are strings: {last}");
         // Everything fits: nothing more.
         let p = page(true, 1 << 20);
         assert_eq!(p["events"].as_array().unwrap().len(), 100);
         assert_eq!(p["more"], false);
         // A single event larger than the bound is still served (a page is never empty).
         assert_eq!(page(false, 1)["events"].as_array().unwrap().len(), 1);
+        // A cursor older than retention: the marker comes first.
+        let p: Value =
+            serde_json::from_str(&events_page(&all, true, 1000, 1 << 20, Some(7))).expect("JSON");
+        assert_eq!(p["events"][0]["type"], "EventsExpired");
+        assert_eq!(p["events"][0]["after"], "7");
+        assert_eq!(p["events"][1]["n"], 0);
     }
 }

@@ -188,7 +188,7 @@ async fn events(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Response, A
         Some(v) => Some(v.parse::<u64>().map_err(|_| {
             ApiError::bad(
                 "invalid_after",
-                format!("after={v:?}: expected the `next` number of an earlier page"),
+                format!("after={v:?}: expected an event id (the `next` of an earlier page)"),
             )
         })?),
         None => None,
@@ -201,8 +201,13 @@ async fn events(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Response, A
         limit,
     };
     // Only handles are taken under the lock; parsing and rendering happen after it.
-    let picked = s.lock().history.select(&query);
-    let body = crate::views::events_page(&picked, after.is_some(), limit, EVENTS_PAGE_BYTES);
+    let (picked, expired) = {
+        let inner = s.lock();
+        let expired = after.filter(|&a| inner.history.expired_after(a));
+        (inner.history.select(&query), expired)
+    };
+    let body =
+        crate::views::events_page(&picked, after.is_some(), limit, EVENTS_PAGE_BYTES, expired);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

@@ -57,6 +57,7 @@ pub fn track_existing(
 
 pub async fn run(args: Args) -> Result<()> {
     info!(version = env!("CARGO_PKG_VERSION"), "podlife starting");
+    let access = http::Access::from_flags(args.api_token_file.as_deref(), args.api_open)?;
     preflight()?;
     let mounts = CgroupMounts::discover();
     match (&mounts.v2, &mounts.v1_memory) {
@@ -109,15 +110,6 @@ pub async fn run(args: Args) -> Result<()> {
     } else {
         CgroupMode::V1
     });
-    let token = match &args.api_token_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading --api-token-file {}", p.display()))?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
     let mut inner = Inner::new(
         engine,
         metrics,
@@ -145,7 +137,7 @@ pub async fn run(args: Args) -> Result<()> {
         "bootstrap done"
     );
     let ring = capture.ring.take().context("ring buffer already taken")?;
-    let shared = Shared::new(inner, token);
+    let shared = Shared::new(inner);
 
     // CRI metadata: asked for off the reader's path, one container at a time.
     let (cri_tx, mut cri_rx) = tokio::sync::mpsc::channel::<String>(1024);
@@ -278,9 +270,14 @@ pub async fn run(args: Args) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
     info!("listening on http://{}", args.listen);
-    axum::serve(listener, http::router(shared.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    if access.has_token() {
+        info!("pods, timelines and events need the bearer token of --api-token-file");
+    } else if access.is_open() {
+        warn!("--api-open: pods, timelines and events (every pod's command lines) are served to anyone who can reach {} without a token", args.listen);
+    } else {
+        info!("pods, timelines and events are served to loopback peers only (--api-token-file for remote clients); /metrics, /healthz, /readyz to all");
+    }
+    http::serve(listener, shared.clone(), access, shutdown_signal()).await?;
     info!("shutting down: flushing history");
     let mut inner = shared.lock();
     let rest = inner.engine.flush();

@@ -15,7 +15,9 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Address of the HTTP API and /metrics.
+    /// Address of the HTTP API and /metrics. /metrics, /healthz and /readyz answer everyone;
+    /// the data routes (/pods..., /events...) need the token of --api-token-file, or without
+    /// one answer only loopback peers (403 api_private to others) unless --api-open.
     #[arg(
         long,
         env = "PODLIFE_LISTEN",
@@ -71,9 +73,15 @@ pub struct Args {
     )]
     pub drain_max_ms: u64,
 
-    /// File holding a bearer token required on every endpoint except /healthz, /readyz, /metrics.
+    /// File holding a bearer token required on every endpoint except /healthz, /readyz, /metrics
+    /// (`Authorization: Bearer <token>`). Read once at start, trimmed; an empty file is an error.
     #[arg(long, env = "PODLIFE_API_TOKEN_FILE", global = true)]
     pub api_token_file: Option<PathBuf>,
+
+    /// Serve pods, timelines and events (every pod's command lines) to any peer without a
+    /// token. Off by default: without --api-token-file only loopback peers get them.
+    #[arg(long, env = "PODLIFE_API_OPEN", global = true)]
+    pub api_open: bool,
 
     /// Keep stored history at most this many bytes on disk.
     #[arg(long, env = "PODLIFE_STORE_MAX_BYTES", default_value_t = 64 << 20, global = true)]
@@ -146,4 +154,19 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from([&["podlife"], args].concat())
+    }
+
+    #[test]
+    fn the_api_is_private_unless_opened() {
+        assert!(!parse(&[]).unwrap().api_open);
+        assert!(parse(&["--api-open"]).unwrap().api_open);
+    }
 }

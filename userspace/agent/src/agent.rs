@@ -91,7 +91,8 @@ pub async fn run(args: Args) -> Result<()> {
     let clock = WallClock::measure();
     let limits = Limits {
         max_bytes: args.store_max_bytes,
-        max_age_ns: args.store_max_age_hours * 3_600_000_000_000,
+        // Bounded by the flag's range (config::MAX_AGE_HOURS); saturate all the same.
+        max_age_ns: args.store_max_age_hours.saturating_mul(3_600_000_000_000),
     };
     let (store, loaded) = match Store::open(&args.state_dir, limits) {
         Ok((s, l)) => (Some(s), Some(l)),

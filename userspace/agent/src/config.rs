@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// Ten years: far beyond any disk bound, and far below where hours in ns overflow a u64.
+pub const MAX_AGE_HOURS: u64 = 87_600;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "podlife",
@@ -87,11 +90,12 @@ pub struct Args {
     #[arg(long, env = "PODLIFE_STORE_MAX_BYTES", default_value_t = 64 << 20, global = true)]
     pub store_max_bytes: u64,
 
-    /// Keep stored history at most this many hours.
+    /// Keep stored history at most this many hours (1 to 87600, ten years).
     #[arg(
         long,
         env = "PODLIFE_STORE_MAX_AGE_HOURS",
         default_value_t = 72,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_AGE_HOURS),
         global = true
     )]
     pub store_max_age_hours: u64,
@@ -162,6 +166,21 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Args, clap::Error> {
         Args::try_parse_from([&["podlife"], args].concat())
+    }
+
+    #[test]
+    fn store_max_age_hours_is_bounded() {
+        // u64::MAX hours wrapped to a tiny age in ns before: every segment was "too old" and
+        // the first flush deleted all history. Now it is refused at start, with the range.
+        let err = parse(&["--store-max-age-hours", &u64::MAX.to_string()]).unwrap_err();
+        assert!(err.to_string().contains("1..=87600"), "{err}");
+        assert!(parse(&["--store-max-age-hours", "0"]).is_err());
+        let ok = parse(&["--store-max-age-hours", "87600"]).unwrap();
+        assert!(ok
+            .store_max_age_hours
+            .checked_mul(3_600_000_000_000)
+            .is_some());
+        assert_eq!(parse(&[]).unwrap().store_max_age_hours, 72);
     }
 
     #[test]

@@ -16,12 +16,22 @@ use thiserror::Error;
 use super::ApiError;
 
 /// The access policy of the data routes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Access {
     /// Required bearer token (never empty).
     token: Option<Arc<[u8]>>,
     /// Serve every peer without a token (`--api-open`).
     open: bool,
+}
+
+/// Never prints the token: a policy may end up in a log line or a test failure.
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("open", &self.open)
+            .finish()
+    }
 }
 
 #[derive(Debug, Error)]
@@ -209,6 +219,15 @@ mod tests {
         assert_eq!(bearer(b"Bearerabc"), None);
         assert_eq!(bearer(b"Bearer "), None);
         assert_eq!(bearer(b"Bearer"), None);
+    }
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let shown = format!("{:?}", Access::token("s3cr3t").unwrap());
+        assert!(
+            !shown.contains("s3cr3t") && shown.contains("<set>"),
+            "{shown}"
+        );
     }
 
     #[test]

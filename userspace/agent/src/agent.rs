@@ -58,6 +58,10 @@ pub fn track_existing(
 pub async fn run(args: Args) -> Result<()> {
     info!(version = env!("CARGO_PKG_VERSION"), "podlife starting");
     let access = http::Access::from_flags(args.api_token_file.as_deref(), args.api_open)?;
+    let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => Some(http::tls::server_config(cert, key)?),
+        _ => None,
+    };
     preflight()?;
     let mounts = CgroupMounts::discover();
     match (&mounts.v2, &mounts.v1_memory) {
@@ -270,7 +274,8 @@ pub async fn run(args: Args) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
-    info!("listening on http://{}", args.listen);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!("listening on {scheme}://{}", args.listen);
     if access.has_token() {
         info!("pods, timelines and events need the bearer token of --api-token-file");
     } else if access.is_open() {
@@ -278,7 +283,12 @@ pub async fn run(args: Args) -> Result<()> {
     } else {
         info!("pods, timelines and events are served to loopback peers only (--api-token-file for remote clients); /metrics, /healthz, /readyz to all");
     }
-    http::serve(listener, shared.clone(), access, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => {
+            http::serve_tls(listener, tls, shared.clone(), access, shutdown_signal()).await?
+        }
+        None => http::serve(listener, shared.clone(), access, shutdown_signal()).await?,
+    }
     info!("shutting down: flushing history");
     let mut inner = shared.lock();
     let rest = inner.engine.flush();

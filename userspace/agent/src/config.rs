@@ -86,6 +86,25 @@ pub struct Args {
     #[arg(long, env = "PODLIFE_API_OPEN", global = true)]
     pub api_open: bool,
 
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key-file). Read once at start:
+    /// restart the agent after renewing it. Probes and scrapers then need `scheme: HTTPS`.
+    #[arg(
+        long,
+        env = "PODLIFE_TLS_CERT_FILE",
+        requires = "tls_key_file",
+        global = true
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert-file.
+    #[arg(
+        long,
+        env = "PODLIFE_TLS_KEY_FILE",
+        requires = "tls_cert_file",
+        global = true
+    )]
+    pub tls_key_file: Option<PathBuf>,
+
     /// Keep stored history at most this many bytes on disk.
     #[arg(long, env = "PODLIFE_STORE_MAX_BYTES", default_value_t = 64 << 20, global = true)]
     pub store_max_bytes: u64,
@@ -181,6 +200,14 @@ mod tests {
             .checked_mul(3_600_000_000_000)
             .is_some());
         assert_eq!(parse(&[]).unwrap().store_max_age_hours, 72);
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        assert!(parse(&["--tls-cert-file", "c.pem"]).is_err());
+        assert!(parse(&["--tls-key-file", "k.pem"]).is_err());
+        let both = parse(&["--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"]).unwrap();
+        assert!(both.tls_cert_file.is_some() && both.tls_key_file.is_some());
     }
 
     #[test]

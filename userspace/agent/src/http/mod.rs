@@ -9,6 +9,7 @@ pub mod params;
 mod shutdown_tests;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -55,6 +56,36 @@ pub async fn serve(
     access: Access,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_on(listener, shared, access, signal).await
+}
+
+/// The same over TLS (`--tls-cert-file`, `--tls-key-file`).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shared: Arc<Shared>,
+    access: Access,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_on(
+        tls::TlsListener::new(listener, tls)?,
+        shared,
+        access,
+        signal,
+    )
+    .await
+}
+
+async fn serve_on<L>(
+    listener: L,
+    shared: Arc<Shared>,
+    access: Access,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use axum::serve::ListenerExt as _;
     let shutdown = CancellationToken::new();
     let app = router(
         shared,
@@ -63,8 +94,9 @@ pub async fn serve(
             shutdown: shutdown.clone(),
         },
     );
+    // tap_io: axum derives ConnectInfo<SocketAddr> for any listener through TapIo.
     axum::serve(
-        listener,
+        listener.tap_io(|_| {}),
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {

@@ -59,7 +59,7 @@ pub async fn run(args: Args) -> Result<()> {
     info!(version = env!("CARGO_PKG_VERSION"), "podlife starting");
     let access = http::Access::from_flags(args.api_token_file.as_deref(), args.api_open)?;
     let tls = match (&args.tls_cert_file, &args.tls_key_file) {
-        (Some(cert), Some(key)) => Some(http::tls::server_config(cert, key)?),
+        (Some(cert), Some(key)) => Some(http::tls::Tls::load(cert, key)?),
         _ => None,
     };
     preflight()?;

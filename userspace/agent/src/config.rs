@@ -86,8 +86,8 @@ pub struct Args {
     #[arg(long, env = "PODLIFE_API_OPEN", global = true)]
     pub api_open: bool,
 
-    /// Serve HTTPS with this PEM certificate chain (with --tls-key-file). Read once at start:
-    /// restart the agent after renewing it. Probes and scrapers then need `scheme: HTTPS`.
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key-file). Read at start, and
+    /// again within 10 s of a change. Probes and scrapers then need `scheme: HTTPS`.
     #[arg(
         long,
         env = "PODLIFE_TLS_CERT_FILE",

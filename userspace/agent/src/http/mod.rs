@@ -62,7 +62,7 @@ pub async fn serve(
 /// The same over TLS (`--tls-cert-file`, `--tls-key-file`).
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: tls::Tls,
     shared: Arc<Shared>,
     access: Access,
     signal: impl Future<Output = ()> + Send + 'static,

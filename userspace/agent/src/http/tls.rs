@@ -1,6 +1,8 @@
 //! Optional TLS on the listener (`--tls-cert-file`, `--tls-key-file`): the bearer token and the
 //! command lines in answers do not cross the pod network in clear. rustls with ring (already
-//! built for the API server client); certificate and key are read once at start.
+//! built for the API server client). The files are read at start (bad ones stop the agent) and
+//! re-read at most every 10 s while clients connect: a renewed certificate (cert-manager
+//! rewriting a mounted Secret) is served without a restart; a bad renewal keeps the old one.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,6 +21,8 @@ use tokio_rustls::TlsAcceptor;
 
 /// A client that never finishes its handshake is dropped after this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the files are compared with what is being served.
+const RELOAD_CHECK: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error)]
 pub enum TlsError {
@@ -61,6 +65,57 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
     Ok(Arc::new(config))
 }
 
+/// The certificate and key files and what was last loaded from them.
+pub struct Tls {
+    cert: PathBuf,
+    key: PathBuf,
+    loaded: (Vec<u8>, Vec<u8>),
+    config: Arc<ServerConfig>,
+    checked: std::time::Instant,
+    every: Duration,
+}
+
+impl Tls {
+    /// Load both files now: an error here stops the agent with the flag named.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let loaded = (
+            std::fs::read(cert).unwrap_or_default(),
+            std::fs::read(key).unwrap_or_default(),
+        );
+        Ok(Self {
+            config: server_config(cert, key)?,
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            loaded,
+            checked: std::time::Instant::now(),
+            every: RELOAD_CHECK,
+        })
+    }
+
+    /// The configuration for the next handshake: reloaded when the files changed.
+    fn current(&mut self) -> Arc<ServerConfig> {
+        if self.checked.elapsed() >= self.every {
+            self.checked = std::time::Instant::now();
+            let now = (
+                std::fs::read(&self.cert).unwrap_or_default(),
+                std::fs::read(&self.key).unwrap_or_default(),
+            );
+            if now != self.loaded {
+                // Remembered even when bad, so a broken renewal is reported once.
+                self.loaded = now;
+                match server_config(&self.cert, &self.key) {
+                    Ok(c) => {
+                        tracing::info!("TLS certificate reloaded from {}", self.cert.display());
+                        self.config = c;
+                    }
+                    Err(e) => tracing::warn!("{e}; still serving the previous certificate"),
+                }
+            }
+        }
+        self.config.clone()
+    }
+}
+
 /// A listener that hands axum finished TLS connections. Handshakes run in their own tasks with
 /// a deadline, so a client that stalls in its handshake does not hold up the others.
 pub struct TlsListener {
@@ -69,10 +124,9 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> io::Result<Self> {
+    pub fn new(tcp: TcpListener, mut tls: Tls) -> io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
-        let acceptor = TlsAcceptor::from(config);
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -88,7 +142,7 @@ impl TlsListener {
                         continue;
                     }
                 };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                let (acceptor, tx) = (TlsAcceptor::from(tls.current()), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
                         Ok(Ok(tls)) => {
@@ -133,8 +187,15 @@ mod tests {
     }
 
     async fn tls_get(addr: SocketAddr, path: &str) -> String {
+        tls_get_trusting(addr, path, "ca.pem")
+            .await
+            .expect("handshake")
+    }
+
+    /// The answer, or the handshake's error when the server's certificate is not from `ca`.
+    async fn tls_get_trusting(addr: SocketAddr, path: &str, ca: &str) -> io::Result<String> {
         let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(fixture("ca.pem")).unwrap() {
+        for c in CertificateDer::pem_file_iter(fixture(ca)).unwrap() {
             roots.add(c.unwrap()).unwrap();
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -146,20 +207,20 @@ mod tests {
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let tcp = TcpStream::connect(addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = connector.connect(name, tcp).await.expect("handshake");
+        let mut tls = connector.connect(name, tcp).await?;
         let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         tls.write_all(req.as_bytes()).await.unwrap();
         let mut out = Vec::new();
         let _ = tls.read_to_end(&mut out).await;
-        String::from_utf8_lossy(&out).into_owned()
+        Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
     #[tokio::test]
     async fn serves_https_with_the_peer_address() {
-        let config = server_config(&fixture("cert.pem"), &fixture("key.pem")).unwrap();
+        let tls = Tls::load(&fixture("cert.pem"), &fixture("key.pem")).unwrap();
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
-        let listener = TlsListener::new(tcp, config).unwrap();
+        let listener = TlsListener::new(tcp, tls).unwrap();
         let (stop, signal) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(super::super::serve_on(
             listener,
@@ -190,6 +251,39 @@ mod tests {
             .expect("shutdown")
             .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_renewed_certificate_is_served_without_a_restart() {
+        let dir = std::env::temp_dir().join(format!("podlife-tls-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::copy(fixture("cert.pem"), &cert).unwrap();
+        std::fs::copy(fixture("key.pem"), &key).unwrap();
+        let mut tls = Tls::load(&cert, &key).unwrap();
+        tls.every = Duration::ZERO;
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = TlsListener::new(tcp, tls).unwrap();
+        let server = tokio::spawn(super::super::serve_on(
+            listener,
+            super::super::tests::shared(),
+            super::super::Access::private(),
+            std::future::pending(),
+        ));
+        assert!(tls_get_trusting(addr, "/healthz", "ca.pem").await.is_ok());
+        assert!(tls_get_trusting(addr, "/healthz", "ca2.pem").await.is_err());
+        // A broken renewal (half written) keeps the certificate being served.
+        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        assert!(tls_get_trusting(addr, "/healthz", "ca.pem").await.is_ok());
+        // The renewed pair is presented from the next connection on.
+        std::fs::copy(fixture("cert2.pem"), &cert).unwrap();
+        std::fs::copy(fixture("key2.pem"), &key).unwrap();
+        let renewed = tls_get_trusting(addr, "/healthz", "ca2.pem").await;
+        assert!(renewed.unwrap().starts_with("HTTP/1.1 200"));
+        assert!(tls_get_trusting(addr, "/healthz", "ca.pem").await.is_err());
+        server.abort();
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -11,7 +11,9 @@
             read-only.
 3. policy   what the design promises operators: not privileged, capabilities exactly the five
             documented ones, host mounts read-only except the state dir, probes, scrape
-            annotations, ports, selectors and namespaces that line up.
+            annotations, ports, selectors and namespaces that line up; the API private (a
+            token from a read-only Secret, never PODLIFE_API_OPEN) and a NetworkPolicy that
+            selects the agents and admits only named sources on the agent's port.
 4. image    deploy/Containerfile parses (BuildKit's parser), copies only paths that exist and
             every workspace member, and installs the same toolchain as xtask/src/setup.rs.
 5. must-fail copies of deploy/ with one defect each: every one must be reported, by the
@@ -195,6 +197,8 @@ def check_kustomize(tree):
             validate_object(name, obj)
         if c.parent.name == "kube-api":
             check_kube_api(patched, extra, tree)
+        else:
+            raise Failed(f"{c.relative_to(tree)}: a component validate.py does not know")
     return f"{len(res)} resources, {len(comps)} component(s) patched and valid"
 
 
@@ -288,6 +292,17 @@ def check_daemonset_policy(ds, where="daemonset.yaml"):
         get = c.get(probe, {}).get("httpGet", {})
         need(get.get("path") == path and get.get("port") in ("http", listen),
              f"{probe} must GET {path} on the http port")
+    # Private by default: the data routes carry every pod's argv.
+    token = env.get("PODLIFE_API_TOKEN_FILE")
+    need(token, "PODLIFE_API_TOKEN_FILE must be set: the API is private by default")
+    need(str(env.get("PODLIFE_API_OPEN", "false")).lower() in ("", "0", "false", "no", "off"),
+         "PODLIFE_API_OPEN serves every pod's argv without a token: not in the default")
+    tmount = [m for m in c.get("volumeMounts", [])
+              if token and token.startswith(m["mountPath"].rstrip("/") + "/")]
+    need(len(tmount) == 1 and tmount[0].get("readOnly") is True,
+         f"the API token {token} must be mounted once, readOnly")
+    need("secret" in vols.get(tmount[0]["name"], {}),
+         f"the API token {token} must come from a Secret")
     ann = ds["spec"]["template"]["metadata"].get("annotations", {})
     need(ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(listen),
          "prometheus.io/scrape and prometheus.io/port annotations must match the listener")
@@ -300,7 +315,8 @@ def check_policy(tree):
     by_kind = {}
     for name, o in objs:
         by_kind.setdefault(o["kind"], []).append((name, o))
-    for kind in ("Namespace", "ServiceAccount", "DaemonSet", "Service", "ServiceMonitor"):
+    for kind in ("Namespace", "ServiceAccount", "DaemonSet", "Service", "ServiceMonitor",
+                 "NetworkPolicy"):
         if len(by_kind.get(kind, [])) != 1:
             raise Failed(f"expected one {kind}, found {len(by_kind.get(kind, []))}")
     ns = by_kind["Namespace"][0][1]
@@ -331,7 +347,42 @@ def check_policy(tree):
     for ep in sm["spec"]["endpoints"]:
         if ep.get("port") not in sports or ep.get("path", "/metrics") != "/metrics":
             raise Failed(f"{sm_name}: endpoint must scrape /metrics on a named Service port")
-    return "least privilege, mounts, probes, scrape annotations, selectors, namespaces"
+    check_network_policy(by_kind["NetworkPolicy"][0], pod)
+    return ("least privilege, mounts, probes, scrape annotations, selectors, namespaces, "
+            "private API, NetworkPolicy")
+
+
+def check_network_policy(named, pod):
+    """The policy isolates the agents and admits named sources on the http port only."""
+    name, np = named
+    spec = np["spec"]
+
+    def need(cond, msg):
+        if not cond:
+            raise Failed(f"{name}: {msg}")
+
+    sel = spec.get("podSelector", {}).get("matchLabels", {})
+    need(sel and sel.items() <= pod["metadata"]["labels"].items(),
+         "podSelector selects no agent pod (or every pod of the namespace)")
+    need("Ingress" in spec.get("policyTypes", []), "policyTypes must include Ingress")
+    rules = spec.get("ingress", [])
+    need(rules, "no ingress rule: Prometheus could not scrape")
+    port = pod["spec"]["containers"][0]["ports"][0]
+    for i, r in enumerate(rules):
+        need(r.get("from"), f"ingress[{i}] has no `from`: it admits every source")
+        need(r.get("ports") and all(p.get("port") in (port["name"], port["containerPort"])
+                                    for p in r["ports"]),
+             f"ingress[{i}] must name the agent's port `{port['name']}` and no other")
+        for peer in r["from"]:
+            if "ipBlock" in peer:
+                cidr = peer["ipBlock"]["cidr"]
+                need(int(cidr.rsplit("/", 1)[1]) > 0, f"ingress[{i}] ipBlock {cidr} admits everyone")
+            else:
+                ns = peer.get("namespaceSelector")
+                need(ns is None or ns.get("matchLabels") or ns.get("matchExpressions"),
+                     f"ingress[{i}]: an empty namespaceSelector admits every namespace")
+                need(ns is not None or peer.get("podSelector", {}).get("matchLabels"),
+                     f"ingress[{i}]: a peer must name its namespace or pods")
 
 
 def toolchain_packages():
@@ -395,8 +446,7 @@ def check_kubectl_kustomize(tree):
         rel = pathlib.Path(*[".."] * len(overlay.parts[1:])) / str(tree).lstrip("/")
         (overlay / "kustomization.yaml").write_text(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            f"resources: [{rel}]\ncomponents: [{rel}/components/api-token, "
-            f"{rel}/components/kube-api]\n")
+            f"resources: [{rel}]\ncomponents: [{rel}/components/kube-api]\n")
         n = 0
         for target in (tree, overlay):
             out = subprocess.run(["kubectl", "kustomize", str(target)], capture_output=True,
@@ -457,9 +507,33 @@ MUST_FAIL = [
     ("readiness path", mutate("daemonset.yaml", "path: /readyz", "path: /ready"), "policy", "readinessProbe"),
     ("missing kustomize resource", mutate("kustomization.yaml", "- service.yaml", "- services.yaml"),
      "kustomize", "services.yaml"),
-    ("component patch path", mutate("components/api-token/kustomization.yaml",
+    ("component patch path", mutate("components/kube-api/kustomization.yaml",
                                     "/spec/template/spec/volumes/-", "/spec/template/spec/volume/-"),
      "kustomize", "volume"),
+    ("API open by default", mutate("daemonset.yaml", "- name: PODLIFE_API_TOKEN_FILE\n"
+                                   "              value: /etc/podlife/api-token/token",
+                                   "- name: PODLIFE_API_OPEN\n              value: \"true\""),
+     "policy", "PODLIFE_API_TOKEN_FILE"),
+    ("API token writable", mutate("daemonset.yaml", "mountPath: /etc/podlife/api-token, readOnly: true",
+                                  "mountPath: /etc/podlife/api-token, readOnly: false"),
+     "policy", "readOnly"),
+    ("network policy admits everyone", mutate("networkpolicy.yaml", "cidr: 192.0.2.1/32",
+                                              "cidr: 0.0.0.0/0"), "policy", "0.0.0.0/0"),
+    ("network policy admits every namespace",
+     mutate("networkpolicy.yaml", "- namespaceSelector:\n            matchLabels:\n"
+            "              kubernetes.io/metadata.name: monitoring\n",
+            "- namespaceSelector: {}\n"), "policy", "every namespace"),
+    ("network policy rule without sources",
+     mutate("networkpolicy.yaml", "    - from:\n        - ipBlock:\n            cidr: 192.0.2.1/32\n"
+            "      ports:", "    - ports:"), "policy", "every source"),
+    ("network policy selects no agent", mutate("networkpolicy.yaml",
+                                               "  podSelector:\n    matchLabels:\n"
+                                               "      app.kubernetes.io/name: podlife",
+                                               "  podSelector:\n    matchLabels:\n"
+                                               "      app.kubernetes.io/name: podlif"),
+     "policy", "podSelector"),
+    ("network policy on another port", mutate("networkpolicy.yaml", "- {port: http, protocol: TCP}",
+                                              "- {port: 8080, protocol: TCP}"), "policy", "port"),
     ("kube-api role writes", mutate("components/kube-api/rbac.yaml", '["get", "list", "watch"]',
                                     '["get", "list", "watch", "delete"]'), "kustomize", "delete"),
     ("kube-api role reads secrets", mutate("components/kube-api/rbac.yaml", '["pods"]',

@@ -129,6 +129,8 @@ def main():
                 "GET /events?since=5m&limit=10", f"GET /events?uid={uid}&since=2026-11-22T12:00:00Z",
                 "GET /events/stream?uid=" + uid, "GET /metrics", "GET /healthz", "GET /readyz",
                 "GET /pods\n!token", "GET /pods\nAuthorization: Bearer fuzz-token\n!token",
+                "GET /pods\nAuthorization: bearer  fuzz-token\n!token", "GET /pods\n!remote",
+                "GET /events/stream\n!remote",
                 "GET /pods?nmespace=x", "GET /pods/not-a-uid", "POST /pods", "GET /nope"]
     write("http", [r.encode() for r in requests])
 

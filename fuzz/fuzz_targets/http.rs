@@ -3,17 +3,21 @@
 //! every 4xx is a JSON body with an error code; every JSON 2xx body is valid JSON.
 //!
 //! Input: a text request, first line `<METHOD> <target>`, then `Name: value` header lines;
-//! a line `!token` sends it to an agent started with `--api-token-file`.
+//! a line `!token` sends it to an agent started with `--api-token-file`; a line `!remote` sends
+//! it from a pod-network peer instead of loopback (without a token: 403 api_private).
 #![no_main]
 
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response};
 use axum::Router;
 use libfuzzer_sys::fuzz_target;
 use podlife::cgroupfs::CgroupMounts;
 use podlife::clock::WallClock;
+use podlife::http::{Access, ApiConfig};
 use podlife::metrics::Metrics;
 use podlife::shared::{Inner, Shared};
 use podlife_core::{Engine, EngineConfig};
@@ -46,16 +50,23 @@ fn app(token: Option<&str>) -> Router {
         !inner.engine.pod_uids().is_empty(),
         "the fixtures made no pods"
     );
-    let shared = Shared::new(inner, token.map(String::from));
+    let shared = Shared::new(inner);
     shared
         .ready
         .store(true, std::sync::atomic::Ordering::Release);
-    podlife::http::router(shared)
+    let access = token.map_or_else(Access::private, |t| Access::token(t).expect("a token"));
+    podlife::http::router(
+        shared,
+        ApiConfig {
+            access,
+            ..ApiConfig::default()
+        },
+    )
 }
 
 struct World {
     rt: tokio::runtime::Runtime,
-    open: Router,
+    tokenless: Router,
     guarded: Router,
 }
 
@@ -66,7 +77,7 @@ fn world() -> &'static World {
             .enable_all()
             .build()
             .expect("tokio runtime"),
-        open: app(None),
+        tokenless: app(None),
         guarded: app(Some(TOKEN)),
     })
 }
@@ -83,9 +94,14 @@ fn request(text: &str) -> Option<(Request<Body>, bool)> {
         .method(Method::from_bytes(method.as_bytes()).ok()?)
         .uri(target);
     let mut guarded = false;
+    let mut peer = SocketAddr::from(([127, 0, 0, 1], 40000));
     for line in lines {
         if line == "!token" {
             guarded = true;
+            continue;
+        }
+        if line == "!remote" {
+            peer = SocketAddr::from(([10, 244, 1, 7], 40000));
             continue;
         }
         let Some((name, value)) = line.split_once(':') else {
@@ -99,7 +115,10 @@ fn request(text: &str) -> Option<(Request<Body>, bool)> {
         };
         b = b.header(name, value);
     }
-    Some((b.body(Body::empty()).ok()?, guarded))
+    let mut req = b.body(Body::empty()).ok()?;
+    // What the listener's ConnectInfo would say about the peer.
+    req.extensions_mut().insert(ConnectInfo(peer));
+    Some((req, guarded))
 }
 
 async fn check(req: Request<Body>, app: Router) {
@@ -149,6 +168,6 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let w = world();
-    let app = if guarded { &w.guarded } else { &w.open };
+    let app = if guarded { &w.guarded } else { &w.tokenless };
     w.rt.block_on(check(req, app.clone()));
 });

@@ -57,6 +57,11 @@ pub fn track_existing(
 
 pub async fn run(args: Args) -> Result<()> {
     info!(version = env!("CARGO_PKG_VERSION"), "podlife starting");
+    let access = http::Access::from_flags(args.api_token_file.as_deref(), args.api_open)?;
+    let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => Some(http::tls::Tls::load(cert, key)?),
+        _ => None,
+    };
     preflight()?;
     let mounts = CgroupMounts::discover();
     match (&mounts.v2, &mounts.v1_memory) {
@@ -90,6 +95,7 @@ pub async fn run(args: Args) -> Result<()> {
     let clock = WallClock::measure();
     let limits = Limits {
         max_bytes: args.store_max_bytes,
+        // Bounded by the flag's range (config::MAX_AGE_HOURS); saturate all the same.
         max_age_ns: args.store_max_age_hours.saturating_mul(3_600_000_000_000),
         load_bytes: args.store_load_bytes,
         pending_bytes: 8 << 20,
@@ -104,15 +110,6 @@ pub async fn run(args: Args) -> Result<()> {
     } else {
         CgroupMode::V1
     });
-    let token = match &args.api_token_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading --api-token-file {}", p.display()))?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
     let mut inner = Inner::new(
         engine,
         metrics,
@@ -164,7 +161,7 @@ pub async fn run(args: Args) -> Result<()> {
         "bootstrap done"
     );
     let ring = capture.ring.take().context("ring buffer already taken")?;
-    let shared = Shared::new(inner, token);
+    let shared = Shared::new(inner);
 
     // CRI metadata: asked for off the reader's path, one container at a time.
     let (cri_tx, mut cri_rx) = tokio::sync::mpsc::channel::<String>(1024);
@@ -299,10 +296,21 @@ pub async fn run(args: Args) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
-    info!("listening on http://{}", args.listen);
-    axum::serve(listener, http::router(shared.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!("listening on {scheme}://{}", args.listen);
+    if access.has_token() {
+        info!("pods, timelines and events need the bearer token of --api-token-file");
+    } else if access.is_open() {
+        warn!("--api-open: pods, timelines and events (every pod's command lines) are served to anyone who can reach {} without a token", args.listen);
+    } else {
+        info!("pods, timelines and events are served to loopback peers only (--api-token-file for remote clients); /metrics, /healthz, /readyz to all");
+    }
+    match tls {
+        Some(tls) => {
+            http::serve_tls(listener, tls, shared.clone(), access, shutdown_signal()).await?
+        }
+        None => http::serve(listener, shared.clone(), access, shutdown_signal()).await?,
+    }
     info!("shutting down: flushing history");
     let mut inner = shared.lock();
     let rest = inner.engine.flush();

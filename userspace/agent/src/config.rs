@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// Ten years: far beyond any disk bound, and far below where hours in ns overflow a u64.
+pub const MAX_AGE_HOURS: u64 = 87_600;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "podlife",
@@ -15,7 +18,9 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Address of the HTTP API and /metrics.
+    /// Address of the HTTP API and /metrics. /metrics, /healthz and /readyz answer everyone;
+    /// the data routes (/pods..., /events...) need the token of --api-token-file, or without
+    /// one answer only loopback peers (403 api_private to others) unless --api-open.
     #[arg(
         long,
         env = "PODLIFE_LISTEN",
@@ -71,9 +76,34 @@ pub struct Args {
     )]
     pub drain_max_ms: u64,
 
-    /// File holding a bearer token required on every endpoint except /healthz, /readyz, /metrics.
+    /// File holding a bearer token required on every endpoint except /healthz, /readyz, /metrics
+    /// (`Authorization: Bearer <token>`). Read once at start, trimmed; an empty file is an error.
     #[arg(long, env = "PODLIFE_API_TOKEN_FILE", global = true)]
     pub api_token_file: Option<PathBuf>,
+
+    /// Serve pods, timelines and events (every pod's command lines) to any peer without a
+    /// token. Off by default: without --api-token-file only loopback peers get them.
+    #[arg(long, env = "PODLIFE_API_OPEN", global = true)]
+    pub api_open: bool,
+
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key-file). Read at start, and
+    /// again within 10 s of a change. Probes and scrapers then need `scheme: HTTPS`.
+    #[arg(
+        long,
+        env = "PODLIFE_TLS_CERT_FILE",
+        requires = "tls_key_file",
+        global = true
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert-file.
+    #[arg(
+        long,
+        env = "PODLIFE_TLS_KEY_FILE",
+        requires = "tls_cert_file",
+        global = true
+    )]
+    pub tls_key_file: Option<PathBuf>,
 
     /// Keep stored history at most this many bytes on disk.
     #[arg(long, env = "PODLIFE_STORE_MAX_BYTES", default_value_t = 64 << 20, global = true)]
@@ -84,11 +114,12 @@ pub struct Args {
     #[arg(long, env = "PODLIFE_STORE_LOAD_BYTES", default_value_t = 16 << 20, global = true)]
     pub store_load_bytes: u64,
 
-    /// Keep stored history at most this many hours.
+    /// Keep stored history at most this many hours (1 to 87600, ten years).
     #[arg(
         long,
         env = "PODLIFE_STORE_MAX_AGE_HOURS",
         default_value_t = 72,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_AGE_HOURS),
         global = true
     )]
     pub store_max_age_hours: u64,
@@ -154,4 +185,42 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from([&["podlife"], args].concat())
+    }
+
+    #[test]
+    fn store_max_age_hours_is_bounded() {
+        // u64::MAX hours wrapped to a tiny age in ns before: every segment was "too old" and
+        // the first flush deleted all history. Now it is refused at start, with the range.
+        let err = parse(&["--store-max-age-hours", &u64::MAX.to_string()]).unwrap_err();
+        assert!(err.to_string().contains("1..=87600"), "{err}");
+        assert!(parse(&["--store-max-age-hours", "0"]).is_err());
+        let ok = parse(&["--store-max-age-hours", "87600"]).unwrap();
+        assert!(ok
+            .store_max_age_hours
+            .checked_mul(3_600_000_000_000)
+            .is_some());
+        assert_eq!(parse(&[]).unwrap().store_max_age_hours, 72);
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        assert!(parse(&["--tls-cert-file", "c.pem"]).is_err());
+        assert!(parse(&["--tls-key-file", "k.pem"]).is_err());
+        let both = parse(&["--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"]).unwrap();
+        assert!(both.tls_cert_file.is_some() && both.tls_key_file.is_some());
+    }
+
+    #[test]
+    fn the_api_is_private_unless_opened() {
+        assert!(!parse(&[]).unwrap().api_open);
+        assert!(parse(&["--api-open"]).unwrap().api_open);
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use podlife_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -41,35 +42,60 @@ pub fn find_socket(flag: Option<&Path>) -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// A runtime that hangs (a stuck containerd, a socket nobody answers) must not stall the
+/// metadata task for ever: connecting and each call give up after these.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub struct Cri {
     client: RuntimeServiceClient<Channel>,
+    call_timeout: Duration,
 }
 
 impl Cri {
     /// Lazy connection: it is made on the first call, so a runtime started after the agent works.
     pub fn new(socket: PathBuf) -> Result<Self, tonic::transport::Error> {
-        let channel =
-            Endpoint::try_from("http://[::]:50051")?.connect_with_connector_lazy(
-                tower::service_fn(move |_: Uri| {
-                    let path = socket.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
-                    }
-                }),
-            );
+        Self::with_timeouts(socket, CONNECT_TIMEOUT, CALL_TIMEOUT)
+    }
+
+    pub fn with_timeouts(
+        socket: PathBuf,
+        connect: Duration,
+        call: Duration,
+    ) -> Result<Self, tonic::transport::Error> {
+        let channel = Endpoint::try_from("http://[::]:50051")?
+            .connect_timeout(connect)
+            .timeout(call)
+            .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+                let path = socket.clone();
+                async move {
+                    // The timeout here too: tonic's may not wrap a custom connector.
+                    let stream = tokio::time::timeout(connect, UnixStream::connect(path))
+                        .await
+                        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+                    Ok::<_, std::io::Error>(TokioIo::new(stream))
+                }
+            }));
         Ok(Self {
             client: RuntimeServiceClient::new(channel),
+            call_timeout: call,
         })
     }
 
     pub async fn container(&mut self, id: &str) -> Result<CriMeta, tonic::Status> {
-        let status = self
-            .client
-            .container_status(ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: false,
-            })
-            .await?
+        let call = self.client.container_status(ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        });
+        // Bounded whatever the transport does (connect, HTTP/2 handshake, the call itself).
+        let status = tokio::time::timeout(self.call_timeout, call)
+            .await
+            .map_err(|_| {
+                tonic::Status::deadline_exceeded(format!(
+                    "the CRI runtime did not answer within {:?}",
+                    self.call_timeout
+                ))
+            })??
             .into_inner()
             .status
             .unwrap_or_default();
@@ -99,5 +125,35 @@ mod tests {
             }
         );
         assert_eq!(parse_annotations(&HashMap::new()), CriMeta::default());
+    }
+
+    #[tokio::test]
+    async fn a_runtime_that_never_answers_is_given_up_on() {
+        // A socket that accepts and then says nothing, like a hung runtime. Before, the call
+        // waited for ever and every later metadata lookup queued behind it.
+        let path =
+            std::env::temp_dir().join(format!("podlife-cri-hung-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        let held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((c, _)) = listener.accept().await {
+                conns.push(c);
+            }
+        });
+        let t = Duration::from_millis(300);
+        let mut cri = Cri::with_timeouts(path.clone(), t, t).expect("endpoint");
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(10), cri.container("abc"))
+            .await
+            .expect("the call gives up by itself");
+        assert!(result.is_err(), "{result:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        held.abort();
+        let _ = std::fs::remove_file(&path);
     }
 }

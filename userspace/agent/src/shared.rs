@@ -30,19 +30,17 @@ pub struct Shared {
     inner: Mutex<Inner>,
     pub ready: AtomicBool,
     pub live: broadcast::Sender<Arc<Value>>,
-    pub token: Option<String>,
     /// Loops of the reader and ticker, for /healthz.
     pub progress: crate::progress::Progress,
 }
 
 impl Shared {
-    pub fn new(inner: Inner, token: Option<String>) -> Arc<Self> {
+    pub fn new(inner: Inner) -> Arc<Self> {
         let (live, _) = broadcast::channel(4096);
         Arc::new(Self {
             inner: Mutex::new(inner),
             ready: AtomicBool::new(false),
             live,
-            token,
             progress: Default::default(),
         })
     }

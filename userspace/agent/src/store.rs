@@ -4,13 +4,18 @@
 //! written; a torn last line is skipped on load. Old segments are deleted to keep the store
 //! under its size and age bounds. A heartbeat file records when the agent was last alive, so
 //! the next start can tell how long it was down.
+//!
+//! The store holds every pod's (redacted) command lines on a host path: the directory is 0700
+//! and its files 0600, and an existing directory or segment with wider modes is narrowed.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use thiserror::Error;
+use tracing::warn;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -70,6 +75,51 @@ const SEGMENT_PREFIX: &str = "events-";
 const HEARTBEAT: &str = "heartbeat";
 /// A stored line longer than this is not one the agent wrote: skipped, never buffered whole.
 const MAX_LINE: usize = 64 << 10;
+
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+
+/// Create `dir` (and its missing parents) 0700; narrow an existing one that others can read.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    narrow(dir, DIR_MODE);
+    Ok(())
+}
+
+/// Take group and other permissions off a path made by an older agent (or a hostPath the
+/// kubelet created 0755). A failure is not fatal: it is said once, with what to do.
+fn narrow(path: &Path, mode: u32) {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.permissions().mode() & 0o077 == 0 {
+        return;
+    }
+    if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
+        warn!(
+            "{} is readable by others (mode {:o}) and cannot be narrowed to {mode:o}: {e}; chmod it on the host",
+            path.display(),
+            meta.permissions().mode() & 0o7777
+        );
+    }
+}
+
+/// A new file only the agent can read; never through a symlink planted in the directory.
+fn create_private(path: &Path, append: bool) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    if append {
+        o.append(true);
+    } else {
+        o.write(true).truncate(true);
+    }
+    o.create(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
 
 /// Segment files by sequence number (regular files only: a directory named like a segment is
 /// not one).
@@ -206,7 +256,7 @@ impl Store {
             dir: dir.to_path_buf(),
             source,
         };
-        fs::create_dir_all(dir).map_err(dir_err)?;
+        private_dir(dir).map_err(dir_err)?;
         prune(dir, limits, now_wall_ns, None);
         let segs = segments(dir);
         let mut loaded = Loaded::default();
@@ -215,6 +265,7 @@ impl Store {
         let mut budget = limits.load_bytes;
         let mut chosen = Vec::new();
         for (_, path) in segs.iter().rev() {
+            narrow(path, FILE_MODE);
             let len = fs::metadata(path).map_or(0, |m| m.len());
             if budget == 0 {
                 loaded.unloaded_bytes += len;
@@ -233,11 +284,8 @@ impl Store {
             .and_then(|t| t.trim().parse().ok());
         let next_seq = segs.last().map_or(0, |(s, _)| s + 1);
         let current_path = dir.join(format!("{SEGMENT_PREFIX}{next_seq:08}.jsonl"));
-        let current = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&current_path)
-            .map_err(dir_err)?;
+        narrow(&dir.join(HEARTBEAT), FILE_MODE);
+        let current = create_private(&current_path, true).map_err(dir_err)?;
         let store = Self {
             dir: dir.to_path_buf(),
             limits,
@@ -299,14 +347,10 @@ impl Store {
         let path = self
             .dir
             .join(format!("{SEGMENT_PREFIX}{:08}.jsonl", self.next_seq));
-        self.current = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|source| StoreError::Write {
-                path: path.clone(),
-                source,
-            })?;
+        self.current = create_private(&path, true).map_err(|source| StoreError::Write {
+            path: path.clone(),
+            source,
+        })?;
         self.current_path = path;
         self.current_bytes = 0;
         self.next_seq += 1;
@@ -320,7 +364,9 @@ impl Store {
             path: tmp.clone(),
             source,
         };
-        let mut f = File::create(&tmp).map_err(werr)?;
+        // Removed first: a leftover from an older agent would keep its mode.
+        let _ = fs::remove_file(&tmp);
+        let mut f = create_private(&tmp, false).map_err(werr)?;
         f.write_all(now_wall_ns.to_string().as_bytes())
             .map_err(werr)?;
         f.sync_data().map_err(werr)?;
@@ -373,6 +419,39 @@ mod tests {
         assert_eq!(events[1]["type"], "PodRemoved");
         assert_eq!(loaded.skipped_lines, 1);
         assert_eq!(loaded.last_alive_ns, Some(42));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_store_is_private() {
+        // Before: create_dir_all and OpenOptions gave 0755 and 0644 (umask 022): every user
+        // on the node could read every pod's command lines.
+        let dir = tmpdir("modes");
+        {
+            let (mut s, _, _) = open(&dir, BIG);
+            s.append(&json!({"type": "PodAdmitted", "uid": "a"}));
+            s.flush(1).unwrap();
+            s.heartbeat(1).unwrap();
+        }
+        assert_eq!(mode(&dir), 0o700, "new state dir");
+        for f in fs::read_dir(&dir).unwrap() {
+            let p = f.unwrap().path();
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+        // What an older agent (or the kubelet's DirectoryOrCreate) left: narrowed at open.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let seg = segments(&dir)[0].1.clone();
+        fs::set_permissions(&seg, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(dir.join(HEARTBEAT), fs::Permissions::from_mode(0o644)).unwrap();
+        let (_, _, loaded) = open(&dir, BIG);
+        assert_eq!(loaded.events, 1);
+        assert_eq!(mode(&dir), 0o700, "existing state dir");
+        assert_eq!(mode(&seg), 0o600, "existing segment");
+        assert_eq!(mode(&dir.join(HEARTBEAT)), 0o600, "existing heartbeat");
         fs::remove_dir_all(&dir).unwrap();
     }
 

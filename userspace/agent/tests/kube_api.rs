@@ -40,7 +40,7 @@ fn shared() -> Arc<Shared> {
         Vec::new(),
         CgroupMounts::default(),
     );
-    Shared::new(inner, None)
+    Shared::new(inner)
 }
 
 /// The kernel's side of a pod: its cgroup and its containers' cgroups appear.
@@ -138,8 +138,13 @@ async fn list_and_watch_reach_the_timeline_the_pod_api_and_metrics() {
     kernel_sees_pod(&s, WEB_UID, &[APP_ID, SIDECAR_ID]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = listener.local_addr().unwrap();
-    let router = podlife::http::router(s.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let serve = podlife::http::serve(
+        listener,
+        s.clone(),
+        podlife::http::Access::private(),
+        std::future::pending(),
+    );
+    tokio::spawn(serve);
 
     // Listed: the web pod, running (the fixture's deletion is taken off for now).
     let mut web = fixture("pod-deployment-terminating");

@@ -11,8 +11,10 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     /// 404: nothing by that name.
     NotFound { code: &'static str, message: String },
-    /// 401: a bearer token is configured and the request lacks it.
+    /// 401: a bearer token is configured and the request lacks it (or sends another).
     Unauthorized,
+    /// 403: no token is configured and the peer is not on loopback (the API is private).
+    Private,
     /// 405: the API is read-only.
     MethodNotAllowed,
 }
@@ -40,7 +42,12 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "this endpoint needs `Authorization: Bearer <token>`".to_string(),
+                "this endpoint needs `Authorization: Bearer <token>` with the token of the agent's --api-token-file".to_string(),
+            ),
+            Self::Private => (
+                StatusCode::FORBIDDEN,
+                "api_private",
+                "pods, timelines and events carry every pod's command lines: without --api-token-file they are served only to loopback (kubectl port-forward, or curl on the node); start the agent with --api-token-file and send `Authorization: Bearer <token>`, or with --api-open to serve them to anyone on purpose".to_string(),
             ),
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

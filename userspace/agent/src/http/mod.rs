@@ -1,26 +1,36 @@
 //! The read-only HTTP API (axum): pods, timelines, events (also live, as SSE), metrics, health.
 
+pub mod access;
+#[cfg(test)]
+mod auth_tests;
 mod error;
 pub mod params;
 #[cfg(test)]
+mod shutdown_tests;
+#[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::stream::Stream;
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
+pub use access::Access;
 pub use error::ApiError;
 
 use crate::clock::WallClock;
@@ -28,7 +38,75 @@ use crate::shared::{PodFilter, Shared};
 
 type Q = Query<HashMap<String, String>>;
 
-pub fn router(shared: Arc<Shared>) -> Router {
+/// How the API is served besides the shared state.
+#[derive(Clone, Debug, Default)]
+pub struct ApiConfig {
+    /// Who may read the data routes (default: loopback peers only).
+    pub access: Access,
+    /// Cancelled when the server shuts down: live streams end, so graceful shutdown does not
+    /// wait for clients that never hang up.
+    pub shutdown: CancellationToken,
+}
+
+/// Serve on `listener` until `signal`, then end live streams and drain the other requests.
+/// Peers' addresses reach the access check through `ConnectInfo`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    access: Access,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_on(listener, shared, access, signal).await
+}
+
+/// The same over TLS (`--tls-cert-file`, `--tls-key-file`).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: tls::Tls,
+    shared: Arc<Shared>,
+    access: Access,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_on(
+        tls::TlsListener::new(listener, tls)?,
+        shared,
+        access,
+        signal,
+    )
+    .await
+}
+
+async fn serve_on<L>(
+    listener: L,
+    shared: Arc<Shared>,
+    access: Access,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use axum::serve::ListenerExt as _;
+    let shutdown = CancellationToken::new();
+    let app = router(
+        shared,
+        ApiConfig {
+            access,
+            shutdown: shutdown.clone(),
+        },
+    );
+    // tap_io: axum derives ConnectInfo<SocketAddr> for any listener through TapIo.
+    axum::serve(
+        listener.tap_io(|_| {}),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        signal.await;
+        shutdown.cancel();
+    })
+    .await
+}
+
+pub fn router(shared: Arc<Shared>, config: ApiConfig) -> Router {
     let api = Router::new()
         .route("/pods", get(pods))
         .route("/pods/{uid}", get(pod))
@@ -36,7 +114,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/pods/{namespace}/{name}/timeline", get(timeline_by_name))
         .route("/events", get(events))
         .route("/events/stream", get(stream))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
+        .layer(axum::Extension(config.shutdown))
+        .route_layer(middleware::from_fn_with_state(config.access, access::guard));
     Router::new()
         .merge(api)
         .route("/metrics", get(metrics))
@@ -72,20 +151,6 @@ fn check_params(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), Api
 fn path<T>(p: Result<Path<T>, PathRejection>, code: &'static str) -> Result<T, ApiError> {
     p.map(|Path(v)| v)
         .map_err(|e| ApiError::bad(code, e.body_text()))
-}
-
-async fn auth(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    if let Some(token) = &s.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given.map(str::as_bytes) != Some(token.as_bytes()) {
-            return ApiError::Unauthorized.into_response();
-        }
-    }
-    next.run(req).await
 }
 
 async fn pods(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Json<Value>, ApiError> {
@@ -213,14 +278,22 @@ async fn events(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Response, A
 
 async fn stream(
     State(s): State<Arc<Shared>>,
+    axum::Extension(shutdown): axum::Extension<CancellationToken>,
     Query(q): Q,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     check_params(&q, &["uid"])?;
     let uid = q.get("uid").map(|u| params::uid(u)).transpose()?;
     let rx = s.live.subscribe();
-    let stream = futures_util::stream::unfold((rx, uid), |(mut rx, uid)| async move {
+    let state = (rx, uid, shutdown);
+    let stream = futures_util::stream::unfold(state, |(mut rx, uid, shutdown)| async move {
         loop {
-            match rx.recv().await {
+            // The stream ends at shutdown; otherwise it would hold the server open until
+            // the pod is killed (the broadcast sender lives as long as the agent).
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                r = rx.recv() => r,
+            };
+            match received {
                 Ok(ev) => {
                     if uid
                         .as_deref()
@@ -229,14 +302,14 @@ async fn stream(
                         continue;
                     }
                     let event = Event::default().event("lifecycle").data(ev.to_string());
-                    return Some((Ok(event), (rx, uid)));
+                    return Some((Ok(event), (rx, uid, shutdown)));
                 }
                 // A slow client skips what it missed and is told so.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     let event = Event::default()
                         .event("lagged")
                         .data(json!({"missed": n}).to_string());
-                    return Some((Ok(event), (rx, uid)));
+                    return Some((Ok(event), (rx, uid, shutdown)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }

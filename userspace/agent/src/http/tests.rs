@@ -1,9 +1,11 @@
 //! The router in memory (tower `oneshot`): error responses found by the `http` fuzz target
 //! (fuzz/regressions/http/) are JSON with a code like every other API error.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use podlife_core::{Engine, EngineConfig};
 use serde_json::Value;
@@ -14,7 +16,7 @@ use crate::clock::WallClock;
 use crate::metrics::Metrics;
 use crate::shared::{Inner, Shared};
 
-fn shared() -> Arc<Shared> {
+pub(super) fn shared() -> Arc<Shared> {
     let inner = Inner::new(
         Engine::new(EngineConfig::default()),
         Metrics::new("test"),
@@ -24,7 +26,7 @@ fn shared() -> Arc<Shared> {
         Vec::new(),
         CgroupMounts::default(),
     );
-    Shared::new(inner, None)
+    Shared::new(inner)
 }
 
 /// Status and the body's error code.
@@ -34,12 +36,15 @@ fn call(method: Method, uri: &str) -> (StatusCode, String) {
         .build()
         .expect("tokio runtime");
     rt.block_on(async {
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(uri)
             .body(Body::empty())
             .expect("request");
-        let resp = super::router(shared())
+        // From loopback, as the listener's ConnectInfo would say: the private default serves it.
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        let resp = super::router(shared(), Default::default())
             .oneshot(req)
             .await
             .expect("infallible");
@@ -115,7 +120,10 @@ fn healthz_fails_with_json_when_the_reader_stops_looping() {
             .uri("/healthz")
             .body(Body::empty())
             .expect("request");
-        let resp = super::router(s).oneshot(req).await.expect("infallible");
+        let resp = super::router(s, Default::default())
+            .oneshot(req)
+            .await
+            .expect("infallible");
         let status = resp.status();
         let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
             .await

@@ -134,7 +134,7 @@ impl Inner {
             }
             _ => return,
         };
-        let Some(parsed) = podlife_core::cgroup_path::parse(path) else {
+        let Some(parsed) = self.engine.parse_cgroup_path(path) else {
             return;
         };
         let Some(id) = parsed.container_id else {
@@ -163,7 +163,7 @@ impl Inner {
     }
 
     fn snapshot_memory(&mut self, path: &str) {
-        if self.mem_baseline.len() < 100_000 && podlife_core::cgroup_path::parse(path).is_some() {
+        if self.mem_baseline.len() < 100_000 && self.engine.parse_cgroup_path(path).is_some() {
             let c = self.read_memory(path);
             self.mem_baseline.insert(path.to_string(), c);
         }

@@ -47,6 +47,12 @@ pub fn track_existing(
     if let Some(v2) = mounts.v2.as_deref() {
         bootstrap::place_by_cgroupfs(&mut procs, &cgroups, v2);
     }
+    let root = bootstrap::node_root(&procs);
+    bootstrap::read_pod_argv(&mut procs, Path::new("/proc"), |p| {
+        p.cgroup_path
+            .as_deref()
+            .is_some_and(|c| podlife_core::cgroup_path::parse_under(c, root.as_deref()).is_some())
+    });
     for p in enrich::runtime_trees(&procs) {
         if let Err(e) = capture.track_tgid(p, TRACK_BOOTSTRAP) {
             warn!("cannot track pid {p}: {e}");

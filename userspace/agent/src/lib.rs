@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod oom_scope;
 pub mod pod_facts;
+pub mod proc_argv;
 pub mod reader;
 pub mod record;
 pub mod shared;

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub feature_enabled: IntGaugeVec,
     pub ready: IntGauge,
     pub store_errors: IntCounter,
+    pub metadata_rejected: IntCounter,
     /// Label sets seen per pod uid, to delete them after the pod is removed.
     series: HashMap<String, HashSet<SeriesKey>>,
     /// Which of namespace, pod, uid, container are kept (`--metrics-pod-labels`); a dropped one
@@ -208,6 +209,10 @@ impl Metrics {
                 "Ring-buffer records that failed to decode",
             ),
             store_errors: int("store_errors_total", "Failed writes of the history store"),
+            metadata_rejected: int(
+                "metadata_rejected_total",
+                "Runtime bundle values refused as names: not DNS-1123 or a uid, over 1 KiB, of another pod, or an oversized config.json",
+            ),
             attribution_failures,
             tracked_pods: gauge("tracked_pods", "Pods the engine follows"),
             tracked_processes: gauge("tracked_processes", "Processes the engine follows"),

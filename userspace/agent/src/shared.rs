@@ -145,6 +145,10 @@ impl Inner {
         }
         if let Some(meta) = metadata::lookup(&self.runtime_state, &id) {
             self.meta_done.insert(id.clone());
+            let meta = meta.of_pod(&parsed.pod_uid);
+            self.metrics
+                .metadata_rejected
+                .inc_by(u64::from(meta.rejected));
             self.engine
                 .set_container_metadata(&id, crate::enrich::container_meta(meta));
         }

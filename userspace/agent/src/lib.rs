@@ -6,6 +6,7 @@ pub mod cgroupfs;
 pub mod clock;
 pub mod config;
 pub mod cri;
+pub mod cri_apply;
 pub mod enrich;
 pub mod history;
 pub mod http;

@@ -13,6 +13,7 @@ use tracing::warn;
 
 use crate::cgroupfs::CgroupMounts;
 use crate::clock::{format_rfc3339, WallClock};
+use crate::cri::CriAsk;
 use crate::history::History;
 use crate::metadata;
 use crate::metrics::{Metrics, PodLabels};
@@ -72,7 +73,7 @@ pub struct Inner {
     /// Grace periods from the CRI (kubelet annotations), by container id.
     pub cri_grace: HashMap<String, f64>,
     /// Started containers whose CRI metadata is still to be asked for.
-    pub cri_queue: Vec<String>,
+    pub cri_queue: Vec<CriAsk>,
 }
 
 /// Metric series of a removed pod outlive it by this much, so a few scrapes still see them.
@@ -204,9 +205,17 @@ impl Inner {
             if refound && self.already_known(&rendered) {
                 continue;
             }
-            if rendered["type"] == "ContainerStarted" && self.cri_queue.len() < 1024 {
-                if let Some(id) = rendered["container_id"].as_str() {
-                    self.cri_queue.push(id.to_string());
+            if self.cri_queue.len() < 1024 {
+                let id = rendered["container_id"].as_str().map(str::to_string);
+                let uid = rendered["uid"].as_str().map(str::to_string);
+                match (rendered["type"].as_str(), id, uid) {
+                    (Some("ContainerStarted"), Some(id), _) => {
+                        self.cri_queue.push(CriAsk::Container(id))
+                    }
+                    (Some("SandboxStarted"), Some(id), Some(uid)) => {
+                        self.cri_queue.push(CriAsk::Sandbox { id, uid })
+                    }
+                    _ => {}
                 }
             }
             let labels = self.labels(&rendered);

@@ -135,20 +135,22 @@ pub fn parse(path: &str) -> Option<CgroupPath> {
     parse_under(path, None)
 }
 
-/// [`parse`] with the node's kubepods root known (see [`node_root`]): a path parses only if it
-/// starts with exactly that root, and the grammar applies right below it. A node nested in a
-/// pod of an outer cluster (kind in a CI pod) has its root below the outer one, where the
-/// first-root rule alone would name the outer pod.
+/// [`parse`] with the node's kubepods root known (see [`node_root`]): a path parses only where
+/// that root's segments first appear in it, and the grammar applies right below them. A node
+/// nested in a pod of an outer cluster (kind in a CI pod) has its root below the outer one,
+/// where the first-root rule alone would name the outer pod. Any prefix before the root is
+/// allowed: a cgroup-namespaced cgroupfs shows the root without the host's prefix, the kernel's
+/// tracepoints with it; a tenant can only add segments after the root, never before it.
 pub fn parse_under(path: &str, node_root: Option<&str>) -> Option<CgroupPath> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let root = match node_root {
         Some(r) => {
-            let prefix: Vec<&str> = r.split('/').filter(|s| !s.is_empty()).collect();
-            let last = prefix.last()?;
-            if !is_kubepods_root(last) || !segs.starts_with(&prefix) {
+            let anchor: Vec<&str> = r.split('/').filter(|s| !s.is_empty()).collect();
+            if !is_kubepods_root(anchor.last()?) {
                 return None;
             }
-            prefix.len() - 1
+            let at = (0..segs.len()).find(|&i| segs[i..].starts_with(&anchor))?;
+            at + anchor.len() - 1
         }
         None => segs.iter().position(|s| is_kubepods_root(s))?,
     };
@@ -260,6 +262,10 @@ mod tests {
         assert_eq!(parse(&inner).unwrap().level, Level::Other);
         // The outer node's own pods are not this node's.
         assert_eq!(parse_under(OUTER, Some(&root)), None);
+        // A namespaced cgroupfs view gave the root without the host's prefix; the kernel
+        // names the same cgroups with it.
+        let p = parse_under(&inner, Some("/kubelet.slice/kubelet-kubepods.slice")).unwrap();
+        assert_eq!(p.pod_uid, "11111111-2222-4333-8444-555555555555");
         // A root that is no kubepods root anchors nothing.
         assert_eq!(parse_under(OUTER, Some("/kubepods/burstable")), None);
         assert!(parse_under(OUTER, Some("/kubepods")).is_some());

@@ -11,7 +11,9 @@ use std::path::Path;
 use podlife_common::{ARGV_LEN, ARGV_MAX_ARGS, ARG_LEN};
 
 /// Bytes read of `/proc/<pid>/cmdline`: more than the bounds below can keep (16 arguments of
-/// at most 128 bytes with their NUL), so only an argument longer than the read is cut short.
+/// at most 128 bytes with their NUL). Unlike the probe, which follows argv's pointers, a read
+/// cannot skip the rest of a long argument: arguments after one that runs past this many bytes
+/// are unknown (and `truncated` says so).
 pub const CMDLINE_READ_MAX: u64 = 4096;
 
 /// argv within the kernel capture's bounds, and whether anything was left out.
@@ -23,7 +25,8 @@ pub struct BoundedArgv {
 
 /// Keep what the eBPF exec capture (`try_capture_argv` in the probes' process.rs) would keep of
 /// NUL-separated `raw`: at most `ARGV_MAX_ARGS` arguments of at most `ARG_LEN - 1` bytes, and no
-/// further argument once `ARGV_LEN - ARG_LEN` bytes are used. `complete` says `raw` is the whole
+/// further argument once `ARGV_LEN - ARG_LEN` bytes are used. (The probe also flags exactly 16
+/// arguments as truncated; the kept arguments are the same.) `complete` says `raw` is the whole
 /// cmdline; if not, its last, unterminated argument is cut short and nothing after it is known.
 pub fn bound(raw: &[u8], complete: bool) -> BoundedArgv {
     let mut args = Vec::new();

@@ -1,7 +1,8 @@
 //! The cgroup path grammar on arbitrary text: never panics, is deterministic, what it parses has
 //! the shape the rest of the agent relies on (a UID the API accepts, a hex container id), empty
-//! segments and a foreign prefix change nothing, and the parsed fields rendered back into the
-//! driver's canonical layout parse to the same fields.
+//! segments and a foreign prefix change nothing, a kubepods tree below a container stays that
+//! container's, and the parsed fields rendered back into the driver's canonical layout parse to
+//! the same fields.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -90,6 +91,17 @@ fuzz_target!(|data: &[u8]| {
         Level::Pod => assert!(p.container_id.is_none() && p.runtime.is_none()),
         Level::Container => assert!(p.container_id.is_some()),
         Level::Other => {}
+    }
+    // Attribution is anchored at the first kubepods root: a kubepods tree a container builds
+    // below its own cgroup is that container's sub-cgroup, never the pod it names.
+    if p.level == Level::Container {
+        let forged = format!("{path}/kubepods/besteffort/pod0b7d8e6a-2c3f-4a5b-9c8d-7e6f5a4b3c2d");
+        let f = parse(&forged).expect("a container's sub-cgroup parses");
+        assert_eq!(
+            (f.level, &f.pod_uid, &f.container_id),
+            (Level::Other, &p.pod_uid, &p.container_id),
+            "{forged}"
+        );
     }
     if p.level != Level::Other {
         let canonical = render(&p);

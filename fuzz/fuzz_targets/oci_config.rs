@@ -1,35 +1,52 @@
-//! OCI bundle `config.json` from arbitrary bytes: `parse_config` never panics, keeps the rules
-//! it promises (no empty or `POD` container name, sandbox only from the container type), and
+//! OCI bundle `config.json` from arbitrary bytes, read as each runtime's: `parse_config` never
+//! panics, keeps the rules it promises (no empty or `POD` container name, DNS-1123 names, sandbox
+//! only from that runtime's container type), and
 //! whatever names it returns go through the engine and into timelines (JSON and text) without
 //! a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use podlife::enrich::container_meta;
-use podlife::metadata::parse_config;
+use podlife::metadata::{parse_config, Runtime};
+use podlife_core::names::is_dns1123_subdomain;
 use podlife_core::{text::to_text, Engine, EngineConfig, WallClock};
 use podlife_fuzz::{container_ids, fixtures};
 
 fuzz_target!(|data: &[u8]| {
-    let Some(meta) = parse_config(data) else {
+    for (runtime, type_key) in [
+        (Runtime::Containerd, "io.kubernetes.cri.container-type"),
+        (Runtime::Crio, "io.kubernetes.cri-o.ContainerType"),
+    ] {
+        check(data, runtime, type_key);
+    }
+});
+
+fn check(data: &[u8], runtime: Runtime, type_key: &str) {
+    let Some(meta) = parse_config(data, runtime) else {
         return;
     };
     assert_eq!(
         Some(&meta),
-        parse_config(data).as_ref(),
+        parse_config(data, runtime).as_ref(),
         "not deterministic"
     );
     if let Some(name) = &meta.container_name {
         assert!(!name.is_empty() && name != "POD", "{name:?}");
     }
+    // Names are DNS-1123 and bounded whatever the bundle says.
+    for n in [&meta.pod_name, &meta.pod_namespace, &meta.container_name]
+        .into_iter()
+        .flatten()
+    {
+        assert!(n.len() <= 253 && is_dns1123_subdomain(n), "{n:?}");
+    }
     // serde skips unknown fields without validating them (invalid UTF-8 in one of their
     // strings is accepted), so the spec may not read as a `Value`; the check needs one.
     let spec: serde_json::Value = serde_json::from_slice(data).unwrap_or_default();
-    let kind = spec["annotations"]["io.kubernetes.cri.container-type"]
-        .as_str()
-        .or(spec["annotations"]["io.kubernetes.cri-o.ContainerType"].as_str());
-    // serde also takes a struct from an array; the annotation rule is about objects.
-    if spec.is_object() {
+    let kind = spec["annotations"][type_key].as_str();
+    // serde also takes a struct (the spec, or its key set) from an array; the annotation rule
+    // is about objects.
+    if spec["annotations"].is_object() {
         assert_eq!(meta.sandbox, kind == Some("sandbox"), "{kind:?}");
     }
 
@@ -51,4 +68,4 @@ fuzz_target!(|data: &[u8]| {
         serde_json::to_string(&t).expect("timeline serializes");
         to_text(&t);
     }
-});
+}

@@ -47,6 +47,12 @@ pub fn track_existing(
     if let Some(v2) = mounts.v2.as_deref() {
         bootstrap::place_by_cgroupfs(&mut procs, &cgroups, v2);
     }
+    let root = bootstrap::node_root(&procs);
+    bootstrap::read_pod_argv(&mut procs, Path::new("/proc"), |p| {
+        p.cgroup_path
+            .as_deref()
+            .is_some_and(|c| podlife_core::cgroup_path::parse_under(c, root.as_deref()).is_some())
+    });
     for p in enrich::runtime_trees(&procs) {
         if let Err(e) = capture.track_tgid(p, TRACK_BOOTSTRAP) {
             warn!("cannot track pid {p}: {e}");
@@ -164,26 +170,15 @@ pub async fn run(args: Args) -> Result<()> {
     let shared = Shared::new(inner);
 
     // CRI metadata: asked for off the reader's path, one container at a time.
-    let (cri_tx, mut cri_rx) = tokio::sync::mpsc::channel::<String>(1024);
+    let (cri_tx, mut cri_rx) = tokio::sync::mpsc::channel::<crate::cri::CriAsk>(1024);
     match crate::cri::find_socket(args.cri_socket.as_deref()) {
         Some(socket) => {
             info!("CRI metadata from {}", socket.display());
             let mut cri = crate::cri::Cri::new(socket).context("CRI endpoint")?;
             let s = shared.clone();
             tokio::spawn(async move {
-                while let Some(id) = cri_rx.recv().await {
-                    match cri.container(&id).await {
-                        Ok(meta) => {
-                            if let Some(g) = meta.grace_period_s {
-                                let mut inner = s.lock();
-                                if inner.cri_grace.len() > 50_000 {
-                                    inner.cri_grace.clear();
-                                }
-                                inner.cri_grace.insert(id, g);
-                            }
-                        }
-                        Err(e) => tracing::debug!("CRI status of {id}: {e}"),
-                    }
+                while let Some(ask) = cri_rx.recv().await {
+                    crate::cri_apply::answer(&mut cri, &s, ask).await;
                 }
             });
         }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cgroupfs::cgroup_id;
+use crate::proc_argv;
 
 /// A kubepods cgroup directory found at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +20,7 @@ pub struct FoundProcess {
     pub tgid: u32,
     pub ppid: u32,
     pub comm: String,
+    /// Only of processes in pod cgroups, bounded ([`read_pod_argv`]); empty for the others.
     pub argv: Vec<String>,
     /// v2 path from /proc/<pid>/cgroup (`0::/...`), if any.
     pub cgroup_path: Option<String>,
@@ -77,7 +79,8 @@ pub fn parse_v2_cgroup(text: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix("0::").map(str::to_string))
 }
 
-/// All processes (thread group leaders) in /proc.
+/// All processes (thread group leaders) in /proc: stat and cgroup, not argv (a tenant's size:
+/// see [`read_pod_argv`]).
 pub fn scan_processes(proc_root: &Path, v2_root: Option<&Path>) -> Vec<FoundProcess> {
     let Ok(entries) = std::fs::read_dir(proc_root) else {
         return Vec::new();
@@ -89,14 +92,6 @@ pub fn scan_processes(proc_root: &Path, v2_root: Option<&Path>) -> Vec<FoundProc
             let dir: PathBuf = proc_root.join(tgid.to_string());
             let (comm, ppid, start_ticks) =
                 parse_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
-            let argv = std::fs::read(dir.join("cmdline"))
-                .map(|b| {
-                    b.split(|&c| c == 0)
-                        .filter(|a| !a.is_empty())
-                        .map(|a| String::from_utf8_lossy(a).into_owned())
-                        .collect()
-                })
-                .unwrap_or_default();
             // In a cgroup namespace (the agent in a pod on cgroup v2) paths outside the
             // namespace root read `/../..`: not a host path, filled from cgroupfs instead.
             let cgroup_path = std::fs::read_to_string(dir.join("cgroup"))
@@ -111,7 +106,7 @@ pub fn scan_processes(proc_root: &Path, v2_root: Option<&Path>) -> Vec<FoundProc
                 tgid,
                 ppid,
                 comm,
-                argv,
+                argv: Vec::new(),
                 cgroup_path,
                 cgroup_id,
                 start_ticks,
@@ -141,6 +136,45 @@ pub fn place_by_cgroupfs(procs: &mut [FoundProcess], cgroups: &[FoundCgroup], v2
             p.cgroup_path = Some(c.path.clone());
             p.cgroup_id = Some(c.id);
         }
+    }
+}
+
+/// Read the argv of the processes in pod cgroups (`in_pod`, decided by their cgroup path after
+/// [`place_by_cgroupfs`]), bounded as the kernel capture bounds it. Host processes are not read:
+/// their argv is never used.
+pub fn read_pod_argv(
+    procs: &mut [FoundProcess],
+    proc_root: &Path,
+    in_pod: impl Fn(&FoundProcess) -> bool,
+) {
+    for p in procs.iter_mut().filter(|p| in_pod(p)) {
+        if let Some(b) = proc_argv::read(&proc_root.join(p.tgid.to_string())) {
+            p.argv = b.args;
+        }
+    }
+}
+
+/// The node's kubepods root, from the cgroup the agent itself runs in (its DaemonSet pod's
+/// container, placed by the runtime, not by a tenant). None when the agent is not in a pod
+/// cgroup: then the first kubepods root of each path anchors.
+pub fn node_root(procs: &[FoundProcess]) -> Option<String> {
+    let me = std::process::id();
+    let own = procs
+        .iter()
+        .find(|p| p.tgid == me)?
+        .cgroup_path
+        .as_deref()?;
+    podlife_core::cgroup_path::node_root(own)
+}
+
+impl FoundProcess {
+    /// Heap and inline bytes this record holds (for the memory budget of a scan).
+    pub fn retained_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.comm.capacity()
+            + self.cgroup_path.as_ref().map_or(0, String::capacity)
+            + self.argv.capacity() * std::mem::size_of::<String>()
+            + self.argv.iter().map(String::capacity).sum::<usize>()
     }
 }
 
@@ -176,7 +210,104 @@ mod tests {
             .iter()
             .find(|p| p.tgid == me)
             .expect("own process in /proc");
+        assert!(mine.argv.is_empty(), "argv is read only for pod processes");
+        let mut found = found;
+        read_pod_argv(&mut found, Path::new("/proc"), |p| p.tgid == me);
+        let mine = found.iter().find(|p| p.tgid == me).unwrap();
         assert!(!mine.argv.is_empty());
+    }
+
+    /// A tenant's process with ~2 MB of argv and 50 forked children sharing it (copy-on-write,
+    /// free for the tenant): what a scan keeps of them stays within a small budget even when
+    /// they are in a pod. Reading whole cmdlines, as before, kept ~1.9 MB per process.
+    #[test]
+    fn big_argv_process_tree_stays_within_budget() {
+        use std::os::unix::process::CommandExt;
+        const CHILDREN: usize = 50;
+        // MAX_ARG_STRLEN is 128 KiB per argument; argv + envp must fit in ARG_MAX.
+        // SAFETY: sysconf has no preconditions.
+        let arg_max = unsafe { libc::sysconf(libc::_SC_ARG_MAX) }.max(0) as usize;
+        let env: usize = std::env::vars_os()
+            .map(|(k, v)| k.len() + v.len() + 2 + 8)
+            .sum();
+        let n_args = (arg_max.saturating_sub(env + 64 * 1024) / 131_080).min(15);
+        assert!(n_args >= 8, "ARG_MAX {arg_max} too small for the test");
+        let big = "x".repeat(131_000);
+        let script =
+            format!("i=0; while [ $i -lt {CHILDREN} ]; do (sleep 60; :) & i=$((i+1)); done; wait");
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .arg("podlife-bigargv")
+            .args(vec![&big; n_args])
+            .process_group(0)
+            .spawn()
+            .expect("spawn /bin/sh with big argv");
+        let root = child.id();
+        let kill = || {
+            // SAFETY: kill of the process group this test made (process_group(0) above).
+            unsafe { libc::kill(-(root as i32), libc::SIGKILL) };
+        };
+        // The parent and its forked subshells carry the big argv; their `sleep`s do not.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let tree = loop {
+            let procs = scan_processes(Path::new("/proc"), None);
+            let tree: Vec<u32> = procs
+                .iter()
+                .filter(|p| p.tgid == root || (p.ppid == root && p.comm == "sh"))
+                .map(|p| p.tgid)
+                .collect();
+            if tree.len() > CHILDREN {
+                break tree;
+            }
+            if std::time::Instant::now() > deadline {
+                kill();
+                let _ = child.wait();
+                panic!("only {} of {CHILDREN} children started", tree.len() - 1);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        // Before: the whole cmdline of every process was read and kept.
+        let unbounded: usize = tree
+            .iter()
+            .filter_map(|t| std::fs::read(format!("/proc/{t}/cmdline")).ok())
+            .map(|b| b.len())
+            .sum();
+        // Now, even with all of them taken for pod processes (the worst case).
+        let mut procs = scan_processes(Path::new("/proc"), None);
+        let host_argv: usize = procs.iter().map(|p| p.argv.len()).sum();
+        read_pod_argv(&mut procs, Path::new("/proc"), |p| tree.contains(&p.tgid));
+        let kept: Vec<&FoundProcess> = procs.iter().filter(|p| tree.contains(&p.tgid)).collect();
+        let retained: usize = kept.iter().map(|p| p.retained_bytes()).sum();
+        kill();
+        let _ = child.wait();
+        eprintln!(
+            "{} processes with {n_args}x131000 B argv: whole cmdlines {unbounded} B, bootstrap retains {retained} B",
+            tree.len()
+        );
+        assert_eq!(host_argv, 0, "argv read for processes outside pods");
+        use podlife_common::{ARGV_LEN, ARG_LEN};
+        assert_eq!(kept.len(), tree.len());
+        for p in &kept {
+            assert!(p.argv.iter().map(|a| a.len() + 1).sum::<usize>() <= ARGV_LEN);
+            assert!(p.argv.iter().all(|a| a.len() < ARG_LEN));
+            assert_eq!(
+                p.argv.get(4).map(String::len),
+                Some(ARG_LEN - 1),
+                "{:?}",
+                p.argv
+            );
+        }
+        let budget = tree.len() * 2048;
+        assert!(
+            retained <= budget,
+            "{retained} B retained for {} processes, budget {budget} B",
+            tree.len()
+        );
+        assert!(
+            unbounded > 100 * budget,
+            "the tree is not big: {unbounded} B"
+        );
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! Metadata the OCI bundle does not carry, from the runtime's CRI socket: the kubelet's
-//! container annotations (termination grace period, restart count). Optional: without a socket
-//! everything else works.
+//! container annotations (termination grace period, restart count), and a pod's names from
+//! `PodSandboxStatus`, which the runtime keeps from the kubelet's `RunPodSandbox` request (the
+//! API server's pod, never a tenant's annotation) and which so win over the bundle's.
+//! Optional: without a socket everything else works.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use podlife_core::names::{is_dns1123_label, is_dns1123_subdomain, is_pod_uid};
 use podlife_cri::v1::runtime_service_client::RuntimeServiceClient;
-use podlife_cri::v1::ContainerStatusRequest;
+use podlife_cri::v1::{ContainerStatusRequest, PodSandboxMetadata, PodSandboxStatusRequest};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -29,6 +32,36 @@ pub fn parse_annotations(a: &HashMap<String, String>) -> CriMeta {
             .get("io.kubernetes.container.restartCount")
             .and_then(|v| v.parse().ok()),
     }
+}
+
+/// What the runtime is asked, off the reader's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CriAsk {
+    /// Kubelet annotations of a container.
+    Container(String),
+    /// Names of the pod whose sandbox this is; `uid` is the pod the cgroup path names.
+    Sandbox { id: String, uid: String },
+}
+
+/// A pod's names as the CRI holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxNames {
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+}
+
+/// The names of a sandbox's metadata, if each is what the API server could have issued.
+pub fn sandbox_names(m: &PodSandboxMetadata) -> Option<SandboxNames> {
+    let valid = m.uid.len() <= 64
+        && is_pod_uid(&m.uid)
+        && is_dns1123_subdomain(&m.name)
+        && is_dns1123_label(&m.namespace);
+    valid.then(|| SandboxNames {
+        uid: m.uid.clone(),
+        name: m.name.clone(),
+        namespace: m.namespace.clone(),
+    })
 }
 
 /// The CRI socket to use: the flag, else the first of the usual ones that exists.
@@ -101,6 +134,21 @@ impl Cri {
             .unwrap_or_default();
         Ok(parse_annotations(&status.annotations))
     }
+
+    /// `Ok(None)`: the runtime answered with no or invalid names.
+    pub async fn sandbox(&mut self, id: &str) -> Result<Option<SandboxNames>, tonic::Status> {
+        let status = self
+            .client
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: id.into(),
+                verbose: false,
+            })
+            .await?
+            .into_inner()
+            .status
+            .unwrap_or_default();
+        Ok(status.metadata.as_ref().and_then(sandbox_names))
+    }
 }
 
 #[cfg(test)]
@@ -155,5 +203,27 @@ mod tests {
         );
         held.abort();
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn sandbox_names_are_validated() {
+        let m = |name: &str, namespace: &str, uid: &str| PodSandboxMetadata {
+            name: name.into(),
+            namespace: namespace.into(),
+            uid: uid.into(),
+            attempt: 0,
+        };
+        let uid = "8f3c2a1e-1111-4a4a-9b9b-000000000001";
+        assert_eq!(
+            sandbox_names(&m("web-0", "tenant-a", uid)),
+            Some(SandboxNames {
+                uid: uid.into(),
+                name: "web-0".into(),
+                namespace: "tenant-a".into()
+            })
+        );
+        assert_eq!(sandbox_names(&m("web-0", "Tenant", uid)), None);
+        assert_eq!(sandbox_names(&m("web\n0", "tenant-a", uid)), None);
+        assert_eq!(sandbox_names(&m("web-0", "tenant-a", "u1")), None);
     }
 }

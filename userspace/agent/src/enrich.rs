@@ -61,16 +61,23 @@ pub fn bootstrap_engine(
     now_ns: u64,
 ) {
     let mut out = Vec::new();
+    if let Some(root) = crate::bootstrap::node_root(procs) {
+        inner.engine.set_node_root(Some(root));
+    }
     for c in cgroups {
         out.extend(inner.engine.bootstrap_cgroup(c.id, &c.path, now_ns));
     }
     let ticks = clock_ticks();
     let boot_ns = |t: u64| t.saturating_mul(1_000_000_000) / ticks;
-    for p in procs.iter().filter(|p| {
-        p.cgroup_path
-            .as_deref()
-            .is_some_and(|c| c.contains("kubepods"))
-    }) {
+    let pod_procs: Vec<&FoundProcess> = procs
+        .iter()
+        .filter(|p| {
+            p.cgroup_path
+                .as_deref()
+                .is_some_and(|c| inner.engine.parse_cgroup_path(c).is_some())
+        })
+        .collect();
+    for p in pod_procs {
         out.extend(inner.engine.bootstrap_process(BootstrapProcess {
             tgid: p.tgid,
             ppid: p.ppid,

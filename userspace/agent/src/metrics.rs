@@ -52,6 +52,7 @@ pub struct Metrics {
     pub store_skipped_lines: IntCounter,
     pub store_unreadable_segments: IntCounter,
     pub store_dropped: IntCounter,
+    pub metadata_rejected: IntCounter,
     /// Label sets seen per pod uid, to delete them after the pod is removed.
     series: HashMap<String, HashSet<SeriesKey>>,
     /// Which of namespace, pod, uid, container are kept (`--metrics-pod-labels`); a dropped one
@@ -222,6 +223,10 @@ impl Metrics {
             store_dropped: int(
                 "store_dropped_events_total",
                 "Events not written to the history store because its write queue was full",
+            ),
+            metadata_rejected: int(
+                "metadata_rejected_total",
+                "Runtime bundle values refused as names: not DNS-1123 or a uid, over 1 KiB, of another pod, or an oversized config.json",
             ),
             attribution_failures,
             tracked_pods: gauge("tracked_pods", "Pods the engine follows"),

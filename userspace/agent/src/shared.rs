@@ -13,6 +13,7 @@ use tracing::warn;
 
 use crate::cgroupfs::CgroupMounts;
 use crate::clock::{format_rfc3339, WallClock};
+use crate::cri::CriAsk;
 use crate::history::History;
 use crate::metadata;
 use crate::metrics::{Metrics, PodLabels};
@@ -73,7 +74,7 @@ pub struct Inner {
     /// Grace periods from the CRI (kubelet annotations), by container id.
     pub cri_grace: HashMap<String, f64>,
     /// Started containers whose CRI metadata is still to be asked for.
-    pub cri_queue: Vec<String>,
+    pub cri_queue: Vec<CriAsk>,
     /// Ring-buffer loss, grouped into episodes.
     loss: crate::loss::LossEpisodes,
 }
@@ -141,7 +142,7 @@ impl Inner {
             }
             _ => return,
         };
-        let Some(parsed) = podlife_core::cgroup_path::parse(path) else {
+        let Some(parsed) = self.engine.parse_cgroup_path(path) else {
             return;
         };
         let Some(id) = parsed.container_id else {
@@ -156,6 +157,10 @@ impl Inner {
                 self.meta_done.clear();
             }
             self.meta_done.insert(id.clone());
+            let meta = meta.of_pod(&parsed.pod_uid);
+            self.metrics
+                .metadata_rejected
+                .inc_by(u64::from(meta.rejected));
             self.engine
                 .set_container_metadata(&id, crate::enrich::container_meta(meta));
         }
@@ -174,7 +179,7 @@ impl Inner {
     }
 
     fn snapshot_memory(&mut self, path: &str) {
-        if self.mem_baseline.len() < 100_000 && podlife_core::cgroup_path::parse(path).is_some() {
+        if self.mem_baseline.len() < 100_000 && self.engine.parse_cgroup_path(path).is_some() {
             let c = self.read_memory(path);
             self.mem_baseline.insert(path.to_string(), c);
         }
@@ -211,9 +216,17 @@ impl Inner {
             if refound && self.already_known(&rendered) {
                 continue;
             }
-            if rendered["type"] == "ContainerStarted" && self.cri_queue.len() < 1024 {
-                if let Some(id) = rendered["container_id"].as_str() {
-                    self.cri_queue.push(id.to_string());
+            if self.cri_queue.len() < 1024 {
+                let id = rendered["container_id"].as_str().map(str::to_string);
+                let uid = rendered["uid"].as_str().map(str::to_string);
+                match (rendered["type"].as_str(), id, uid) {
+                    (Some("ContainerStarted"), Some(id), _) => {
+                        self.cri_queue.push(CriAsk::Container(id))
+                    }
+                    (Some("SandboxStarted"), Some(id), Some(uid)) => {
+                        self.cri_queue.push(CriAsk::Sandbox { id, uid })
+                    }
+                    _ => {}
                 }
             }
             let labels = self.labels(&rendered);

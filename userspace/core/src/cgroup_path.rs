@@ -124,10 +124,36 @@ fn qos_segment(seg: &str) -> Option<Qos> {
 }
 
 /// Parse a cgroup path (v1 or v2, relative to the hierarchy root, any prefix before kubepods).
+///
+/// Attribution is anchored at the FIRST kubepods root: the node's. The prefix before it (kind's
+/// `/kubelet.slice/`, docker-in-docker's `/docker/<id>/`) is the node's own and no tenant writes
+/// there, while everything below a container's cgroup is the tenant's to name: a container that
+/// can write its subtree (cgroup v2 delegation, nested runtimes) may create
+/// `<its cgroup>/kubepods/pod<victim>/<id>`. Such a path is `Level::Other` of the outer
+/// container, never the named pod.
 pub fn parse(path: &str) -> Option<CgroupPath> {
+    parse_under(path, None)
+}
+
+/// [`parse`] with the node's kubepods root known (see [`node_root`]): a path parses only where
+/// that root's segments first appear in it, and the grammar applies right below them. A node
+/// nested in a pod of an outer cluster (kind in a CI pod) has its root below the outer one,
+/// where the first-root rule alone would name the outer pod. Any prefix before the root is
+/// allowed: a cgroup-namespaced cgroupfs shows the root without the host's prefix, the kernel's
+/// tracepoints with it; a tenant can only add segments after the root, never before it.
+pub fn parse_under(path: &str, node_root: Option<&str>) -> Option<CgroupPath> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    // The last kubepods root wins: a node inside a container (kind) nests the whole tree.
-    let root = segs.iter().rposition(|s| is_kubepods_root(s))?;
+    let root = match node_root {
+        Some(r) => {
+            let anchor: Vec<&str> = r.split('/').filter(|s| !s.is_empty()).collect();
+            if !is_kubepods_root(anchor.last()?) {
+                return None;
+            }
+            let at = (0..segs.len()).find(|&i| segs[i..].starts_with(&anchor))?;
+            at + anchor.len() - 1
+        }
+        None => segs.iter().position(|s| is_kubepods_root(s))?,
+    };
     let mut i = root + 1;
     let qos = match segs.get(i).copied().and_then(qos_segment) {
         Some(q) => {
@@ -162,6 +188,19 @@ pub fn parse(path: &str) -> Option<CgroupPath> {
     Some(parsed)
 }
 
+/// The node's kubepods root from a cgroup path of a container this node runs (the agent's
+/// own): the prefix through its LAST kubepods root. Trusted because the runtime, not a tenant,
+/// placed the agent; a node nested in an outer pod then anchors at its own root.
+pub fn node_root(own_path: &str) -> Option<String> {
+    let segs: Vec<&str> = own_path.split('/').filter(|s| !s.is_empty()).collect();
+    let root = format!(
+        "/{}",
+        segs[..=segs.iter().rposition(|s| is_kubepods_root(s))?].join("/")
+    );
+    let parsed = parse_under(own_path, Some(&root))?;
+    (parsed.level == Level::Container).then_some(root)
+}
+
 /// Does this path look like it was meant to be a Kubernetes pod cgroup (for counting paths
 /// the grammar does not know, without counting every host cgroup)?
 pub fn looks_like_pod_path(path: &str) -> bool {
@@ -189,5 +228,54 @@ mod tests {
         assert_eq!(p.level, Level::Other);
         assert_eq!(p.runtime, Some("crio"));
         assert!(p.container_id.is_some());
+    }
+
+    const OUTER: &str = "/kubepods/burstable/pod8f3c2a1e-1111-4a4a-9b9b-000000000001/65c022584ce537638b6196ff83bd510e4efe8745955507f332187254d09e7e10";
+    const INNER_POD: &str = "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-pod11111111_2222_4333_8444_555555555555.slice";
+
+    #[test]
+    fn node_root_is_the_agents_own_last_root() {
+        // An agent on a node nested in an outer pod (kind in a CI pod).
+        let own = format!("{OUTER}{INNER_POD}/cri-containerd-{:064x}.scope", 7);
+        let root = node_root(&own).unwrap();
+        assert_eq!(
+            root,
+            format!("{OUTER}/kubelet.slice/kubelet-kubepods.slice")
+        );
+        assert_eq!(
+            node_root(&format!("{OUTER}/")).as_deref(),
+            Some("/kubepods")
+        );
+        assert_eq!(node_root("/system.slice/podlife.service"), None);
+        // Not a container of that root: no anchor rather than a wrong one.
+        assert_eq!(node_root("/kubepods/burstable"), None);
+    }
+
+    #[test]
+    fn anchored_parse_uses_exactly_the_node_root() {
+        let root = format!("{OUTER}/kubelet.slice/kubelet-kubepods.slice");
+        let inner = format!("{OUTER}{INNER_POD}");
+        let p = parse_under(&inner, Some(&root)).unwrap();
+        assert_eq!(p.pod_uid, "11111111-2222-4333-8444-555555555555");
+        assert_eq!(p.level, Level::Pod);
+        // Without the anchor the first root names the outer container.
+        assert_eq!(parse(&inner).unwrap().level, Level::Other);
+        // The outer node's own pods are not this node's.
+        assert_eq!(parse_under(OUTER, Some(&root)), None);
+        // A namespaced cgroupfs view gave the root without the host's prefix; the kernel
+        // names the same cgroups with it.
+        let p = parse_under(&inner, Some("/kubelet.slice/kubelet-kubepods.slice")).unwrap();
+        assert_eq!(p.pod_uid, "11111111-2222-4333-8444-555555555555");
+        // A root that is no kubepods root anchors nothing.
+        assert_eq!(parse_under(OUTER, Some("/kubepods/burstable")), None);
+        assert!(parse_under(OUTER, Some("/kubepods")).is_some());
+        // Forged below a container of the anchored node: still the outer container's.
+        let forged = format!(
+            "{inner}/cri-containerd-{:064x}.scope/kubepods/pod8f3c2a1e-1111-4a4a-9b9b-000000000009",
+            1
+        );
+        let p = parse_under(&forged, Some(&root)).unwrap();
+        assert_eq!(p.pod_uid, "11111111-2222-4333-8444-555555555555");
+        assert_eq!(p.level, Level::Other);
     }
 }

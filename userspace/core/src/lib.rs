@@ -6,6 +6,7 @@ pub mod cgroup_path;
 pub mod engine;
 pub mod kernel_event;
 pub mod lifecycle;
+pub mod names;
 pub mod redact;
 pub mod text;
 pub mod timeline;

@@ -37,17 +37,29 @@ fn split(ev: &KernelEvent) -> Option<CgroupEvent<'_>> {
     Some(CgroupEvent { op, root, id, path })
 }
 
-/// A cgroup event naming a pod, of cgroup v2 (`v2`) or of a v1 hierarchy.
-pub(super) fn is_pod_event(ev: &KernelEvent, v2: bool) -> bool {
-    split(ev).is_some_and(|c| (c.root == 0) == v2 && cgroup_path::parse(c.path).is_some())
-}
-
 impl Engine {
+    /// Anchor attribution at this node's kubepods root (`cgroup_path::node_root` of the agent's
+    /// own cgroup). Without it the first kubepods root of each path anchors.
+    pub fn set_node_root(&mut self, root: Option<String>) {
+        self.node_root = root;
+    }
+
+    /// What a cgroup path names, by the one grammar every pod check of the engine and the agent
+    /// uses (anchored at the node's root).
+    pub fn parse_cgroup_path(&self, path: &str) -> Option<CgroupPath> {
+        cgroup_path::parse_under(path, self.node_root.as_deref())
+    }
+
+    /// A cgroup event naming a pod, of cgroup v2 (`v2`) or of a v1 hierarchy.
+    pub(super) fn is_pod_event(&self, ev: &KernelEvent, v2: bool) -> bool {
+        split(ev).is_some_and(|c| (c.root == 0) == v2 && self.parse_cgroup_path(c.path).is_some())
+    }
+
     pub(super) fn on_cgroup(&mut self, ev: &KernelEvent, out: &mut Vec<LifecycleEvent>) {
         let Some(c) = split(ev) else {
             return;
         };
-        let Some(parsed) = cgroup_path::parse(c.path) else {
+        let Some(parsed) = self.parse_cgroup_path(c.path) else {
             if cgroup_path::looks_like_pod_path(c.path) && c.op == Op::Mkdir {
                 self.failures.unparsed_path += 1;
             }
@@ -274,7 +286,7 @@ impl Engine {
     /// or a v1 hierarchy on a node without v2: ids are then the walked hierarchy's).
     pub fn bootstrap_cgroup(&mut self, id: u64, path: &str, now_ns: u64) -> Vec<LifecycleEvent> {
         let mut out = Vec::new();
-        let Some(p) = cgroup_path::parse(path) else {
+        let Some(p) = self.parse_cgroup_path(path) else {
             return out;
         };
         let c = CgroupEvent {

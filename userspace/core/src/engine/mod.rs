@@ -62,6 +62,8 @@ pub struct Engine {
     /// binary-searched insert beats a tree (no node allocation per event).
     buffer: VecDeque<(u64, KernelEvent)>,
     mode: CgroupMode,
+    /// The node's kubepods root when the agent knows it; else the first root in a path anchors.
+    node_root: Option<String>,
     max_ts: u64,
     seq: u64,
     last_sweep_ns: u64,
@@ -92,6 +94,7 @@ impl Engine {
             oom_scope_hints: HashMap::new(),
             recent_ooms: HashMap::new(),
             buffer: VecDeque::new(),
+            node_root: None,
             max_ts: 0,
             seq: 0,
             last_sweep_ns: 0,
@@ -159,12 +162,8 @@ impl Engine {
             if *ts > until {
                 break;
             }
-            if self.mode == CgroupMode::Auto && cgroups::is_pod_event(first, false) {
-                if self
-                    .buffer
-                    .iter()
-                    .any(|(_, e)| cgroups::is_pod_event(e, true))
-                {
+            if self.mode == CgroupMode::Auto && self.is_pod_event(first, false) {
+                if self.buffer.iter().any(|(_, e)| self.is_pod_event(e, true)) {
                     self.mode = CgroupMode::V2;
                 } else if force || ts.saturating_add(self.cfg.v1_fallback_delay_ns) <= now {
                     self.mode = CgroupMode::V1;

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub tracked_pods: IntGauge,
     pub tracked_processes: IntGauge,
     pub feature_enabled: IntGaugeVec,
+    /// What the HTTP bounds refused, by `reason` (connections, requests, streams, timeouts).
+    pub http_refused: IntCounterVec,
     pub ready: IntGauge,
     pub store_errors: IntCounter,
     pub store_skipped_lines: IntCounter,
@@ -139,6 +141,16 @@ impl Metrics {
         )
         .expect("valid");
         reg(Box::new(attribution_failures.clone()));
+        let http_refused = IntCounterVec::new(
+            opts!(
+                "http_refused_total",
+                "HTTP work the API's bounds refused: connections over the cap (closed), requests \
+                 and live streams over their caps (429), requests past the timeout (503)"
+            ),
+            &["reason"],
+        )
+        .expect("valid");
+        reg(Box::new(http_refused.clone()));
         let feature_enabled = IntGaugeVec::new(
             opts!(
                 "feature_enabled",
@@ -232,6 +244,7 @@ impl Metrics {
             tracked_pods: gauge("tracked_pods", "Pods the engine follows"),
             tracked_processes: gauge("tracked_processes", "Processes the engine follows"),
             feature_enabled,
+            http_refused,
             ready: gauge(
                 "ready",
                 "1 once programs are attached, bootstrap done and the ring buffer read",

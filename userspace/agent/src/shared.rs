@@ -33,6 +33,8 @@ pub struct Shared {
     pub live: broadcast::Sender<Arc<Value>>,
     /// Loops of the reader and ticker, for /healthz.
     pub progress: crate::progress::Progress,
+    /// What the HTTP bounds refused (exported with /metrics).
+    pub http_refused: Arc<crate::http::limits::Refused>,
 }
 
 impl Shared {
@@ -43,6 +45,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             live,
             progress: Default::default(),
+            http_refused: Default::default(),
         })
     }
 

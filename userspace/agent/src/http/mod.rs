@@ -4,6 +4,9 @@ pub mod access;
 #[cfg(test)]
 mod auth_tests;
 mod error;
+pub mod limits;
+#[cfg(test)]
+mod limits_tests;
 pub mod params;
 #[cfg(test)]
 mod shutdown_tests;
@@ -26,7 +29,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use futures_util::stream::Stream;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +48,8 @@ pub struct ApiConfig {
     /// Cancelled when the server shuts down: live streams end, so graceful shutdown does not
     /// wait for clients that never hang up.
     pub shutdown: CancellationToken,
+    /// Caps on concurrent requests and live streams, and the request timeout.
+    pub limiter: limits::Limiter,
 }
 
 /// Serve on `listener` until `signal`, then end live streams and drain the other requests.
@@ -85,23 +89,19 @@ async fn serve_on<L>(
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
-    use axum::serve::ListenerExt as _;
     let shutdown = CancellationToken::new();
+    let bounds = limits::Bounds::default();
+    let refused = shared.http_refused.clone();
     let app = router(
         shared,
         ApiConfig {
             access,
             shutdown: shutdown.clone(),
+            limiter: limits::Limiter::new(bounds, refused.clone()),
         },
     );
-    // tap_io: axum derives ConnectInfo<SocketAddr> for any listener through TapIo.
-    axum::serve(
-        listener.tap_io(|_| {}),
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        signal.await;
-        shutdown.cancel();
+    limits::serve_bounded(listener, app, bounds, refused, signal, move || {
+        shutdown.cancel()
     })
     .await
 }
@@ -115,6 +115,7 @@ pub fn router(shared: Arc<Shared>, config: ApiConfig) -> Router {
         .route("/events", get(events))
         .route("/events/stream", get(stream))
         .layer(axum::Extension(config.shutdown))
+        .layer(axum::Extension(config.limiter.clone()))
         .route_layer(middleware::from_fn_with_state(config.access, access::guard));
     Router::new()
         .merge(api)
@@ -132,6 +133,10 @@ pub fn router(shared: Arc<Shared>, config: ApiConfig) -> Router {
         .method_not_allowed_fallback(|| async {
             ([(header::ALLOW, "GET,HEAD")], ApiError::MethodNotAllowed)
         })
+        .layer(middleware::from_fn_with_state(
+            config.limiter,
+            limits::guard,
+        ))
         .with_state(shared)
 }
 
@@ -279,13 +284,19 @@ async fn events(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Response, A
 async fn stream(
     State(s): State<Arc<Shared>>,
     axum::Extension(shutdown): axum::Extension<CancellationToken>,
+    axum::Extension(limiter): axum::Extension<limits::Limiter>,
     Query(q): Q,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     check_params(&q, &["uid"])?;
     let uid = q.get("uid").map(|u| params::uid(u)).transpose()?;
+    // Held by the stream: its slot is free again when the client goes.
+    let Some(permit) = limiter.stream_permit() else {
+        return Ok(limits::too_many_streams(limiter.stream_bound()));
+    };
     let rx = s.live.subscribe();
-    let state = (rx, uid, shutdown);
-    let stream = futures_util::stream::unfold(state, |(mut rx, uid, shutdown)| async move {
+    let state = (rx, uid, (shutdown, permit));
+    let stream = futures_util::stream::unfold(state, |(mut rx, uid, held)| async move {
+        let shutdown = &held.0;
         loop {
             // The stream ends at shutdown; otherwise it would hold the server open until
             // the pod is killed (the broadcast sender lives as long as the agent).
@@ -302,24 +313,39 @@ async fn stream(
                         continue;
                     }
                     let event = Event::default().event("lifecycle").data(ev.to_string());
-                    return Some((Ok(event), (rx, uid, shutdown)));
+                    return Some((Ok::<_, Infallible>(event), (rx, uid, held)));
                 }
                 // A slow client skips what it missed and is told so.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     let event = Event::default()
                         .event("lagged")
                         .data(json!({"missed": n}).to_string());
-                    return Some((Ok(event), (rx, uid, shutdown)));
+                    return Some((Ok::<_, Infallible>(event), (rx, uid, held)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    let body = s.lock().metrics_text();
+    let body = {
+        let inner = s.lock();
+        let r = &s.http_refused;
+        for (reason, n) in [
+            ("connections", &r.connections),
+            ("requests", &r.requests),
+            ("streams", &r.streams),
+            ("timeouts", &r.timeouts),
+        ] {
+            let c = inner.metrics.http_refused.with_label_values(&[reason]);
+            c.inc_by(n.load(Ordering::Relaxed).saturating_sub(c.get()));
+        }
+        inner.metrics_text()
+    };
     (
         [(
             header::CONTENT_TYPE,

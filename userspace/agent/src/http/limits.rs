@@ -1,0 +1,193 @@
+//! The serving loop and its bounds: nothing a client does can hold more of the agent than
+//! these. Connections are capped (beyond the cap a new one is closed at once and counted),
+//! request headers must arrive within `HEADER_READ`, a request is answered within `REQUEST`
+//! or gets a JSON 503, at most `REQUESTS` requests run at once and at most `STREAMS` live
+//! streams are open (beyond either, a JSON 429). axum's own `serve` sets no timer, so hyper's
+//! header-read timeout never fired there: a client that opened connections and sent nothing
+//! kept each of them for ever.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::ServiceExt as _;
+
+/// The bounds, one value per deployment.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub connections: usize,
+    pub requests: usize,
+    pub streams: usize,
+    pub header_read: Duration,
+    pub request: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub drain: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            connections: 1024,
+            requests: 32,
+            streams: 256,
+            header_read: Duration::from_secs(10),
+            request: Duration::from_secs(10),
+            drain: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the bounds refused, for /metrics.
+#[derive(Debug, Default)]
+pub struct Refused {
+    pub connections: AtomicU64,
+    pub requests: AtomicU64,
+    pub streams: AtomicU64,
+    pub timeouts: AtomicU64,
+}
+
+/// Shared by the middleware of every request.
+#[derive(Debug, Clone)]
+pub struct Limiter {
+    bounds: Bounds,
+    requests: Arc<Semaphore>,
+    streams: Arc<Semaphore>,
+    pub refused: Arc<Refused>,
+}
+
+impl Limiter {
+    pub fn new(bounds: Bounds, refused: Arc<Refused>) -> Self {
+        Self {
+            bounds,
+            requests: Arc::new(Semaphore::new(bounds.requests)),
+            streams: Arc::new(Semaphore::new(bounds.streams)),
+            refused,
+        }
+    }
+
+    /// A permit for one live stream, held for as long as the stream is open.
+    pub fn stream_permit(&self) -> Option<OwnedSemaphorePermit> {
+        let p = self.streams.clone().try_acquire_owned().ok();
+        if p.is_none() {
+            self.refused.streams.fetch_add(1, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Self::new(Bounds::default(), Arc::default())
+    }
+}
+
+fn busy(code: &'static str, status: StatusCode, message: String) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+/// 429 when `REQUESTS` requests already run; 503 when one takes longer than `REQUEST`.
+/// Live streams are exempt (they are bounded by their own permit and end at shutdown).
+pub async fn guard(State(l): State<Limiter>, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/events/stream" {
+        return next.run(req).await;
+    }
+    let Ok(_permit) = l.requests.clone().try_acquire_owned() else {
+        l.refused.requests.fetch_add(1, Ordering::Relaxed);
+        return busy(
+            "too_many_requests",
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{} requests are running already; retry shortly",
+                l.bounds.requests
+            ),
+        );
+    };
+    match tokio::time::timeout(l.bounds.request, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            l.refused.timeouts.fetch_add(1, Ordering::Relaxed);
+            busy(
+                "timeout",
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no answer within {:?}", l.bounds.request),
+            )
+        }
+    }
+}
+
+/// The 429 of a stream beyond `STREAMS`.
+pub fn too_many_streams(bounds: usize) -> Response {
+    busy(
+        "too_many_streams",
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("{bounds} live streams are open already; use GET /events?after= to poll"),
+    )
+}
+
+impl Limiter {
+    pub fn stream_bound(&self) -> usize {
+        self.bounds.streams
+    }
+}
+
+/// Accept until `signal`, each connection on its own task under the bounds; then cancel live
+/// streams (`on_shutdown`) and give requests in flight `drain` to finish.
+pub async fn serve_bounded<L>(
+    mut listener: L,
+    app: Router,
+    bounds: Bounds,
+    refused: Arc<Refused>,
+    signal: impl Future<Output = ()> + Send + 'static,
+    on_shutdown: impl FnOnce(),
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    let connections = Arc::new(Semaphore::new(bounds.connections));
+    let graceful = GracefulShutdown::new();
+    let mut signal = std::pin::pin!(signal);
+    loop {
+        let (io, addr) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut signal => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            refused.connections.fetch_add(1, Ordering::Relaxed);
+            drop(io);
+            continue;
+        };
+        // The peer's address reaches the access check as axum's ConnectInfo would.
+        let svc = app
+            .clone()
+            .layer(Extension(ConnectInfo(addr)))
+            .map_request(|r: Request<hyper::body::Incoming>| r.map(axum::body::Body::new));
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(bounds.header_read);
+        let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    on_shutdown();
+    let _ = tokio::time::timeout(bounds.drain, graceful.shutdown()).await;
+    Ok(())
+}

@@ -10,12 +10,14 @@ mod limits_tests;
 pub mod params;
 #[cfg(test)]
 mod shutdown_tests;
+mod stream;
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 mod tests;
 pub mod tls;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -25,7 +27,6 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -113,7 +114,7 @@ pub fn router(shared: Arc<Shared>, config: ApiConfig) -> Router {
         .route("/pods/{uid}/timeline", get(timeline))
         .route("/pods/{namespace}/{name}/timeline", get(timeline_by_name))
         .route("/events", get(events))
-        .route("/events/stream", get(stream))
+        .route("/events/stream", get(stream::stream))
         .layer(axum::Extension(config.shutdown))
         .layer(axum::Extension(config.limiter.clone()))
         .route_layer(middleware::from_fn_with_state(config.access, access::guard));
@@ -279,56 +280,6 @@ async fn events(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Response, A
     let body =
         crate::views::events_page(&picked, after.is_some(), limit, EVENTS_PAGE_BYTES, expired);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-async fn stream(
-    State(s): State<Arc<Shared>>,
-    axum::Extension(shutdown): axum::Extension<CancellationToken>,
-    axum::Extension(limiter): axum::Extension<limits::Limiter>,
-    Query(q): Q,
-) -> Result<Response, ApiError> {
-    check_params(&q, &["uid"])?;
-    let uid = q.get("uid").map(|u| params::uid(u)).transpose()?;
-    // Held by the stream: its slot is free again when the client goes.
-    let Some(permit) = limiter.stream_permit() else {
-        return Ok(limits::too_many_streams(limiter.stream_bound()));
-    };
-    let rx = s.live.subscribe();
-    let state = (rx, uid, (shutdown, permit));
-    let stream = futures_util::stream::unfold(state, |(mut rx, uid, held)| async move {
-        let shutdown = &held.0;
-        loop {
-            // The stream ends at shutdown; otherwise it would hold the server open until
-            // the pod is killed (the broadcast sender lives as long as the agent).
-            let received = tokio::select! {
-                _ = shutdown.cancelled() => return None,
-                r = rx.recv() => r,
-            };
-            match received {
-                Ok(ev) => {
-                    if uid
-                        .as_deref()
-                        .is_some_and(|u| ev.get("uid").and_then(Value::as_str) != Some(u))
-                    {
-                        continue;
-                    }
-                    let event = Event::default().event("lifecycle").data(ev.to_string());
-                    return Some((Ok::<_, Infallible>(event), (rx, uid, held)));
-                }
-                // A slow client skips what it missed and is told so.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let event = Event::default()
-                        .event("lagged")
-                        .data(json!({"missed": n}).to_string());
-                    return Some((Ok::<_, Infallible>(event), (rx, uid, held)));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response())
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {

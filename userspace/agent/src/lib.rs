@@ -6,6 +6,8 @@ pub mod cgroupfs;
 pub mod check;
 pub mod clock;
 pub mod config;
+#[cfg(test)]
+mod contract_tests;
 pub mod cri;
 pub mod cri_apply;
 pub mod enrich;

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub feature_enabled: IntGaugeVec,
     /// What the HTTP bounds refused, by `reason` (connections, requests, streams, timeouts).
     pub http_refused: IntCounterVec,
+    /// What bounded maps and lists dropped to stay bounded, by `what`.
+    pub evictions: IntCounterVec,
     pub ready: IntGauge,
     pub store_errors: IntCounter,
     pub store_skipped_lines: IntCounter,
@@ -151,6 +153,17 @@ impl Metrics {
         )
         .expect("valid");
         reg(Box::new(http_refused.clone()));
+        let evictions = IntCounterVec::new(
+            opts!(
+                "evictions_total",
+                "Entries the agent's bounded state dropped to stay within its limits, by what \
+                 (engine pods, containers, processes, cgroups, events, exec sessions, pending \
+                 facts, reorder buffer; history pods)"
+            ),
+            &["what"],
+        )
+        .expect("valid");
+        reg(Box::new(evictions.clone()));
         let feature_enabled = IntGaugeVec::new(
             opts!(
                 "feature_enabled",
@@ -245,6 +258,7 @@ impl Metrics {
             tracked_processes: gauge("tracked_processes", "Processes the engine follows"),
             feature_enabled,
             http_refused,
+            evictions,
             ready: gauge(
                 "ready",
                 "1 once programs are attached, bootstrap done and the ring buffer read",

@@ -342,10 +342,26 @@ impl Inner {
         }
         let stats = self.engine.stats();
         let f = stats.attribution_failures;
+        let e = stats.evictions;
+        for (what, now) in [
+            ("pods", e.pods),
+            ("containers", e.containers),
+            ("processes", e.processes),
+            ("cgroups", e.cgroups),
+            ("events", e.events),
+            ("exec_sessions", e.exec_sessions),
+            ("pending", e.pending),
+            ("buffered_events", e.buffered_events),
+            ("history_pods", self.history.evicted_pods),
+        ] {
+            let c = self.metrics.evictions.with_label_values(&[what]);
+            c.inc_by(now.saturating_sub(c.get()));
+        }
         for (stage, now) in [
             ("unknown_cgroup", f.unknown_cgroup),
             ("unknown_process", f.unknown_process),
             ("oom_unattributed", f.oom_unattributed),
+            ("unparsed_path", f.unparsed_path),
         ] {
             let c = self
                 .metrics

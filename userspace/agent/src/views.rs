@@ -127,3 +127,6 @@ impl Inner {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

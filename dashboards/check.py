@@ -4,7 +4,8 @@ rules       promtool check rules on both rule files; promtool test rules on test
 coverage    every alert has a test where it fires and one where it does not; every recording
             rule is evaluated (promql_expr_test) in a test
 metrics     every PromQL expression (dashboard panels, template variables, rules) names only
-            metrics the agent exports, and only labels those metrics have
+            metrics the agent exports, and only labels those metrics have: agent-metrics.txt,
+            written from the agent's registry (a unit test in metrics.rs keeps them equal)
 dashboard   valid JSON; datasource, namespace and pod variables; unique panel ids; every panel
             on the ${datasource}; per-pod queries filtered by $namespace and $pod; every metric
             of the agent on some panel; p50 and p95 of both histograms
@@ -27,30 +28,26 @@ import yaml
 
 HERE = pathlib.Path(__file__).resolve().parent
 POD = {"namespace", "pod", "uid", "container"}
-# metric -> its labels (docs/ARCHITECTURE.md's Metrics section and userspace/agent/src/metrics.rs)
-METRICS = {
-    "podlife_container_starts_total": POD,
-    "podlife_container_exits_total": POD | {"reason"},
-    "podlife_container_restarts_total": POD,
-    "podlife_container_oom_kills_total": POD | {"limit_scope", "victim"},
-    "podlife_exec_sessions_total": POD | {"kind", "result"},
-    "podlife_probe_failures_total": POD | {"reason"},
-    "podlife_stop_signals_ignored_total": POD,
-    "podlife_grace_period_overruns_total": POD,
-    "podlife_process_crashes_total": POD | {"signal"},
-    "podlife_termination_duration_seconds": set(),
-    "podlife_exec_duration_seconds": {"kind"},
-    "podlife_ringbuf_events_total": set(),
-    "podlife_ringbuf_events_lost_total": set(),
-    "podlife_decode_errors_total": set(),
-    "podlife_attribution_failures_total": {"stage"},
-    "podlife_tracked_pods": set(),
-    "podlife_tracked_processes": set(),
-    "podlife_feature_enabled": {"feature"},
-    "podlife_build_info": {"version"},
-    "podlife_ready": set(),
-}
-HISTOGRAMS = {"podlife_termination_duration_seconds", "podlife_exec_duration_seconds"}
+AGENT_METRICS = HERE / "agent-metrics.txt"
+
+
+def load_agent_metrics(path):
+    """{metric: labels} and the histograms, from agent-metrics.txt: written from the agent's
+    registry by a unit test of userspace/agent/src/metrics.rs, which fails when they differ."""
+    metrics, histograms = {}, set()
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, kind, *labels = line.split()
+        metrics[name] = set(labels[0].split(",")) if labels else set()
+        if kind == "histogram":
+            histograms.add(name)
+    if not metrics:
+        sys.exit(f"{path}: no metric families")
+    return metrics, histograms
+
+
+METRICS, HISTOGRAMS = load_agent_metrics(AGENT_METRICS)
 TARGET_LABELS = {"instance", "job", "node", "__name__"}  # added by the scrape
 RULE_ONLY = {"up": {"instance", "job"}}  # scrape health, used by PodlifeAgentDown
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",

@@ -280,8 +280,8 @@ pub fn events_of<'a>(t: &'a Value, ty: &str, container_id: &str) -> Vec<&'a Valu
         .collect()
 }
 
-/// Sum of a metric's samples whose label set contains every `labels` pair.
-pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+/// Values of a metric's samples whose label set contains every `labels` pair.
+fn samples(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
@@ -291,10 +291,53 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                 .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .collect()
+}
+
+/// Sum of a metric's samples whose label set contains every `labels` pair. Panics when there is
+/// no such sample: an absent series (misnamed, or never created) is not a 0; say so with
+/// `series_absent`.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let v = samples(text, name, labels);
+    assert!(
+        !v.is_empty(),
+        "no series {name} with labels {labels:?} in /metrics:\n{text}"
+    );
+    v.iter().sum()
+}
+
+/// Whether no sample of the metric has every `labels` pair.
+pub fn series_absent(text: &str, name: &str, labels: &[(&str, &str)]) -> bool {
+    samples(text, name, labels).is_empty()
 }
 
 /// Whether the timeline has an event of a type for one container id.
 pub fn has(t: &Value, ty: &str, container_id: &str) -> bool {
     !events_of(t, ty, container_id).is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# HELP podlife_container_restarts_total Container restarts\n\
+        # TYPE podlife_container_restarts_total counter\n\
+        podlife_container_restarts_total{container=\"app\",uid=\"a\"} 0\n\
+        podlife_container_restarts_total{container=\"app\",uid=\"b\"} 2\n\
+        podlife_container_restarts_total_other{uid=\"c\"} 5\n";
+
+    #[test]
+    fn metric_tells_an_absent_series_from_zero() {
+        let name = "podlife_container_restarts_total";
+        assert_eq!(metric(TEXT, name, &[("uid", "a")]), 0.0);
+        assert_eq!(metric(TEXT, name, &[]), 2.0);
+        assert!(!series_absent(TEXT, name, &[("uid", "a")]));
+        assert!(
+            series_absent(TEXT, name, &[("uid", "c")]),
+            "a longer name is another metric"
+        );
+        assert!(series_absent(TEXT, "podlife_container_restart_total", &[]));
+        let absent = std::panic::catch_unwind(|| metric(TEXT, name, &[("uid", "c")]));
+        assert!(absent.is_err(), "an absent series read as {absent:?}");
+    }
 }

@@ -148,8 +148,13 @@ impl Kubelet {
     /// The kubelet creates /kubepods/<qos>/pod<uid> in every hierarchy before the sandbox,
     /// then RunPodSandbox with cgroup_parent, the metadata, labels and namespace options.
     pub fn run_pod(&mut self, name: &str, opts: PodOpts) -> Pod {
+        self.run_pod_in(NAMESPACE, name, opts)
+    }
+
+    /// `run_pod` in another namespace than [`NAMESPACE`].
+    pub fn run_pod_in(&mut self, namespace: &str, name: &str, opts: PodOpts) -> Pod {
         let uid = new_uid();
-        let namespace = NAMESPACE.to_string();
+        let namespace = namespace.to_string();
         let cgroup = format!("/kubepods/burstable/pod{uid}");
         for h in hierarchies() {
             let dir = h.join(cgroup.trim_start_matches('/'));

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use podlife_e2e::agent::events_of;
+use podlife_e2e::agent::{events, events_of};
 use podlife_e2e::kubelet::{CtrOpts, PodOpts};
 use podlife_e2e::Env;
 
@@ -113,10 +113,77 @@ fn text_and_json_timelines_and_errors() {
             serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: not JSON: {body}"));
         assert_eq!(v["error"]["code"], err, "{path}");
     }
-    let events = env
+    let served = env
         .agent
         .json(&format!("/events?since=10m&uid={}", pod.uid));
-    assert!(events["events"].as_array().unwrap().len() >= 8, "{events}");
+    assert!(served["events"].as_array().unwrap().len() >= 8, "{served}");
+
+    // A second pod: each uid gets its own pod's events, all of them; limit keeps the newest.
+    let other = env.run_pod("other", PodOpts::default());
+    env.agent
+        .wait_for(&other.uid, "the other pod", Duration::from_secs(20), |t| {
+            !events(t, "PodAdmitted").is_empty()
+        });
+    let of = |q: &str| -> Vec<serde_json::Value> {
+        env.agent.json(&format!("/events?{q}"))["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("/events?{q}: no events array"))
+            .clone()
+    };
+    let mine = of(&format!("uid={}", pod.uid));
+    let theirs = of(&format!("uid={}", other.uid));
+    assert!(
+        mine.len() >= 8 && mine.iter().all(|e| e["uid"] == pod.uid.as_str()),
+        "{mine:?}"
+    );
+    assert!(
+        !theirs.is_empty() && theirs.iter().all(|e| e["uid"] == other.uid.as_str()),
+        "{theirs:?}"
+    );
+    assert_eq!(
+        of(&format!("uid={}&limit=2", pod.uid)),
+        mine[mine.len() - 2..],
+        "the newest two, oldest first"
+    );
+
+    // Every family of a real scrape is in the list dashboards/check.py validates against, with
+    // its type and no label beyond those listed.
+    let scrape = env.agent.metrics();
+    let listed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/agent-metrics.txt"),
+    )
+    .expect("dashboards/agent-metrics.txt");
+    for (name, kind) in scrape
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' '))
+    {
+        let entry: Vec<&str> = listed
+            .lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} is exported but not in dashboards/agent-metrics.txt"))
+            .split(' ')
+            .collect();
+        assert_eq!(entry.get(1), Some(&kind), "{name}");
+        let labels: Vec<&str> = entry
+            .get(2)
+            .map(|l| l.split(',').collect())
+            .unwrap_or_default();
+        for sample in scrape
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.starts_with(name))
+        {
+            let Some((_, rest)) = sample.split_once('{') else {
+                continue;
+            };
+            for kv in rest.split("\",").filter(|kv| kv.contains('=')) {
+                let k = kv.split('=').next().unwrap();
+                assert!(
+                    k == "le" || labels.contains(&k),
+                    "{sample}: label {k} not listed for {name} in dashboards/agent-metrics.txt"
+                );
+            }
+        }
+    }
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-demo");
     let _ = std::fs::create_dir_all(&dir);

@@ -25,8 +25,6 @@ mode=hybrid
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         podlife.cgroup=*) mode=${arg#podlife.cgroup=} ;;
-        # qemu's TCG: tests with absolute time targets for hardware CPUs say so and relax them.
-        podlife.accel=tcg) export PODLIFE_CPU_EMULATED=tcg ;;
     esac
 done
 

@@ -185,47 +185,55 @@ mod tests {
             clone_flags: 0x11,
         };
         assert_eq!(decode(as_bytes(&fork)), Ok(Record::Fork(fork)));
-        for kind in [EventKind::SignalGenerate, EventKind::SignalDeliver] {
-            let s = SignalEvent {
-                header: header(kind),
-                sig: 15,
-                errno: 0,
-                code: 0,
-                target_pid: 9,
-                group: 1,
-                result: 1,
-                sa_handler: 0,
-                sa_flags: 0,
-                target_comm: [b'x'; COMM_LEN],
-            };
-            let got = decode(as_bytes(&s)).unwrap();
-            assert_eq!(got.header().kind, kind as u32);
-        }
-        for kind in [EventKind::Setns, EventKind::Unshare] {
-            let n = NsEvent {
-                header: header(kind),
-                flags: 0x0800_0000,
-                fd: 3,
-                ret: 0,
-            };
-            assert_eq!(decode(as_bytes(&n)).unwrap().header().kind, kind as u32);
-        }
-        for kind in [
-            EventKind::CgroupMkdir,
-            EventKind::CgroupRmdir,
-            EventKind::CgroupAttach,
-        ] {
-            let c = CgroupEvent {
-                header: header(kind),
-                root: 0,
-                level: 3,
-                id: 77,
-                pid: 0,
-                path_len: 4,
-                path: [b'/'; PATH_LEN],
-            };
-            assert_eq!(decode(as_bytes(&c)).unwrap().header().kind, kind as u32);
-        }
+        // Every field distinct and non-zero, so a field read from the wrong offset, a payload
+        // left out or one variant taken for another gives a different record.
+        let mut target_comm = [0; COMM_LEN];
+        target_comm[..5].copy_from_slice(b"pause");
+        let signal = |kind| SignalEvent {
+            header: header(kind),
+            sig: 15,
+            errno: -3,
+            code: 0x80,
+            target_pid: 9,
+            group: 1,
+            result: 2,
+            sa_handler: 0x7f00_dead_beef,
+            sa_flags: 0x0400_0000,
+            target_comm,
+        };
+        let s = signal(EventKind::SignalGenerate);
+        assert_eq!(decode(as_bytes(&s)), Ok(Record::SignalGenerate(s)));
+        let s = signal(EventKind::SignalDeliver);
+        assert_eq!(decode(as_bytes(&s)), Ok(Record::SignalDeliver(s)));
+        let ns = |kind| NsEvent {
+            header: header(kind),
+            flags: 0x0800_0000,
+            fd: 3,
+            ret: -22,
+        };
+        let n = ns(EventKind::Setns);
+        assert_eq!(decode(as_bytes(&n)), Ok(Record::Setns(n)));
+        let n = ns(EventKind::Unshare);
+        assert_eq!(decode(as_bytes(&n)), Ok(Record::Unshare(n)));
+        let mut path = [0; PATH_LEN];
+        let p = b"/kubepods/burstable/pod8f3c2a1e";
+        path[..p.len()].copy_from_slice(p);
+        path[PATH_LEN - 1] = b'!'; // the last byte is carried too
+        let cgroup = |kind| CgroupEvent {
+            header: header(kind),
+            root: 4,
+            level: 3,
+            id: 77,
+            pid: 1234,
+            path_len: p.len() as u32,
+            path,
+        };
+        let c = cgroup(EventKind::CgroupMkdir);
+        assert_eq!(decode(as_bytes(&c)), Ok(Record::CgroupMkdir(c)));
+        let c = cgroup(EventKind::CgroupRmdir);
+        assert_eq!(decode(as_bytes(&c)), Ok(Record::CgroupRmdir(c)));
+        let c = cgroup(EventKind::CgroupAttach);
+        assert_eq!(decode(as_bytes(&c)), Ok(Record::CgroupAttach(c)));
         let o = OomEvent {
             header: header(EventKind::OomVictim),
             pid: 5,
@@ -237,7 +245,7 @@ mod tests {
             pgtables_kb: 5,
             oom_score_adj: -998,
             present: OOM_HAS_ANON_RSS,
-            victim_comm: [0; COMM_LEN],
+            victim_comm: target_comm,
         };
         assert_eq!(decode(as_bytes(&o)), Ok(Record::OomVictim(o)));
     }

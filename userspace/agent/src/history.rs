@@ -246,11 +246,32 @@ mod tests {
             12,
             "the sequence number is kept with the event"
         );
-        let recent = h.since(15, None, 100);
-        assert!(recent
+        // The log (5) holds only c's last events here: filters are tested below.
+        let kept: Vec<i64> = h
+            .since(0, None, 100)
             .iter()
-            .all(|e| e["ts_wall_ns"].as_i64().unwrap() >= 15));
-        assert_eq!(h.since(0, Some("c"), 2).len(), 2);
+            .map(|e| e["n"].as_i64().unwrap())
+            .collect();
+        assert_eq!(kept, vec![5, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn since_filters_uid_and_time_then_keeps_the_newest() {
+        // A log big enough to hold every pod's events: a log holding only the filtered events
+        // cannot tell a filter from no filter. (Through the router: views/tests.rs.)
+        let mut h = History::new(10, 100, 100);
+        for n in 0..12i64 {
+            let uid = ["a", "b", "c"][n as usize % 3];
+            h.push(json!({"uid": uid, "n": n, "ts_wall_ns": 10 + n}));
+        }
+        let got =
+            |v: Vec<Value>| -> Vec<i64> { v.iter().map(|e| e["n"].as_i64().unwrap()).collect() };
+        assert_eq!(got(h.since(0, Some("b"), 100)), vec![1, 4, 7, 10]);
+        assert_eq!(got(h.since(15, None, 100)), vec![5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(got(h.since(15, Some("c"), 100)), vec![5, 8, 11]);
+        assert_eq!(got(h.since(0, None, 2)), vec![10, 11]);
+        assert_eq!(got(h.since(0, Some("a"), 2)), vec![6, 9]);
+        assert!(h.since(0, Some("d"), 100).is_empty());
     }
 
     #[test]

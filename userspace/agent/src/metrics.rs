@@ -27,6 +27,21 @@ impl PodLabels {
     }
 }
 
+/// `what` label values of podlife_evictions_total.
+pub const EVICTED: [&str; 9] = [
+    "pods",
+    "containers",
+    "processes",
+    "cgroups",
+    "events",
+    "exec_sessions",
+    "pending",
+    "buffered_events",
+    "history_pods",
+];
+/// `reason` label values of podlife_http_refused_total.
+pub const HTTP_REFUSED: [&str; 4] = ["connections", "requests", "streams", "timeouts"];
+
 pub struct Metrics {
     pub registry: Registry,
     container_starts: IntCounterVec,
@@ -164,6 +179,13 @@ impl Metrics {
         )
         .expect("valid");
         reg(Box::new(evictions.clone()));
+        // Known from the start at 0, so rate() and alerts see the first increment.
+        for what in EVICTED {
+            evictions.with_label_values(&[what]);
+        }
+        for reason in HTTP_REFUSED {
+            http_refused.with_label_values(&[reason]);
+        }
         let feature_enabled = IntGaugeVec::new(
             opts!(
                 "feature_enabled",
@@ -284,11 +306,21 @@ impl Metrics {
     }
 
     fn inc(&mut self, family: Family, labels: &PodLabels, extra: &[&str]) {
+        self.series_of(family, labels, extra).inc();
+    }
+
+    /// The series of a pod's labels, created at 0 if new, and remembered for `forget_pod`.
+    fn series_of(
+        &mut self,
+        family: Family,
+        labels: &PodLabels,
+        extra: &[&str],
+    ) -> prometheus::IntCounter {
         let vec = self.family(family);
         let values = labels.values();
         let kept = (0..4).map(|i| if self.keep[i] { values[i] } else { "" });
         let all: Vec<&str> = kept.chain(extra.iter().copied()).collect();
-        vec.with_label_values(&all).inc();
+        let counter = vec.with_label_values(&all);
         self.series
             .entry(labels.uid.clone())
             .or_default()
@@ -296,6 +328,7 @@ impl Metrics {
                 family,
                 labels: all.iter().map(|s| s.to_string()).collect(),
             });
+        counter
     }
 
     /// Count one lifecycle event (its JSON form, as served).
@@ -309,7 +342,16 @@ impl Metrics {
         };
         let f = |k: &str| event.get(k).and_then(Value::as_f64);
         match event.get("type").and_then(Value::as_str).unwrap_or("") {
-            "ContainerStarted" => self.inc(Family::Starts, labels, &[]),
+            "ContainerStarted" => {
+                self.inc(Family::Starts, labels, &[]);
+                // Prometheus sees no increase from a series' first sample: a counter born at 1
+                // hides its first increment from increase() and rate(), and the alerts on
+                // restarts and overruns would fire one event late. Their label sets are known
+                // from the start, so they are exported at 0 from then on.
+                for family in [Family::Restarts, Family::Ignored, Family::Overrun] {
+                    self.series_of(family, labels, &[]);
+                }
+            }
             "ContainerExited" => {
                 let reason = s("reason");
                 self.inc(Family::Exits, labels, &[&reason]);
@@ -441,6 +483,138 @@ mod tests {
         assert!(
             text.contains(r#"podlife_container_starts_total{container="",namespace="default",pod="web",uid=""} 2"#),
             "{text}"
+        );
+    }
+
+    /// The value of a series as exported, None when the series is absent.
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn per_container_counters_read_by_alerts_are_exported_at_zero_from_the_start() {
+        let mut m = Metrics::new("test");
+        let l = r#"{container="app",namespace="default",pod="web",uid="u-1"}"#;
+        let restarts = format!("podlife_container_restarts_total{l}");
+        let ignored = format!("podlife_stop_signals_ignored_total{l}");
+        let overruns = format!("podlife_grace_period_overruns_total{l}");
+        assert_eq!(
+            sample(&m.encode(), &restarts),
+            None,
+            "nothing before the start"
+        );
+        m.observe(&labels(), &json!({"type": "ContainerStarted"}));
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, &format!("podlife_container_starts_total{l}")),
+            Some(1.0)
+        );
+        for s in [&restarts, &ignored, &overruns] {
+            assert_eq!(
+                sample(&text, s),
+                Some(0.0),
+                "{s} at 0 from the start:\n{text}"
+            );
+        }
+        m.observe(&labels(), &json!({"type": "ContainerRestarted"}));
+        m.observe(&labels(), &json!({"type": "ContainerStarted"}));
+        m.observe(&labels(), &json!({"type": "GracePeriodOverrun"}));
+        let text = m.encode();
+        assert_eq!(sample(&text, &restarts), Some(1.0), "{text}");
+        assert_eq!(sample(&text, &overruns), Some(1.0), "{text}");
+        assert_eq!(sample(&text, &ignored), Some(0.0), "{text}");
+        m.forget_pod("u-1");
+        let text = m.encode();
+        assert!(!text.contains("uid=\"u-1\""), "{text}");
+    }
+
+    /// Every family of the registry with one sample each: one event of every kind it counts.
+    fn every_family() -> Metrics {
+        let mut m = Metrics::new("test");
+        for event in [
+            json!({"type": "ContainerStarted"}),
+            json!({"type": "ContainerExited", "reason": "Error", "termination_s": 0.5}),
+            json!({"type": "ContainerRestarted"}),
+            json!({"type": "OOMKill", "limit_scope": "pod", "victim_is_init": false}),
+            json!({"type": "ExecFinished", "exit_code": 0, "probe": "liveness", "duration_ms": 3.0}),
+            json!({"type": "ProbeFailed", "timed_out": true}),
+            json!({"type": "StopSignalIgnored"}),
+            json!({"type": "GracePeriodOverrun"}),
+            json!({"type": "ProcessCrashed", "signal": "SIGSEGV"}),
+        ] {
+            m.observe(&labels(), &event);
+        }
+        m.attribution_failures
+            .with_label_values(&["unknown_cgroup"])
+            .inc();
+        m.feature_enabled.with_label_values(&["kube_api"]).set(1);
+        m
+    }
+
+    /// `name type label,label` per family of an exposition, sorted.
+    fn families(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("# TYPE ") else {
+                continue;
+            };
+            let (name, kind) = rest.split_once(' ').unwrap();
+            let mut labels: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| {
+                    let series = l.split_once(' ')?.0;
+                    let (n, labels) = series.split_once('{').unwrap_or((series, ""));
+                    let base = n.strip_suffix("_bucket").unwrap_or(n);
+                    (n == name || (kind == "histogram" && base == name)).then_some(labels)
+                })
+                .flat_map(|labels| labels.trim_end_matches('}').split(','))
+                .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+                .filter(|k| *k != "le")
+                .collect();
+            labels.sort_unstable();
+            labels.dedup();
+            out.push(
+                format!("{name} {kind} {}", labels.join(","))
+                    .trim_end()
+                    .to_string(),
+            );
+        }
+        out.sort();
+        out
+    }
+
+    const FAMILIES_FILE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../dashboards/agent-metrics.txt"
+    );
+    const FAMILIES_HEADER: &str = "\
+# The metric families the agent exports and their label names (`le` aside), written from its
+# registry by `PODLIFE_BLESS=1 cargo test -p podlife --lib metrics::tests::families`. That test
+# fails when this file and the registry differ; dashboards/check.py checks every query and rule
+# against this file.
+";
+
+    #[test]
+    fn families_listed_for_the_dashboards_are_the_registry() {
+        let families = families(&every_family().encode());
+        assert!(
+            families.len() >= 20
+                && families.contains(&"podlife_store_errors_total counter".to_string())
+                && families.contains(&"podlife_exec_duration_seconds histogram kind".to_string()),
+            "{families:#?}"
+        );
+        let text = format!("{FAMILIES_HEADER}{}\n", families.join("\n"));
+        if std::env::var_os("PODLIFE_BLESS").is_some() {
+            std::fs::write(FAMILIES_FILE, &text).expect("write dashboards/agent-metrics.txt");
+        }
+        let file = std::fs::read_to_string(FAMILIES_FILE).unwrap_or_default();
+        assert!(
+            file == text,
+            "dashboards/agent-metrics.txt differs from the agent's registry: run \
+             `PODLIFE_BLESS=1 cargo test -p podlife --lib metrics::tests::families`, then fix \
+             the dashboards and rules that dashboards/check.sh flags.\nregistry:\n{text}"
         );
     }
 }

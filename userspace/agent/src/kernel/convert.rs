@@ -171,4 +171,203 @@ mod tests {
             other => panic!("not an exec: {other:?}"),
         }
     }
+
+    fn header(kind: EventKind) -> Header {
+        Header {
+            kind: kind as u32,
+            version: ABI_VERSION,
+            ts_ns: 123_456_789,
+            tgid: 42,
+            tid: 43,
+            cgroup_id: 9999,
+            comm: *b"runc:[2:INIT]\0\0\0",
+        }
+    }
+
+    /// The event as the engine gets it from a record: header fields, then the kind.
+    fn convert<T: podlife_common::decode::Plain>(
+        record: &T,
+    ) -> (u64, u32, u32, u64, String, KernelEventKind) {
+        let e = to_kernel_event(&decode(as_bytes(record)).unwrap());
+        (e.ts_ns, e.tgid, e.tid, e.cgroup_id, e.comm, e.kind)
+    }
+
+    fn with_header(kind: KernelEventKind) -> (u64, u32, u32, u64, String, KernelEventKind) {
+        (123_456_789, 42, 43, 9999, "runc:[2:INIT]".into(), kind)
+    }
+
+    #[test]
+    fn every_kind_converts_every_field() {
+        let exit = ExitEvent {
+            header: header(EventKind::Exit),
+            exit_code: 0x8b, // killed by SIGSEGV, core dumped
+            exit_code_valid: 1,
+        };
+        let status = ExitStatus {
+            code: None,
+            signal: Some(11),
+            core_dumped: true,
+        };
+        assert_eq!(
+            convert(&exit),
+            with_header(KernelEventKind::Exit {
+                status: Some(status)
+            })
+        );
+        let fork = ForkEvent {
+            header: header(EventKind::Fork),
+            child_pid: 7,
+            _pad: 0,
+            clone_flags: 0x2001_1000,
+        };
+        assert_eq!(
+            convert(&fork),
+            with_header(KernelEventKind::Fork {
+                child_tgid: 7,
+                clone_flags: 0x2001_1000
+            })
+        );
+        let mut target_comm = [0; COMM_LEN];
+        target_comm[..5].copy_from_slice(b"pause");
+        let mut s = SignalEvent {
+            header: header(EventKind::SignalGenerate),
+            sig: 15,
+            errno: 0,
+            code: 0x80,
+            target_pid: 9,
+            group: 1,
+            result: 1,
+            sa_handler: 0x7f00_dead_beef,
+            sa_flags: 0,
+            target_comm,
+        };
+        assert_eq!(
+            convert(&s),
+            with_header(KernelEventKind::SignalGenerate {
+                sig: 15,
+                target_pid: 9,
+                target_comm: "pause".into(),
+                code: 0x80,
+                group: true,
+                result: SignalResult::Ignored,
+            })
+        );
+        s.header = header(EventKind::SignalDeliver);
+        assert_eq!(
+            convert(&s),
+            with_header(KernelEventKind::SignalDeliver {
+                sig: 15,
+                code: 0x80,
+                handler: SignalHandler::Handler(0x7f00_dead_beef),
+            })
+        );
+        let mut n = NsEvent {
+            header: header(EventKind::Setns),
+            flags: 0x0800_0000,
+            fd: 3,
+            ret: -22,
+        };
+        assert_eq!(
+            convert(&n),
+            with_header(KernelEventKind::Setns {
+                nstype: 0x0800_0000,
+                fd: 3,
+                ret: -22
+            })
+        );
+        n.header = header(EventKind::Unshare);
+        assert_eq!(
+            convert(&n),
+            with_header(KernelEventKind::Unshare { flags: 0x0800_0000 })
+        );
+        let mut path = [0; PATH_LEN];
+        let p = "/kubepods/burstable/pod8f3c2a1e";
+        path[..p.len()].copy_from_slice(p.as_bytes());
+        let mut c = CgroupEvent {
+            header: header(EventKind::CgroupMkdir),
+            root: 4,
+            level: 3,
+            id: 77,
+            pid: 1234,
+            path_len: p.len() as u32,
+            path,
+        };
+        assert_eq!(
+            convert(&c),
+            with_header(KernelEventKind::CgroupMkdir {
+                root: 4,
+                id: 77,
+                level: 3,
+                path: p.into()
+            })
+        );
+        c.header = header(EventKind::CgroupRmdir);
+        assert_eq!(
+            convert(&c),
+            with_header(KernelEventKind::CgroupRmdir {
+                root: 4,
+                id: 77,
+                level: 3,
+                path: p.into()
+            })
+        );
+        c.header = header(EventKind::CgroupAttach);
+        assert_eq!(
+            convert(&c),
+            with_header(KernelEventKind::CgroupAttach {
+                root: 4,
+                id: 77,
+                level: 3,
+                path: p.into(),
+                pid: 1234
+            })
+        );
+        let mut o = OomEvent {
+            header: header(EventKind::OomVictim),
+            pid: 5,
+            uid: 0,
+            total_vm_kb: 11,
+            anon_rss_kb: 12,
+            file_rss_kb: 13,
+            shmem_rss_kb: 14,
+            pgtables_kb: 15,
+            oom_score_adj: -998,
+            present: OOM_HAS_TOTAL_VM
+                | OOM_HAS_ANON_RSS
+                | OOM_HAS_FILE_RSS
+                | OOM_HAS_SHMEM_RSS
+                | OOM_HAS_PGTABLES
+                | OOM_HAS_SCORE_ADJ
+                | OOM_HAS_COMM,
+            victim_comm: target_comm,
+        };
+        assert_eq!(
+            convert(&o),
+            with_header(KernelEventKind::OomVictim {
+                pid: 5,
+                victim_comm: Some("pause".into()),
+                total_vm_kb: Some(11),
+                anon_rss_kb: Some(12),
+                file_rss_kb: Some(13),
+                shmem_rss_kb: Some(14),
+                pgtables_kb: Some(15),
+                oom_score_adj: Some(-998),
+            })
+        );
+        // Fields the running kernel does not give are absent, not 0.
+        o.present = OOM_HAS_ANON_RSS;
+        assert_eq!(
+            convert(&o),
+            with_header(KernelEventKind::OomVictim {
+                pid: 5,
+                victim_comm: None,
+                total_vm_kb: None,
+                anon_rss_kb: Some(12),
+                file_rss_kb: None,
+                shmem_rss_kb: None,
+                pgtables_kb: None,
+                oom_score_adj: None,
+            })
+        );
+    }
 }

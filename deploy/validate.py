@@ -40,7 +40,7 @@ DEPLOY = pathlib.Path(__file__).resolve().parent
 REPO = DEPLOY.parent
 K8S_VERSIONS = [f"1.{m}.0" for m in range(27, 38)]
 NAMESPACE = "podlife"
-CAPS = {"BPF", "PERFMON", "SYS_RESOURCE", "DAC_READ_SEARCH", "SYS_PTRACE"}
+CAPS = {"BPF", "PERFMON", "SYS_RESOURCE", "DAC_READ_SEARCH"}
 HOST_MOUNTS = {  # host path -> must the mount be read-only
     "/sys/fs/cgroup": True,
     "/sys/kernel/tracing": True,
@@ -498,7 +498,7 @@ MUST_FAIL = [
                                            "interval: 30 seconds"), "schema", "interval"),
     ("privileged", mutate("daemonset.yaml", "privileged: false", "privileged: true"),
      "policy", "privileged"),
-    ("extra capability", mutate("daemonset.yaml", "- SYS_PTRACE\n", "- SYS_PTRACE\n                - SYS_ADMIN\n"),
+    ("extra capability", mutate("daemonset.yaml", "- DAC_READ_SEARCH\n", "- DAC_READ_SEARCH\n                - SYS_ADMIN\n"),
      "policy", "SYS_ADMIN"),
     ("writable host mount", mutate("daemonset.yaml", "mountPath: /sys/kernel/btf, readOnly: true",
                                    "mountPath: /sys/kernel/btf, readOnly: false"), "policy", "/sys/kernel/btf"),

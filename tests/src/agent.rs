@@ -15,10 +15,39 @@ pub struct Agent {
     log: PathBuf,
     runtime_state: PathBuf,
     extra: Vec<String>,
+    /// Capabilities the agent runs with (None: all of root's).
+    caps: Option<Vec<String>>,
 }
 
-fn spawn(port: u16, state: &Path, runtime_state: &Path, log: &Path, extra: &[String]) -> Child {
-    Command::new(agent_bin())
+/// The agent's command, under exactly `caps` when given: setpriv limits the bounding set, and a
+/// root process gets no capability outside it, as a container with `drop: [ALL]` + `add`.
+fn command(caps: Option<&[String]>) -> Command {
+    match caps {
+        None => Command::new(agent_bin()),
+        Some(caps) => {
+            let set: String = std::iter::once("-all".to_string())
+                .chain(caps.iter().map(|c| format!("+{}", c.to_lowercase())))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--bounding-set={set}"))
+                .arg(format!("--inh-caps={set}"))
+                .arg("--")
+                .arg(agent_bin());
+            c
+        }
+    }
+}
+
+fn spawn(
+    port: u16,
+    state: &Path,
+    runtime_state: &Path,
+    log: &Path,
+    extra: &[String],
+    caps: Option<&[String]>,
+) -> Child {
+    command(caps)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
         .arg(state)
         .arg("--runtime-state")
@@ -80,23 +109,55 @@ impl Agent {
 
     /// Start with extra agent flags.
     pub fn start_args(runtime_state: &Path, state: Option<PathBuf>, extra: &[&str]) -> Self {
+        let mut a = Self::spawn_args(runtime_state, state, extra, None);
+        a.wait_ready();
+        a
+    }
+
+    /// The agent with exactly the capabilities `caps` (e.g. the DaemonSet's): Ok when it gets
+    /// ready, Err(its log) when it exits first.
+    pub fn try_start_with_caps(
+        runtime_state: &Path,
+        extra: &[&str],
+        caps: &[&str],
+    ) -> Result<Self, String> {
+        let caps: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
+        let mut a = Self::spawn_args(runtime_state, None, extra, Some(caps));
+        let t = Instant::now();
+        while a.get("/readyz").0 != 200 {
+            if let Ok(Some(_)) = a.child.try_wait() {
+                return Err(a.log_tail());
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                panic!("agent not ready after 20 s; log:\n{}", a.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(a)
+    }
+
+    fn spawn_args(
+        runtime_state: &Path,
+        state: Option<PathBuf>,
+        extra: &[&str],
+        caps: Option<Vec<String>>,
+    ) -> Self {
         let port = free_port();
         let state =
             state.unwrap_or_else(|| PathBuf::from(format!("/tmp/podlife-e2e-agent-{port}")));
         let log = log_dir().join(format!("agent-{port}.log"));
         let _ = std::fs::remove_file(&log);
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let child = spawn(port, &state, runtime_state, &log, &extra);
-        let mut a = Self {
+        let child = spawn(port, &state, runtime_state, &log, &extra, caps.as_deref());
+        Self {
             child,
             port,
             state,
             log,
             runtime_state: runtime_state.to_path_buf(),
             extra,
-        };
-        a.wait_ready();
-        a
+            caps,
+        }
     }
 
     fn wait_ready(&mut self) {
@@ -126,6 +187,7 @@ impl Agent {
             &self.runtime_state,
             &self.log,
             &self.extra,
+            self.caps.as_deref(),
         );
         self.wait_ready();
     }

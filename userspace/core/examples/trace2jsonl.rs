@@ -407,3 +407,52 @@ fn main() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn convert(lines: &[&str]) -> Vec<Value> {
+        let mut conv = Converter::default();
+        lines
+            .iter()
+            .filter_map(|l| conv.bpftrace(l))
+            .map(|e| serde_json::to_value(e).expect("serializes"))
+            .collect()
+    }
+
+    #[test]
+    fn execve_and_exec_merge_sh_c_keeps_its_script_and_kill_lines_are_dropped() {
+        let out = convert(&[
+            "100 newtask pid=10 tid=11 comm=containerd-shim cg=1 child=20 clone_flags=0x4100",
+            "200 execve pid=20 tid=20 comm=containerd-shim cg=1 argv=sh -c sleep 1; exit 3",
+            "300 exec pid=20 tid=20 comm=sh cg=1 filename=/bin/sh old_pid=20",
+            "400 kill pid=30 tid=30 comm=runc cg=1 target=20 sig=15",
+            "500 signal_generate pid=30 tid=30 comm=runc cg=1 sig=15 target_pid=20 target_comm=sh group=1 code=0 result=0",
+            "600 exit pid=20 tid=20 comm=sh cg=443 exit_code=0x300 status=3 termsig=0 ppid=10",
+        ]);
+        let kinds: Vec<&str> = out.iter().map(|e| e["event"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            ["fork", "exec", "signal_generate", "exit"],
+            "{out:#?}"
+        );
+        assert_eq!(out[0]["child_tgid"], 20);
+        assert_eq!(out[0]["clone_flags"], 0x4100);
+        let exec = &out[1];
+        assert_eq!(exec["ts_ns"], 300, "the exec's time, not the execve's");
+        assert_eq!(exec["filename"], "/bin/sh");
+        assert_eq!(exec["argv"], json!(["sh", "-c", "sleep 1; exit 3"]));
+        assert_eq!(out[2]["target_pid"], 20);
+        assert_eq!(out[2]["result"], "delivered");
+        assert_eq!(out[3]["status"]["code"], 3, "{:#}", out[3]);
+        assert_eq!(out[3]["cgroup_id"], 443);
+    }
+
+    #[test]
+    fn arguments_other_than_a_script_split_at_whitespace() {
+        assert_eq!(split_argv(" pause  --flag x "), ["pause", "--flag", "x"]);
+        assert_eq!(split_argv("sh -c a  b"), ["sh", "-c", "a  b"]);
+    }
+}

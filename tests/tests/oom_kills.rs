@@ -128,3 +128,58 @@ fn silent_oom_kill_of_a_child_while_the_init_survives() {
         "no container of the pod exited: {m}"
     );
 }
+
+/// The pod cgroup's memory limit, as the kubelet sets it for a pod with limits (v1
+/// `memory.limit_in_bytes` in the memory hierarchy, v2 `memory.max`).
+fn limit_pod_memory(cgroup: &str, bytes: u64) {
+    let mut set = false;
+    for h in podlife_e2e::kubelet::hierarchies() {
+        let dir = h.join(cgroup.trim_start_matches('/'));
+        for file in ["memory.limit_in_bytes", "memory.max"] {
+            let p = dir.join(file);
+            if p.exists() {
+                std::fs::write(&p, bytes.to_string())
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                set = true;
+            }
+        }
+    }
+    assert!(set, "no memory controller for {cgroup}");
+}
+
+#[test]
+fn oom_kill_by_the_pods_limit_is_scoped_to_the_pod() {
+    // The container has no limit of its own; the pod cgroup's 32 MiB fires. (Node scope cannot
+    // be produced here without starving the machine: it is covered by the scope rule's unit
+    // tests, userspace/agent/src/oom_scope.rs.)
+    let mut env = Env::start();
+    let pod = env.run_pod("capped", PodOpts::default());
+    limit_pod_memory(&pod.cgroup, 32 << 20);
+    let hog = env.run_container(
+        &pod,
+        "hog",
+        &["/memhog", "4", "20"],
+        CtrOpts::image("memhog"),
+    );
+    let status = env.cri.wait_exited(&hog.id);
+    assert_eq!(status.exit_code, 137, "{status:?}");
+    let t = env
+        .agent
+        .wait_for(&pod.uid, "the OOM kill and the exit", WAIT, |t| {
+            has(t, "OOMKill", &hog.id) && has(t, "ContainerExited", &hog.id)
+        });
+    let oom = &events_of(&t, "OOMKill", &hog.id)[0];
+    assert_eq!(oom["victim_is_init"], true, "{t}");
+    assert_eq!(oom["limit_scope"], "pod", "{t}");
+    let m = env.agent.metrics();
+    let labels = [
+        ("uid", pod.uid.as_str()),
+        ("container", "hog"),
+        ("limit_scope", "pod"),
+    ];
+    assert_eq!(
+        metric(&m, "podlife_container_oom_kills_total", &labels),
+        1.0,
+        "{m}"
+    );
+}

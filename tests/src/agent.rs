@@ -31,7 +31,6 @@ fn command(caps: Option<&[String]>) -> Command {
                 .join(",");
             let mut c = Command::new("setpriv");
             c.arg(format!("--bounding-set={set}"))
-                .arg(format!("--inh-caps={set}"))
                 .arg("--")
                 .arg(agent_bin());
             c

@@ -30,6 +30,25 @@ fn daemonset_caps() -> Vec<String> {
     caps
 }
 
+/// Whether this process's bounding set has `cap` (a capability outside it cannot be given).
+fn held(cap: &str) -> bool {
+    let bit = match cap {
+        "DAC_READ_SEARCH" => 2,
+        "SYS_PTRACE" => 19,
+        "SYS_RESOURCE" => 24,
+        "PERFMON" => 38,
+        "BPF" => 39,
+        other => panic!("unknown capability {other}: add its number"),
+    };
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let bnd = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .expect("CapBnd");
+    bnd & (1 << bit) != 0
+}
+
 /// Start the agent with `caps` against `k`'s runtime.
 fn agent(k: &Kubelet, caps: &[String]) -> Result<Agent, String> {
     let socket = k.containerd.socket.to_string_lossy().to_string();
@@ -84,6 +103,13 @@ fn the_daemonsets_capabilities_are_enough_and_each_one_is_accounted_for() {
     // processes, kernel >= 5.11), and the report says so.
     let mut report = Vec::new();
     for cap in &caps {
+        if !held(cap) {
+            // A sandbox (this CI machine has no CAP_SYS_RESOURCE) cannot hand it out.
+            report.push(format!(
+                "{cap}: not held by this test's own process, not checked"
+            ));
+            continue;
+        }
         let fewer: Vec<String> = caps.iter().filter(|c| *c != cap).cloned().collect();
         match agent(k, &fewer) {
             Err(log) => {

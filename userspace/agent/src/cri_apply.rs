@@ -49,9 +49,6 @@ mod tests {
     use podlife_core::{ContainerMeta, Engine, EngineConfig};
 
     use super::*;
-    use crate::cgroupfs::CgroupMounts;
-    use crate::clock::WallClock;
-    use crate::metrics::Metrics;
 
     const UID: &str = "8f3c2a1e-1111-4a4a-9b9b-000000000001";
 
@@ -65,15 +62,7 @@ mod tests {
 
     #[test]
     fn cri_names_win_over_the_bundles_and_must_be_of_the_pod() {
-        let mut inner = Inner::new(
-            Engine::new(EngineConfig::default()),
-            Metrics::new("test"),
-            WallClock { offset_ns: 0 },
-            None,
-            None,
-            Vec::new(),
-            CgroupMounts::default(),
-        );
+        let mut inner = Inner::for_tests(Engine::new(EngineConfig::default()));
         let sandbox = format!("{:064x}", 1);
         let path = format!("/kubepods/burstable/pod{UID}/{sandbox}");
         inner.engine.bootstrap_cgroup(1, &path, 1);

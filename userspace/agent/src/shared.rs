@@ -118,6 +118,21 @@ impl Inner {
         }
     }
 
+    /// An agent state with nothing on the node: default engine, no store, no runtime state,
+    /// wall time = monotonic time (tests).
+    #[cfg(test)]
+    pub fn for_tests(engine: Engine) -> Self {
+        Self::new(
+            engine,
+            Metrics::new("test"),
+            WallClock { offset_ns: 0 },
+            None,
+            None,
+            Vec::new(),
+            CgroupMounts::default(),
+        )
+    }
+
     /// Feed one kernel event through metadata enrichment and the engine.
     pub fn on_kernel_event(&mut self, ev: KernelEvent) {
         self.enrich(&ev);

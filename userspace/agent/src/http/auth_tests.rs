@@ -13,9 +13,6 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 
 use super::{router, Access, ApiConfig};
-use crate::cgroupfs::CgroupMounts;
-use crate::clock::WallClock;
-use crate::metrics::Metrics;
 use crate::shared::{Inner, Shared};
 
 const UID: &str = "8f3c2a1e-1111-4a4a-9b9b-000000000001";
@@ -38,18 +35,10 @@ const OPEN_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// Shared state holding one pod, seen by the kernel only.
 fn shared_with_pod() -> Arc<Shared> {
-    let mut inner = Inner::new(
-        Engine::new(EngineConfig {
-            reorder_window_ns: 0,
-            ..EngineConfig::default()
-        }),
-        Metrics::new("test"),
-        WallClock { offset_ns: 0 },
-        None,
-        None,
-        Vec::new(),
-        CgroupMounts::default(),
-    );
+    let mut inner = Inner::for_tests(Engine::new(EngineConfig {
+        reorder_window_ns: 0,
+        ..EngineConfig::default()
+    }));
     inner.on_kernel_event(KernelEvent {
         ts_ns: 1_000,
         tgid: 1,

@@ -152,20 +152,9 @@ async fn requests_over_the_cap_get_a_json_429_and_slow_ones_a_json_503() {
 
 #[tokio::test]
 async fn live_streams_over_the_cap_get_a_json_429_and_free_their_slot_when_closed() {
-    use crate::cgroupfs::CgroupMounts;
-    use crate::clock::WallClock;
-    use crate::metrics::Metrics;
     use crate::shared::{Inner, Shared};
     use podlife_core::{Engine, EngineConfig};
-    let shared = Shared::new(Inner::new(
-        Engine::new(EngineConfig::default()),
-        Metrics::new("test"),
-        WallClock { offset_ns: 0 },
-        None,
-        None,
-        Vec::new(),
-        CgroupMounts::default(),
-    ));
+    let shared = Shared::new(Inner::for_tests(Engine::new(EngineConfig::default())));
     let refused = Arc::new(Refused::default());
     let config = super::ApiConfig {
         limiter: Limiter::new(bounds(), refused.clone()),

@@ -8,22 +8,11 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::cgroupfs::CgroupMounts;
-use crate::clock::WallClock;
-use crate::metrics::Metrics;
 use crate::shared::{Inner, Shared};
 use podlife_core::{Engine, EngineConfig};
 
 fn shared() -> Arc<Shared> {
-    Shared::new(Inner::new(
-        Engine::new(EngineConfig::default()),
-        Metrics::new("test"),
-        WallClock { offset_ns: 0 },
-        None,
-        None,
-        Vec::new(),
-        CgroupMounts::default(),
-    ))
+    Shared::new(Inner::for_tests(Engine::new(EngineConfig::default())))
 }
 
 /// What the agent does with a new event: history gives it an id, then it goes live.

@@ -11,21 +11,11 @@ use podlife_core::{Engine, EngineConfig};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
-use crate::cgroupfs::CgroupMounts;
 use crate::clock::WallClock;
-use crate::metrics::Metrics;
 use crate::shared::{Inner, Shared};
 
 pub(super) fn shared() -> Arc<Shared> {
-    let inner = Inner::new(
-        Engine::new(EngineConfig::default()),
-        Metrics::new("test"),
-        WallClock { offset_ns: 0 },
-        None,
-        None,
-        Vec::new(),
-        CgroupMounts::default(),
-    );
+    let inner = Inner::for_tests(Engine::new(EngineConfig::default()));
     Shared::new(inner)
 }
 

@@ -1,0 +1,130 @@
+//! argv redaction before anything is stored or served. Secret values become `<redacted>`;
+//! options, commands and the shape of the command line stay readable:
+//! - per-program short options (`mysql -phunter2`, `sshpass -p x`, `redis-cli -a x`,
+//!   `curl -u bob:pw` keeps `bob`), long options and assignments with secret-ish names
+//!   (`--password=`, `--token x`, `PGPASSWORD=x psql …` keeps `psql …`) ([`command`]);
+//! - `sh -c` / `bash -c` scripts, tokenized and walked like argv ([`shell`]);
+//! - inside any text: URL userinfo and secret query keys, headers, JSON/YAML keys, PEM blocks
+//!   and well-known token shapes ([`inline`]);
+//! - extra patterns from the operator (`--redact-pattern`, [`ExtraPatterns`]).
+//!
+//! Bounded: at most [`MAX_ARGS`] arguments, each at most [`MAX_ARG_BYTES`] bytes out (so one
+//! argv is at most [`MAX_OUTPUT_BYTES`]), and only the first [`MAX_INPUT_ARG_BYTES`] of an
+//! argument are looked at. Redacting an output again changes nothing.
+
+mod command;
+mod extra;
+mod inline;
+mod names;
+mod shell;
+
+use std::sync::OnceLock;
+
+pub use extra::{ExtraPatterns, PatternError};
+
+/// What a secret is replaced with (part of the API: clients may look for it).
+pub const REDACTED: &str = "<redacted>";
+/// Arguments kept of one argv; the rest are dropped.
+pub const MAX_ARGS: usize = 64;
+/// Longest argument served, in bytes, counting the `…` that marks a cut.
+pub const MAX_ARG_BYTES: usize = 256;
+/// Longest redacted argv, in bytes (the sum of its arguments' lengths).
+pub const MAX_OUTPUT_BYTES: usize = MAX_ARGS * MAX_ARG_BYTES;
+/// Bytes of one argument that are redacted (a secret must be seen whole to be found; what is
+/// past the output bound is dropped anyway).
+pub const MAX_INPUT_ARG_BYTES: usize = 4096;
+
+/// Marks an argument cut by the bounds.
+const CUT: &str = "…";
+
+/// Values that need no (further) redaction: empty, already redacted, or cut by the bounds
+/// (what was after the cut is gone, and what was before it was seen whole the first time).
+fn already_redacted(v: &str) -> bool {
+    v.is_empty() || v.starts_with(REDACTED) || v.ends_with(CUT)
+}
+
+/// The redaction rules, built once (from the agent's config) and passed where argv is
+/// rendered.
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    shapes: inline::Shapes,
+    extra: Vec<ExtraPatterns>,
+}
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
+}
+
+impl Redactor {
+    /// The built-in rules plus the operator's patterns: every match in any argument goes.
+    pub fn new(extra: Vec<ExtraPatterns>) -> Self {
+        Self {
+            shapes: inline::Shapes::new(),
+            extra,
+        }
+    }
+
+    /// The argv to store and serve: redacted and bounded.
+    pub fn redact_argv(&self, argv: &[String]) -> Vec<String> {
+        let mut walk = command::Walk::new(&self.shapes);
+        argv.iter()
+            .take(MAX_ARGS)
+            .enumerate()
+            .map(|(i, arg)| {
+                let end = floor_char_boundary(arg, MAX_INPUT_ARG_BYTES);
+                let input = &arg[..end];
+                let walked = walk.word(input, i == 0);
+                let mut text =
+                    inline::redact_text(walked.as_deref().unwrap_or(input), &self.shapes);
+                for p in &self.extra {
+                    text = p.redact(&text);
+                }
+                bound(text, end < arg.len())
+            })
+            .collect()
+    }
+}
+
+/// [`Redactor::redact_argv`] with the built-in rules only.
+pub fn redact_argv(argv: &[String]) -> Vec<String> {
+    static BUILT_IN: OnceLock<Redactor> = OnceLock::new();
+    BUILT_IN.get_or_init(Redactor::default).redact_argv(argv)
+}
+
+fn floor_char_boundary(s: &str, max: usize) -> usize {
+    if s.len() <= max {
+        return s.len();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+/// At most [`MAX_ARG_BYTES`]: cut (with `…`) at the last space that fits, never inside a
+/// marker. `cut` says the input was already cut.
+fn bound(text: String, cut: bool) -> String {
+    if text.len() <= MAX_ARG_BYTES && !cut {
+        return text;
+    }
+    if text.len() + CUT.len() <= MAX_ARG_BYTES && cut {
+        return text + CUT;
+    }
+    let mut end = floor_char_boundary(&text, MAX_ARG_BYTES - CUT.len());
+    if let Some(m) = text
+        .match_indices(REDACTED)
+        .find(|(i, _)| *i < end && end < i + REDACTED.len())
+    {
+        end = m.0;
+    }
+    if let Some(space) = text[..end].rfind(char::is_whitespace).filter(|s| *s > 0) {
+        end = space;
+    }
+    format!("{}{CUT}", &text[..end])
+}
+
+#[cfg(test)]
+mod tests;

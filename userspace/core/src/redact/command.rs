@@ -4,7 +4,7 @@
 //! assignments with secret-ish names, and `sh -c` scripts tokenized and walked the same way.
 
 use super::inline::{redact_text, Shapes};
-use super::names::{is_path_like, is_secret_name, Place};
+use super::names::{is_path_like, is_secret_name, keeps_path, names_a_file, Place};
 use super::{already_redacted, shell, REDACTED};
 
 /// How a program takes a secret after one of its options.
@@ -150,8 +150,13 @@ fn is_known_program(p: &str) -> bool {
         || OPTIONS.iter().any(|(progs, _, _)| progs.contains(&p))
 }
 
+/// `-x`, `--name`, `-name=value`; not `-----BEGIN …` or `- item` text.
 fn is_option(w: &str) -> bool {
-    w.len() > 1 && w.starts_with('-')
+    let name = w.split('=').next().unwrap_or(w);
+    w.len() > 1
+        && w.starts_with('-')
+        && !w.starts_with("---")
+        && !name.contains(char::is_whitespace)
 }
 
 /// What the walk knows about the command it is in.
@@ -269,9 +274,11 @@ impl<'a> Walk<'a> {
         let keyish = name.to_ascii_lowercase().ends_with("key");
         let secret = is_secret_name(name, Place::Option);
         match value {
-            Some(v) if secret && !(keyish && is_path_like(v)) => {
+            Some(v) if secret && !keeps_path(name, v) => {
                 secret_value(Takes::Value, v).map(|v| format!("{name}={v}"))
             }
+            // `--from-file=password=./pw.txt` names a file.
+            Some(_) if names_a_file(name) => None,
             // `--env=DB_PASS=x`, `--from-literal=password=x`, `--set=db.password=x`.
             Some(v) => assignment(v).flatten().map(|a| format!("{name}={a}")),
             None => {
@@ -331,7 +338,7 @@ impl<'a> Walk<'a> {
             let text = redact_text(walked.as_deref().unwrap_or(&w.text), self.shapes);
             if text != w.text {
                 out.push_str(&s[at..w.start]);
-                out.push_str(&shell::requote(&s[w.start..w.end], &text));
+                out.push_str(&shell::requote(&s[w.start..w.end], &w.text, &text));
                 at = w.end;
             }
         }

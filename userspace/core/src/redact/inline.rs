@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use regex::Regex;
 
-use super::names::{is_plain_user, is_secret_name, Place};
+use super::names::{is_plain_user, is_secret_name, keeps_path, names_a_file, Place};
 use super::{already_redacted, REDACTED};
 
 /// The compiled shapes, built once per `Redactor`.
@@ -188,8 +188,17 @@ fn eq_pairs(s: &str) -> Vec<Range<usize>> {
         if !is_secret_name(&s[start..i], place) {
             continue;
         }
+        // `--from-file=password=./pw.txt`: a file named after the secret it holds.
+        let opt = s[..start]
+            .strip_suffix('=')
+            .map(|o| &o[name_before(o, o.len())..]);
+        if opt.is_some_and(names_a_file) {
+            continue;
+        }
         let r = value_range(s, i + 1, |c| c.is_whitespace() || "&;,'\")}]".contains(c));
-        spans.extend(value(s, r));
+        if !keeps_path(&s[start..i], &s[r.clone()]) {
+            spans.extend(value(s, r));
+        }
     }
     spans
 }
@@ -230,7 +239,7 @@ fn colon_pairs(s: &str) -> Vec<Range<usize>> {
             before -= 1;
         }
         let prev = s[..before].chars().next_back();
-        if !prev.is_none_or(|c| c.is_whitespace() || "{,;([\"'".contains(c)) {
+        if !prev.is_none_or(|c| c.is_whitespace() || "{,;([=\"'".contains(c)) {
             continue;
         }
         if s[i + 1..].starts_with("//") || !is_secret_name(&s[start..name_end], Place::Colon) {

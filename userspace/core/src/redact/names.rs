@@ -40,6 +40,9 @@ const SECRET_WORDS: &[&str] = &[
     "signature",
     "sig",
     "bearer",
+    // redis-server's `--requirepass` / `--masterauth`.
+    "requirepass",
+    "masterauth",
 ];
 
 /// A single word that ends with one of these is one too (`PGPASSWORD`, `authtoken`).
@@ -143,6 +146,17 @@ pub(super) fn is_path_like(value: &str) -> bool {
         || [".key", ".pem", ".crt", ".p12", ".pfx", ".json", ".der"]
             .iter()
             .any(|ext| value.ends_with(ext))
+}
+
+/// `--password-file`, `--from-file`, `--key-path`: the value is where a secret is, not the secret.
+pub(super) fn names_a_file(option: &str) -> bool {
+    let o = option.to_ascii_lowercase();
+    ["file", "path", "dir"].iter().any(|s| o.ends_with(s))
+}
+
+/// `--key /etc/tls.key`: a `…key` option given a file keeps it.
+pub(super) fn keeps_path(name: &str, value: &str) -> bool {
+    name.to_ascii_lowercase().ends_with("key") && is_path_like(value)
 }
 
 /// The name of a plain account (`git`, `postgres`, `ec2-user`) rather than a token used as the

@@ -52,6 +52,8 @@ pub(super) fn words(script: &str) -> Vec<Word> {
             chars.next();
             end = j + c.len_utf8();
             match c {
+                // Inside `$( … )` quotes are kept: the substitution is shown as written.
+                '\'' | '"' if depth > 0 => text.push(c),
                 '\'' => {
                     for (k, q) in chars.by_ref() {
                         end = k + q.len_utf8();
@@ -125,9 +127,13 @@ pub(super) fn words(script: &str) -> Vec<Word> {
     out
 }
 
-/// `text` written back as one shell word, quoted like `raw` (the word it replaces) was where
-/// that still reads back as `text`.
-pub(super) fn requote(raw: &str, text: &str) -> String {
+/// `text` written back as one shell word in place of `raw` (which read as `old`), quoted like
+/// `raw` was where that still reads back as `text`.
+pub(super) fn requote(raw: &str, old: &str, text: &str) -> String {
+    // A word written without quoting (or shown as written, like `$( … )`) stays unquoted.
+    if raw == old {
+        return text.to_string();
+    }
     for q in ['\'', '"'] {
         if raw.len() >= 2 && raw.starts_with(q) && raw.ends_with(q) && !text.contains(q) {
             let escaped_ok = q == '\'' || !text.contains(['\\', '$', '`']);
@@ -196,7 +202,7 @@ mod tests {
             ("x", "it's"),
             ("x", "-p<redacted>"),
         ] {
-            let q = requote(raw, text);
+            let q = requote(raw, "", text);
             assert_eq!(words(&q)[0].text, text, "{raw} {text} → {q}");
             assert_eq!(words(&q).len(), 1);
         }

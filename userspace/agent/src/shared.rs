@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use podlife_core::redact::Redactor;
 use podlife_core::{Engine, KernelEvent, KernelEventKind, LifecycleEvent};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -73,6 +74,8 @@ pub struct Inner {
     pub cri_grace: HashMap<String, f64>,
     /// Started containers whose CRI metadata is still to be asked for.
     pub cri_queue: Vec<String>,
+    /// Redacts argv before it is stored or served (built-in rules plus --redact-pattern).
+    pub redactor: Redactor,
 }
 
 /// Metric series of a removed pod outlive it by this much, so a few scrapes still see them.
@@ -104,6 +107,7 @@ impl Inner {
             incomplete: HashSet::new(),
             cri_grace: HashMap::new(),
             cri_queue: Vec::new(),
+            redactor: Redactor::default(),
         }
     }
 
@@ -239,10 +243,7 @@ impl Inner {
                 .get("argv")
                 .and_then(|a| serde_json::from_value::<Vec<String>>(a.clone()).ok())
             {
-                obj.insert(
-                    "argv".into(),
-                    json!(podlife_core::redact::redact_argv(&argv)),
-                );
+                obj.insert("argv".into(), json!(self.redactor.redact_argv(&argv)));
             }
             obj.remove("ts_ns");
             // The configured grace period is the kubelet's: known from the CRI when asked.

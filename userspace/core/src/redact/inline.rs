@@ -49,8 +49,25 @@ impl Shapes {
     }
 }
 
-/// Every rule over `s`, in order; each one reads the previous one's output.
+/// Rounds of the rules at most: a redaction can uncover another (a secret key glued to a key
+/// id is a 40-character run only once the id is gone), so the rules run until nothing changes.
+const ROUNDS: usize = 4;
+
+/// Every rule over `s` until nothing changes (at most [`ROUNDS`] times).
 pub(super) fn redact_text(s: &str, shapes: &Shapes) -> String {
+    let mut out = s.to_string();
+    for _ in 0..ROUNDS {
+        let next = round(&out, shapes);
+        if next == out {
+            break;
+        }
+        out = next;
+    }
+    out
+}
+
+/// Every rule over `s`, in order; each one reads the previous one's output.
+fn round(s: &str, shapes: &Shapes) -> String {
     let mut out = apply(s, pem_bodies(s, shapes));
     out = apply(&out, url_userinfo(&out));
     out = apply(&out, colon_pairs(&out));

@@ -300,6 +300,7 @@ impl<'a> Walk<'a> {
         let program = self.cmd.program.clone();
         let mut out = None;
         if !after_long_option
+            && !w.ends_with('…')
             && (SHELLS.contains(&base.as_str()) || (self.cmd.wrapper && is_known_program(&base)))
         {
             // `docker exec c sh -c …`, `timeout 5 mysql -p…`, `docker run img sh -c …`.

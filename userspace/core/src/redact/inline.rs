@@ -263,8 +263,8 @@ fn colon_pairs(s: &str) -> Vec<Range<usize>> {
             continue;
         }
         let in_braces = s[..before]
-            .trim_end()
-            .ends_with(|c| c == '{' || c == ',' || c == '[');
+            .trim_end_matches([' ', '\t'])
+            .ends_with(['{', ',', '[']);
         let mut v = i + 1;
         v += s[v..].len() - s[v..].trim_start_matches([' ', '\t']).len();
         let lower = s[v..].get(..10).unwrap_or(&s[v..]).to_ascii_lowercase();

@@ -74,16 +74,26 @@ impl Redactor {
             .enumerate()
             .map(|(i, arg)| {
                 let end = floor_char_boundary(arg, MAX_INPUT_ARG_BYTES);
-                let input = &arg[..end];
-                let walked = walk.word(input, i == 0);
-                let mut text =
-                    inline::redact_text(walked.as_deref().unwrap_or(input), &self.shapes);
-                for p in &self.extra {
-                    text = p.redact(&text);
-                }
+                // The text rules run first too, so the option rules judge the same words
+                // whether they see an argument for the first time or already redacted.
+                let input = self.text_rules(&arg[..end]);
+                let text = match walk.word(&input, i == 0) {
+                    Some(walked) => self.text_rules(&walked),
+                    None => input,
+                };
                 bound(text, end < arg.len())
             })
             .collect()
+    }
+}
+
+impl Redactor {
+    fn text_rules(&self, s: &str) -> String {
+        let mut text = inline::redact_text(s, &self.shapes);
+        for p in &self.extra {
+            text = p.redact(&text);
+        }
+        text
     }
 }
 

@@ -106,7 +106,9 @@ fn words(name: &str) -> Vec<String> {
 /// Is the value of `name` (as found at `place`) a secret?
 pub(super) fn is_secret_name(name: &str, place: Place) -> bool {
     let name = name.trim_matches(|c| c == '-' || c == '"' || c == '\'');
-    if name.is_empty() {
+    // A name cut by the length bound (`--token-ttl` → `--token…`) is not judged: its value was
+    // judged whole before the cut.
+    if name.is_empty() || name.ends_with('…') {
         return false;
     }
     let lower = name.to_ascii_lowercase();

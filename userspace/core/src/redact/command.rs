@@ -5,7 +5,7 @@
 
 use super::inline::{redact_text, Shapes};
 use super::names::{is_path_like, is_secret_name, keeps_path, names_a_file, Place};
-use super::{already_redacted, shell, REDACTED};
+use super::{nothing_to_hide, shell, REDACTED};
 
 /// How a program takes a secret after one of its options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,7 +374,7 @@ fn assignment(w: &str) -> Option<Option<String>> {
 
 /// The redacted form of a secret option's value, if it changes.
 fn secret_value(takes: Takes, v: &str) -> Option<String> {
-    if already_redacted(v) {
+    if nothing_to_hide(v) {
         return None;
     }
     match takes {
@@ -382,11 +382,11 @@ fn secret_value(takes: Takes, v: &str) -> Option<String> {
         Takes::Generic { keyish } => (!(keyish && is_path_like(v))).then(|| REDACTED.into()),
         Takes::UserThen(sep) => {
             let (user, secret) = v.split_once(sep)?;
-            (!already_redacted(secret)).then(|| format!("{user}{sep}{REDACTED}"))
+            (!nothing_to_hide(secret)).then(|| format!("{user}{sep}{REDACTED}"))
         }
         Takes::OpensslPass => {
             if let Some(p) = v.strip_prefix("pass:") {
-                return (!already_redacted(p)).then(|| format!("pass:{REDACTED}"));
+                return (!nothing_to_hide(p)).then(|| format!("pass:{REDACTED}"));
             }
             let names_a_source =
                 ["env:", "file:", "fd:"].iter().any(|p| v.starts_with(p)) || v == "stdin";

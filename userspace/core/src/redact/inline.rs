@@ -9,7 +9,7 @@ use std::ops::Range;
 use regex::Regex;
 
 use super::names::{is_plain_user, is_secret_name, keeps_path, names_a_file, Place};
-use super::{already_redacted, REDACTED};
+use super::{nothing_to_hide, REDACTED};
 
 /// The compiled shapes, built once per `Redactor`.
 #[derive(Debug, Clone)]
@@ -107,7 +107,7 @@ pub(super) fn apply(s: &str, mut spans: Vec<Range<usize>>) -> String {
 
 /// A value span, unless it is empty or already redacted.
 fn value(s: &str, r: Range<usize>) -> Option<Range<usize>> {
-    (!already_redacted(&s[r.clone()])).then_some(r)
+    (!nothing_to_hide(&s[r.clone()])).then_some(r)
 }
 
 /// Where the value starting at `start` ends: inside matching quotes if it starts with one, else

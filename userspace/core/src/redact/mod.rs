@@ -37,10 +37,15 @@ pub const MAX_INPUT_ARG_BYTES: usize = 4096;
 /// Marks an argument cut by the bounds.
 const CUT: &str = "…";
 
-/// Values that need no (further) redaction: empty, already redacted, or cut by the bounds
-/// (what was after the cut is gone, and what was before it was seen whole the first time).
-fn already_redacted(v: &str) -> bool {
-    v.is_empty() || v.starts_with(REDACTED) || v.ends_with(CUT)
+/// Values that need no (further) redaction: empty, already redacted, cut by the bounds (what
+/// was after the cut is gone, and what was before it was seen whole the first time), or a
+/// switch (`--client-cert-auth=true` on control-plane pods).
+fn nothing_to_hide(v: &str) -> bool {
+    v.is_empty()
+        || v.starts_with(REDACTED)
+        || v.ends_with(CUT)
+        || v.eq_ignore_ascii_case("true")
+        || v.eq_ignore_ascii_case("false")
 }
 
 /// The redaction rules, built once (from the agent's config) and passed where argv is

@@ -167,7 +167,7 @@ struct Cmd {
     program: String,
     wrapper: bool,
     pending: Option<Pending>,
-    /// The last two positional words (`aws configure set NAME VALUE`).
+    /// The last two words (`aws configure set NAME VALUE`, `vault login TOKEN`).
     prev: [String; 2],
     /// The previous word was a long option without `=`: this word is probably its value.
     after_long_option: bool,
@@ -209,6 +209,15 @@ impl<'a> Walk<'a> {
 
     /// The next word: its redacted text if that differs.
     pub(super) fn word(&mut self, w: &str, command_start: bool) -> Option<String> {
+        let out = self.step(w, command_start);
+        // Every word counts as the previous one, option or not, so a word cut by the length
+        // bound (which may then look like an option) moves the walk the same way.
+        self.cmd.prev.swap(0, 1);
+        self.cmd.prev[1] = w.to_string();
+        out
+    }
+
+    fn step(&mut self, w: &str, command_start: bool) -> Option<String> {
         if command_start {
             self.cmd = Cmd::default();
         }
@@ -284,7 +293,7 @@ impl<'a> Walk<'a> {
             None => {
                 if secret {
                     self.cmd.pending = Some(Pending::Value(Takes::Generic { keyish }));
-                } else if w.starts_with("--") {
+                } else if w.starts_with("--") && !w.ends_with('…') {
                     self.cmd.after_long_option = true;
                 }
                 None
@@ -319,8 +328,6 @@ impl<'a> Walk<'a> {
             // `aws configure set aws_secret_access_key X`, `npm config set …:_authToken X`.
             self.cmd.pending = Some(Pending::Value(Takes::Value));
         }
-        self.cmd.prev.swap(0, 1);
-        self.cmd.prev[1] = w.to_string();
         out
     }
 

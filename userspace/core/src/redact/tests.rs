@@ -135,3 +135,17 @@ fn extra_patterns() {
         v(&["app", "--id=<redacted>"])
     );
 }
+
+#[test]
+fn a_cut_word_moves_the_walk_like_the_whole_word() {
+    // A long word with a space and an `=` after `vault login` was cut into something shaped
+    // like an option; the second pass then took the next word for the login token.
+    let input = include_bytes!("../../../../fuzz/regressions/redact/cut-word-turns-into-an-option");
+    let argv: Vec<String> = input
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let once = redact_argv(&argv);
+    assert_eq!(once[3], argv[3]);
+    assert_eq!(redact_argv(&once), once);
+}

@@ -9,7 +9,7 @@ use std::ops::Range;
 use regex::Regex;
 
 use super::names::{is_plain_user, is_secret_name, keeps_path, names_a_file, Place};
-use super::{nothing_to_hide, REDACTED};
+use super::{nothing_to_hide, CUT, REDACTED};
 
 /// The compiled shapes, built once per `Redactor`.
 #[derive(Debug, Clone)]
@@ -176,6 +176,10 @@ fn url_userinfo(s: &str) -> Vec<Range<usize>> {
         let auth_end = s[auth_start..]
             .find(|c: char| "/?#'\"\\`".contains(c) || c.is_whitespace())
             .map_or(s.len(), |e| auth_start + e);
+        if auth_end == s.len() && s.ends_with(CUT) {
+            // Cut by the length bound inside the authority: it was judged whole before.
+            continue;
+        }
         let Some(at) = s[auth_start..auth_end].rfind('@').map(|a| auth_start + a) else {
             continue;
         };

@@ -160,7 +160,7 @@ fn is_option(w: &str) -> bool {
 }
 
 /// What the walk knows about the command it is in.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Cmd {
     /// Still before the program name (only `NAME=value` assignments so far).
     started: bool,
@@ -188,6 +188,7 @@ impl Cmd {
 }
 
 /// The walk over the words of one command line (argv) or one script.
+#[derive(Clone)]
 pub(super) struct Walk<'a> {
     shapes: &'a Shapes,
     depth: u8,

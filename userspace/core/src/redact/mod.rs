@@ -82,11 +82,18 @@ impl Redactor {
                 // The text rules run first too, so the option rules judge the same words
                 // whether they see an argument for the first time or already redacted.
                 let input = self.text_rules(&arg[..end]);
-                let text = match walk.word(&input, i == 0) {
-                    Some(walked) => self.text_rules(&walked),
-                    None => input,
+                let before = walk.clone();
+                let out = match walk.word(&input, i == 0) {
+                    Some(walked) => bound(self.text_rules(&walked), end < arg.len()),
+                    None => bound(input.clone(), end < arg.len()),
                 };
-                bound(text, end < arg.len())
+                if out != input {
+                    // Move on as a second pass over the output will: a cut can turn a word
+                    // into another kind (a long positional into an option-like prefix).
+                    walk = before;
+                    walk.word(&self.text_rules(&out), i == 0);
+                }
+                out
             })
             .collect()
     }

@@ -163,3 +163,16 @@ fn a_url_cut_inside_its_authority_is_left_as_judged() {
     assert!(!once[0].contains("p@ss"), "{}", once[0]);
     assert_eq!(redact_argv(&once), once);
 }
+
+#[test]
+fn a_cut_word_that_named_the_program() {
+    // A long word with a tab ending in `/bin/sh` made `-scbc` a shell's `-c`; cut at the tab
+    // it looked like an option, and the second pass redacted the `-pass` the script took.
+    let input = include_bytes!("../../../../fuzz/regressions/redact/cut-word-loses-its-program");
+    let argv: Vec<String> = input
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let once = redact_argv(&argv);
+    assert_eq!(redact_argv(&once), once);
+}

@@ -37,6 +37,8 @@ pub const MAX_INPUT_ARG_BYTES: usize = 4096;
 
 /// Marks an argument cut by the bounds.
 const CUT: &str = "…";
+/// Extra passes over a changed argument until it is a fixpoint.
+const AGAIN: usize = 3;
 
 /// Values that need no (further) redaction: empty, already redacted, cut by the bounds (what
 /// was after the cut is gone, and what was before it was seen whole the first time), or a
@@ -79,16 +81,18 @@ impl Redactor {
             .take(MAX_ARGS)
             .enumerate()
             .map(|(i, arg)| {
-                let end = floor_char_boundary(arg, MAX_INPUT_ARG_BYTES);
-                // The text rules run first too, so the option rules judge the same words
-                // whether they see an argument for the first time or already redacted.
-                let input = self.text_rules(&arg[..end]);
                 let before = walk.clone();
-                let out = match walk.word(&input, i == 0) {
-                    Some(walked) => bound(self.text_rules(&walked), end < arg.len()),
-                    None => bound(input.clone(), end < arg.len()),
-                };
+                let (input, mut out) = self.one(&mut walk, arg, i == 0);
                 if out != input {
+                    // A changed argument is redacted again until that changes nothing (a
+                    // requoted script word can read differently), at most `AGAIN` times.
+                    for _ in 0..AGAIN {
+                        let again = self.one(&mut before.clone(), &out, i == 0).1;
+                        if again == out {
+                            break;
+                        }
+                        out = again;
+                    }
                     // Move on as a second pass over the output will: a cut can turn a word
                     // into another kind (a long positional into an option-like prefix).
                     walk = before;
@@ -97,6 +101,19 @@ impl Redactor {
                 out
             })
             .collect()
+    }
+
+    /// One argument through the rules: (its text-redacted input, its bounded output).
+    fn one(&self, walk: &mut command::Walk<'_>, arg: &str, first: bool) -> (String, String) {
+        let end = floor_char_boundary(arg, MAX_INPUT_ARG_BYTES);
+        // The text rules run first too, so the option rules judge the same words whether
+        // they see an argument for the first time or already redacted.
+        let input = self.text_rules(&arg[..end]);
+        let out = match walk.word(&input, first) {
+            Some(walked) => bound(self.text_rules(&walked), end < arg.len()),
+            None => bound(input.clone(), end < arg.len()),
+        };
+        (input, out)
     }
 
     fn text_rules(&self, s: &str) -> String {

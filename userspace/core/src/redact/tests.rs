@@ -176,3 +176,18 @@ fn a_cut_word_that_named_the_program() {
     let once = redact_argv(&argv);
     assert_eq!(redact_argv(&once), once);
 }
+
+#[test]
+fn a_requoted_script_word_is_redacted_to_a_fixpoint() {
+    // Quote soup in `sh -c` scripts: a word written back with its quotes read differently the
+    // second time. A changed argument is now redacted again until nothing changes.
+    let input = include_bytes!(
+        "../../../../fuzz/regressions/redact/requoted-script-word-reads-differently"
+    );
+    let argv: Vec<String> = input
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let once = redact_argv(&argv);
+    assert_eq!(redact_argv(&once), once);
+}

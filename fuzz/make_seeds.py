@@ -2,7 +2,7 @@
 """Write the committed seed corpora (seeds/<target>/) from the repository's real data:
 ring-buffer records encoded from the recorded kernel events (userspace/core/tests/fixtures),
 the cgroup path corpus of the core tests, OCI annotations as containerd and CRI-O write them,
-and the API's documented requests. Run from anywhere; rewrites seeds/."""
+the API's documented requests and the redaction corpus's command lines. Run from anywhere; rewrites seeds/."""
 
 import hashlib
 import json
@@ -139,6 +139,10 @@ def main():
               uid.replace("-", ""), "kube-system", "web-0.x", "text\ntext/plain",
               "json\napplication/json, text/plain"]
     write("api_params", [p.encode() for p in params])
+
+    lines = (ROOT / "userspace/core/tests/redact_corpus.jsonl").read_text().splitlines()
+    argvs = [json.loads(line)["argv"] for line in lines if line and not line.startswith("#")]
+    write("redact", ["\0".join(a).encode() for a in argvs])
 
 
 main()

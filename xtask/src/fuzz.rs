@@ -17,6 +17,7 @@ pub const TARGETS: &[&str] = &[
     "api_params",
     "http",
     "engine",
+    "redact",
 ];
 
 /// Seconds per target in `cargo xtask test` (the suite stays under about 3 minutes).

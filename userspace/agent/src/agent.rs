@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use podlife_common::{Counter, TRACK_BOOTSTRAP};
+use podlife_core::redact::Redactor;
 use podlife_core::{CgroupMode, Engine, EngineConfig};
 use tracing::{info, warn};
 
@@ -125,6 +126,7 @@ pub async fn run(args: Args) -> Result<()> {
         args.runtime_state.clone(),
         mounts.clone(),
     );
+    inner.redactor = Redactor::new(args.redact_pattern.clone());
     // Event ids start at the wall clock in µs: increasing across restarts, even without a store.
     inner
         .history

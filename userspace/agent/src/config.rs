@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use podlife_core::redact::ExtraPatterns;
 
 /// Ten years: far beyond any disk bound, and far below where hours in ns overflow a u64.
 pub const MAX_AGE_HOURS: u64 = 87_600;
@@ -153,6 +154,18 @@ pub struct Args {
     /// Kubeconfig file for `--kube-api kubeconfig`. Default: $KUBECONFIG, else ~/.kube/config.
     #[arg(long, env = "PODLIFE_KUBECONFIG", global = true)]
     pub kubeconfig: Option<PathBuf>,
+
+    /// Also redact every match of this regular expression (Rust regex syntax) in any argument
+    /// of a served command line, on top of the built-in rules. Repeatable. Several patterns
+    /// in one value (and in the environment variable) are separated by newlines or by commas
+    /// outside `{}`, `[]` and `()`; write `\,` for a literal comma.
+    #[arg(
+        long,
+        env = "PODLIFE_REDACT_PATTERN",
+        value_name = "REGEX",
+        global = true
+    )]
+    pub redact_pattern: Vec<ExtraPatterns>,
 }
 
 /// Where the API server and its credentials come from.
@@ -222,5 +235,24 @@ mod tests {
     fn the_api_is_private_unless_opened() {
         assert!(!parse(&[]).unwrap().api_open);
         assert!(parse(&["--api-open"]).unwrap().api_open);
+    }
+
+    #[test]
+    fn a_bad_redact_pattern_is_refused_at_startup_naming_the_flag() {
+        let err = Args::try_parse_from(["podlife", "--redact-pattern", "cust-(["])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--redact-pattern"), "{err}");
+        assert!(err.contains("not a valid regular expression"), "{err}");
+        let ok = Args::try_parse_from([
+            "podlife",
+            "--redact-pattern",
+            "cust-[0-9]{4,8}",
+            "--redact-pattern",
+            "a,b",
+        ])
+        .unwrap();
+        let counts: Vec<usize> = ok.redact_pattern.iter().map(ExtraPatterns::len).collect();
+        assert_eq!(counts, [1, 2]);
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use podlife_core::redact::Redactor;
 use podlife_core::{Engine, KernelEvent, KernelEventKind, LifecycleEvent};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -80,6 +81,8 @@ pub struct Inner {
     pub cri_queue: Vec<CriAsk>,
     /// Ring-buffer loss, grouped into episodes.
     loss: crate::loss::LossEpisodes,
+    /// Redacts argv before it is stored or served (built-in rules plus --redact-pattern).
+    pub redactor: Redactor,
 }
 
 /// Container ids whose bundle was read, remembered at most (then forgotten all at once).
@@ -115,6 +118,7 @@ impl Inner {
             cri_grace: HashMap::new(),
             cri_queue: Vec::new(),
             loss: Default::default(),
+            redactor: Redactor::default(),
         }
     }
 
@@ -290,10 +294,7 @@ impl Inner {
                 .get("argv")
                 .and_then(|a| serde_json::from_value::<Vec<String>>(a.clone()).ok())
             {
-                obj.insert(
-                    "argv".into(),
-                    json!(podlife_core::redact::redact_argv(&argv)),
-                );
+                obj.insert("argv".into(), json!(self.redactor.redact_argv(&argv)));
             }
             obj.remove("ts_ns");
             // The configured grace period is the kubelet's: known from the CRI when asked.

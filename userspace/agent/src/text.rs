@@ -1,8 +1,7 @@
 //! The human-readable timeline (`?format=text`): relative times, the gap since the previous
 //! step, and problems marked with `!` so they stand out in a terminal.
 
-use std::fmt::Write as _;
-
+use podlife_core::terminal::write_line;
 use serde_json::Value;
 
 const PROBLEMS: &[&str] = &[
@@ -134,12 +133,14 @@ pub fn render(t: &Value) -> String {
         (Some(k), Some(n)) => format!("  owner {k}/{n}"),
         _ => String::new(),
     };
-    let _ = writeln!(
-        out,
-        "pod {name}  uid {}  qos {}  state {}{owner}",
-        s(t, "uid").unwrap_or_default(),
-        s(t, "qos").unwrap_or("-".into()),
-        s(t, "state").unwrap_or("-".into())
+    write_line(
+        &mut out,
+        format_args!(
+            "pod {name}  uid {}  qos {}  state {}{owner}",
+            s(t, "uid").unwrap_or_default(),
+            s(t, "qos").unwrap_or("-".into()),
+            s(t, "state").unwrap_or("-".into())
+        ),
     );
     if let Some(cs) = t["containers"].as_array().filter(|c| !c.is_empty()) {
         let list: Vec<String> = cs
@@ -159,7 +160,7 @@ pub fn render(t: &Value) -> String {
                 )
             })
             .collect();
-        let _ = writeln!(out, "containers: {}", list.join(", "));
+        write_line(&mut out, format_args!("containers: {}", list.join(", ")));
     }
     let events = t["events"].as_array().cloned().unwrap_or_default();
     let times: Vec<Option<i128>> = events
@@ -167,10 +168,11 @@ pub fn render(t: &Value) -> String {
         .map(|e| e["time"].as_str().and_then(crate::clock::parse_rfc3339))
         .collect();
     let first = times.iter().flatten().next().copied();
-    let _ = writeln!(
-        out,
-        "\n  {:>10}  {:>10}  {:<19} details",
-        "at", "after", "event"
+    // Our own blank lines are pushed as is; write_line would escape them.
+    out.push('\n');
+    write_line(
+        &mut out,
+        format_args!("  {:>10}  {:>10}  {:<19} details", "at", "after", "event"),
     );
     let mut prev = first;
     for (e, t) in events.iter().zip(&times) {
@@ -186,15 +188,21 @@ pub fn render(t: &Value) -> String {
             prev = *t;
         }
         let mark = if is_problem(e) { '!' } else { ' ' };
-        let _ = writeln!(
-            out,
-            "{mark} {at:>10}  {after:>10}  {:<19} {}",
-            e["type"].as_str().unwrap_or("?"),
-            detail(e)
+        write_line(
+            &mut out,
+            format_args!(
+                "{mark} {at:>10}  {after:>10}  {:<19} {}",
+                e["type"].as_str().unwrap_or("?"),
+                detail(e)
+            ),
         );
     }
     if let Some(t0) = events.first().and_then(|e| s(e, "time")) {
-        let _ = writeln!(out, "\ntimes are relative to {t0}; ! marks a problem");
+        out.push('\n');
+        write_line(
+            &mut out,
+            format_args!("times are relative to {t0}; ! marks a problem"),
+        );
     }
     out
 }
@@ -274,5 +282,29 @@ mod tests {
             .find(|l| l.contains("GracePeriodOverrun"))
             .unwrap();
         assert!(overrun.contains("+30.100s"), "{overrun}");
+    }
+
+    #[test]
+    fn control_characters_from_argv_and_comm_are_escaped() {
+        let t = json!({
+            "uid": "u", "namespace": "default", "name": "web\x1b[2J", "state": "Running",
+            "containers": [],
+            "events": [
+                {"time": "2026-11-22T12:00:00.000000000Z", "type": "ExecStarted", "container": "app", "pid": 7, "argv": ["sh", "-c", "echo \x1b]0;x\x07\nFAKE"]},
+                {"time": "2026-11-22T12:00:01.000000000Z", "type": "StopRequested", "container": "app", "signal": "SIGTERM", "pid": 7, "sender": {"pid": 9, "comm": "evil\x1b[1A\u{9b}"}}
+            ]
+        });
+        let text = render(&t);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("web\\x1b[2J"), "{text}");
+        assert!(
+            text.contains("`sh -c echo \\x1b]0;x\\x07\\nFAKE`"),
+            "{text}"
+        );
+        assert!(text.contains("from evil\\x1b[1A\\u{9b}(9)"), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("FAKE")), "{text}");
     }
 }

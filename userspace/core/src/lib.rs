@@ -1,13 +1,15 @@
 //! podlife-core: the pure part of podlife. No I/O, no clocks of its own, no async.
 //!
 //! `cgroup_path` names pods and containers from cgroup paths, `engine` turns kernel events into
-//! lifecycle events (`lifecycle`), `timeline` and `text` serve them.
+//! lifecycle events (`lifecycle`), `timeline` and `text` serve them (`terminal` escapes what a
+//! terminal would obey), `redact` hides secrets in argv.
 pub mod cgroup_path;
 pub mod engine;
 pub mod kernel_event;
 pub mod lifecycle;
 pub mod names;
 pub mod redact;
+pub mod terminal;
 pub mod text;
 pub mod timeline;
 

@@ -2,9 +2,8 @@
 //! aligned line per event with the time since the first event, the step since the previous
 //! one, and `!` in front of problems.
 
-use std::fmt::Write as _;
-
 use crate::lifecycle::LifecycleKind as K;
+use crate::terminal::write_line;
 use crate::timeline::{Timeline, TimelineEvent};
 
 fn is_problem(k: &K) -> bool {
@@ -153,43 +152,49 @@ fn container_label(e: &TimelineEvent) -> String {
 /// Render a timeline as aligned text.
 pub fn to_text(t: &Timeline) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "pod {}/{}  uid {}  qos {}  node {}  state {}{}",
-        t.namespace.as_deref().unwrap_or("?"),
-        t.name.as_deref().unwrap_or("?"),
-        t.uid,
-        t.qos.map_or("?", |q| q.as_str()),
-        t.node.as_deref().unwrap_or("?"),
-        t.state,
-        t.owner
-            .as_ref()
-            .map_or(String::new(), |o| format!("  owner {}/{}", o.kind, o.name))
+    write_line(
+        &mut out,
+        format_args!(
+            "pod {}/{}  uid {}  qos {}  node {}  state {}{}",
+            t.namespace.as_deref().unwrap_or("?"),
+            t.name.as_deref().unwrap_or("?"),
+            t.uid,
+            t.qos.map_or("?", |q| q.as_str()),
+            t.node.as_deref().unwrap_or("?"),
+            t.state,
+            t.owner
+                .as_ref()
+                .map_or(String::new(), |o| format!("  owner {}/{}", o.kind, o.name))
+        ),
     );
     for c in &t.containers {
-        let _ = writeln!(
-            out,
-            "  container {:<16} {:<8} {:<8} restarts {}  {}",
-            c.name.as_deref().unwrap_or("?"),
-            c.kind.as_deref().unwrap_or("?"),
-            c.state,
-            c.restarts,
-            c.id.chars().take(12).collect::<String>()
+        write_line(
+            &mut out,
+            format_args!(
+                "  container {:<16} {:<8} {:<8} restarts {}  {}",
+                c.name.as_deref().unwrap_or("?"),
+                c.kind.as_deref().unwrap_or("?"),
+                c.state,
+                c.restarts,
+                c.id.chars().take(12).collect::<String>()
+            ),
         );
     }
     let first = t.events.first().map_or(0, |e| e.ts_ns);
     let mut prev = first;
     for e in &t.events {
-        let _ = writeln!(
-            out,
-            "{} {:>12} {:>12}  {:<30}  {:<20} {:<16} {}",
-            if is_problem(&e.kind) { "!" } else { " " },
-            format!("+{}", secs(e.ts_ns.saturating_sub(first))),
-            format!("(+{})", secs(e.ts_ns.saturating_sub(prev))),
-            e.time,
-            e.kind.name(),
-            container_label(e),
-            details(&e.kind)
+        write_line(
+            &mut out,
+            format_args!(
+                "{} {:>12} {:>12}  {:<30}  {:<20} {:<16} {}",
+                if is_problem(&e.kind) { "!" } else { " " },
+                format!("+{}", secs(e.ts_ns.saturating_sub(first))),
+                format!("(+{})", secs(e.ts_ns.saturating_sub(prev))),
+                e.time,
+                e.kind.name(),
+                container_label(e),
+                details(&e.kind)
+            ),
         );
         prev = e.ts_ns;
     }
@@ -266,5 +271,49 @@ mod tests {
         assert!(ignored.contains("(+100.000ms)"), "{ignored}");
         let no_owner = to_text(&Timeline { owner: None, ..t });
         assert!(!no_owner.lines().next().unwrap().contains("owner"));
+    }
+
+    #[test]
+    fn control_characters_from_argv_and_comm_are_escaped() {
+        let t = Timeline {
+            uid: "u".into(),
+            namespace: Some("default".into()),
+            name: Some("web\x1b[2J".into()),
+            qos: None,
+            owner: None,
+            node: None,
+            state: "Running".into(),
+            containers: vec![],
+            events: vec![
+                event(
+                    1,
+                    Source::Kernel,
+                    K::ExecStarted {
+                        pid: 7,
+                        argv: vec!["sh".into(), "-c".into(), "echo \x1b]0;x\x07\nFAKE".into()],
+                    },
+                ),
+                event(
+                    2,
+                    Source::Kernel,
+                    K::ProcessCrashed {
+                        pid: 7,
+                        comm: "evil\x1b[1A\u{9b}".into(),
+                        signal: "SIGSEGV".into(),
+                        core_dumped: false,
+                        is_init: true,
+                    },
+                ),
+            ],
+        };
+        let text = to_text(&t);
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("web\\x1b[2J"), "{text}");
+        assert!(text.contains("echo \\x1b]0;x\\x07\\nFAKE"), "{text}");
+        assert!(text.contains("evil\\x1b[1A\\u{9b}[7]"), "{text}");
     }
 }

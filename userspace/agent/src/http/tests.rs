@@ -25,28 +25,32 @@ fn call(method: Method, uri: &str) -> (StatusCode, String) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    rt.block_on(async {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Body::empty())
-            .expect("request");
-        // From loopback, as the listener's ConnectInfo would say: the private default serves it.
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-        let resp = super::router(shared(), Default::default())
-            .oneshot(req)
-            .await
-            .expect("infallible");
-        let status = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .expect("body");
-        let v: Value = serde_json::from_slice(&body)
-            .unwrap_or_else(|e| panic!("{uri}: {status} body is not JSON ({e}): {body:?}"));
-        let code = v["error"]["code"].as_str().unwrap_or("").to_string();
-        (status, code)
-    })
+    let (status, body) = rt.block_on(request(shared(), method, uri));
+    let v: Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{uri}: {status} body is not JSON ({e}): {body:?}"));
+    let code = v["error"]["code"].as_str().unwrap_or("").to_string();
+    (status, code)
+}
+
+/// One request through the router, from loopback as the listener's ConnectInfo would say
+/// (the private default serves it): status and body.
+async fn request(s: Arc<Shared>, method: Method, uri: &str) -> (StatusCode, Vec<u8>) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .expect("request");
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+    let resp = super::router(s, Default::default())
+        .oneshot(req)
+        .await
+        .expect("infallible");
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (status, body.to_vec())
 }
 
 #[test]
@@ -106,18 +110,7 @@ fn healthz_fails_with_json_when_the_reader_stops_looping() {
         .expect("tokio runtime");
     let s = shared();
     let get = |s: Arc<Shared>| async move {
-        let req = Request::builder()
-            .uri("/healthz")
-            .body(Body::empty())
-            .expect("request");
-        let resp = super::router(s, Default::default())
-            .oneshot(req)
-            .await
-            .expect("infallible");
-        let status = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .expect("body");
+        let (status, body) = request(s, Method::GET, "/healthz").await;
         (status, String::from_utf8_lossy(&body).into_owned())
     };
     let now = WallClock::now_mono_ns();

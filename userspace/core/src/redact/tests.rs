@@ -141,10 +141,7 @@ fn a_cut_word_moves_the_walk_like_the_whole_word() {
     // A long word with a space and an `=` after `vault login` was cut into something shaped
     // like an option; the second pass then took the next word for the login token.
     let input = include_bytes!("../../../../fuzz/regressions/redact/cut-word-turns-into-an-option");
-    let argv: Vec<String> = input
-        .split(|b| *b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
+    let argv = fuzz_argv(input);
     let once = redact_argv(&argv);
     assert_eq!(once[3], argv[3]);
     assert_eq!(redact_argv(&once), once);
@@ -155,10 +152,7 @@ fn a_url_cut_inside_its_authority_is_left_as_judged() {
     // The userinfo of a long URL ends at its last `@`, past the cut: the cut URL's last `@`
     // is an earlier one, which the second pass took for the end of a token user.
     let input = include_bytes!("../../../../fuzz/regressions/redact/url-cut-inside-the-authority");
-    let argv: Vec<String> = input
-        .split(|b| *b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
+    let argv = fuzz_argv(input);
     let once = redact_argv(&argv);
     assert!(!once[0].contains("p@ss"), "{}", once[0]);
     assert_eq!(redact_argv(&once), once);
@@ -169,10 +163,7 @@ fn a_cut_word_that_named_the_program() {
     // A long word with a tab ending in `/bin/sh` made `-scbc` a shell's `-c`; cut at the tab
     // it looked like an option, and the second pass redacted the `-pass` the script took.
     let input = include_bytes!("../../../../fuzz/regressions/redact/cut-word-loses-its-program");
-    let argv: Vec<String> = input
-        .split(|b| *b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
+    let argv = fuzz_argv(input);
     let once = redact_argv(&argv);
     assert_eq!(redact_argv(&once), once);
 }
@@ -184,10 +175,15 @@ fn a_requoted_script_word_is_redacted_to_a_fixpoint() {
     let input = include_bytes!(
         "../../../../fuzz/regressions/redact/requoted-script-word-reads-differently"
     );
-    let argv: Vec<String> = input
-        .split(|b| *b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
+    let argv = fuzz_argv(input);
     let once = redact_argv(&argv);
     assert_eq!(redact_argv(&once), once);
+}
+
+/// A fuzz input as the `redact` target reads it: arguments separated by NUL bytes.
+fn fuzz_argv(input: &[u8]) -> Vec<String> {
+    input
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
 }

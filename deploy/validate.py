@@ -51,7 +51,9 @@ HOST_MOUNTS = {  # host path -> must the mount be read-only
 }
 HOSTPATH_TYPES = {"", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket",
                   "CharDevice", "BlockDevice"}
-STANDALONE = {"servicemonitor.yaml"}  # applied on its own (needs CRDs), not in kustomization
+# Applied on their own, not in kustomization: the ServiceMonitor needs CRDs, the plugin users'
+# RBAC names the site's own group.
+STANDALONE = {"servicemonitor.yaml", "plugin-users.yaml"}
 KUSTOMIZE_FILES = {"kustomization.yaml"}
 
 
@@ -324,7 +326,8 @@ def check_policy(tree):
             ns["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") != "privileged":
         raise Failed("namespace.yaml: namespace podlife with Pod Security enforce=privileged")
     for name, o in objs:
-        if o["kind"] != "Namespace" and o["metadata"].get("namespace") != NAMESPACE:
+        cluster_scoped = o["kind"] in ("Namespace", "ClusterRole", "ClusterRoleBinding")
+        if not cluster_scoped and o["metadata"].get("namespace") != NAMESPACE:
             raise Failed(f"{name}: {o['kind']} must be in namespace {NAMESPACE}")
     ds_name, ds = by_kind["DaemonSet"][0]
     check_daemonset_policy(ds, ds_name)
@@ -438,8 +441,17 @@ def check_image(tree):
 
 
 def check_kubectl_kustomize(tree):
-    """The real kustomize, when kubectl happens to be installed (it is not a requirement)."""
+    """The real kustomize, when a kubectl ≥ 1.21 is installed (older ones embed a kustomize
+    without components; Debian 12's kubernetes-client is 1.20)."""
     if not shutil.which("kubectl"):
+        return None
+    ver = subprocess.run(["kubectl", "version", "--client", "-o", "json"], capture_output=True,
+                         text=True)
+    try:
+        minor = int(json.loads(ver.stdout)["clientVersion"]["minor"].rstrip("+"))
+    except (ValueError, KeyError, TypeError):
+        minor = 0
+    if minor < 21:
         return None
     with tempfile.TemporaryDirectory() as overlay:
         overlay = pathlib.Path(overlay)
@@ -459,8 +471,40 @@ def check_kubectl_kustomize(tree):
     return f"{n} built objects valid"
 
 
+PLUGIN_ROLE = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["podlife-api-token"],
+     "verbs": ["get"]},
+]
+PLUGIN_CLUSTER_ROLE = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
+
+
+def check_plugin_rbac(tree):
+    """`kubectl podlife` users get exactly what the plugin asks for, and nothing cluster-wide
+    but `get pods`: no secrets, no proxy outside podlife's namespace."""
+    where = "plugin-users.yaml"
+    objs = load_all(tree / where)
+    by_kind = {o["kind"]: o for o in objs}
+    if sorted(by_kind) != ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]:
+        raise Failed(f"{where}: expected a Role, a ClusterRole and their bindings, "
+                     f"got {sorted(o['kind'] for o in objs)}")
+    role, crole = by_kind["Role"], by_kind["ClusterRole"]
+    if role["metadata"].get("namespace") != "podlife" or role.get("rules") != PLUGIN_ROLE:
+        raise Failed(f"{where}: the Role must grant exactly {json.dumps(PLUGIN_ROLE)} in "
+                     f"podlife, not {json.dumps(role.get('rules'))}")
+    if crole.get("rules") != PLUGIN_CLUSTER_ROLE:
+        raise Failed(f"{where}: the ClusterRole must grant exactly get on pods, "
+                     f"not {json.dumps(crole.get('rules'))}")
+    for b, r in (("RoleBinding", role), ("ClusterRoleBinding", crole)):
+        ref = by_kind[b]["roleRef"]
+        if ref.get("kind") != r["kind"] or ref.get("name") != r["metadata"]["name"]:
+            raise Failed(f"{where}: the {b} refers to {ref}, not the {r['kind']} of this file")
+    return "least access for kubectl podlife"
+
+
 CHECKS = [("schema", check_schema), ("kustomize", check_kustomize), ("policy", check_policy),
-          ("image", check_image)]
+          ("image", check_image), ("plugin-rbac", check_plugin_rbac)]
 
 
 def run_checks(tree):
@@ -505,6 +549,9 @@ MUST_FAIL = [
     ("hostPath type typo", mutate("daemonset.yaml", "type: DirectoryOrCreate}}", "type: DirOrCreate}}"),
      "policy", "DirOrCreate"),
     ("readiness path", mutate("daemonset.yaml", "path: /readyz", "path: /ready"), "policy", "readinessProbe"),
+    ("plugin users read every secret",
+     mutate("plugin-users.yaml", '    resourceNames: ["podlife-api-token"]\n', ""),
+     "plugin-rbac", "Role must grant exactly"),
     ("missing kustomize resource", mutate("kustomization.yaml", "- service.yaml", "- services.yaml"),
      "kustomize", "services.yaml"),
     ("component patch path", mutate("components/kube-api/kustomization.yaml",
@@ -558,7 +605,7 @@ def main():
         try:
             detail = fn(DEPLOY)
             if detail is None:
-                results.append((True, True, f"SKIP {name}: kubectl is not installed (the "
+                results.append((True, True, f"SKIP {name}: no kubectl ≥ 1.21 installed (the "
                                 f"component is still checked by `kustomize` above)"))
             else:
                 results.append((True, False, f"ok   {name}: {detail}"))

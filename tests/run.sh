@@ -5,6 +5,6 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bash "$here/setup.sh"
 cd "$here/.."
-cargo build --release -p podlife
+cargo build --release -p podlife -p kubectl-podlife
 export PODLIFE_BIN=${PODLIFE_BIN:-$PWD/target/release/podlife}
 exec cargo test -p podlife-e2e --release --no-fail-fast -- --test-threads=1 "$@"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end suite set-up. Root, idempotent, quiet unless something fails.
 #  - Debian packages: containerd, runc, CNI plugins, umoci, busybox-static, gcc for the static
-#    helpers, prometheus for the scrape test.
+#    helpers, prometheus for the scrape test, kubernetes-client (kubectl) for the plugin test.
 #  - tracefs mounted (the agent reads tracepoint formats from it).
 #  - The test images, built locally as OCI archives (no registry is reachable here):
 #      pause    tests/images/pause.c    the sandbox init: waits for signals, reaps children
@@ -21,6 +21,8 @@ fail() { echo "tests/setup.sh: $*" >&2; cat "$log" >&2; exit 1; }
 
 pkgs=(containerd runc containernetworking-plugins umoci busybox-static gcc libc6-dev
   prometheus iproute2 ca-certificates)
+# kubectl for the plugin test: any on PATH (other packagings conflict with Debian's), else Debian's.
+command -v kubectl >/dev/null || pkgs+=(kubernetes-client)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,6 +17,8 @@ pub struct Agent {
     extra: Vec<String>,
     /// Capabilities the agent runs with (None: all of root's).
     caps: Option<Vec<String>>,
+    /// Sent as `Authorization: Bearer` by `get` (an agent started with --api-token-file).
+    token: Option<String>,
 }
 
 /// The agent's command, under exactly `caps` when given: setpriv limits the bounding set, and a
@@ -156,6 +158,7 @@ impl Agent {
             runtime_state: runtime_state.to_path_buf(),
             extra,
             caps,
+            token: None,
         }
     }
 
@@ -207,9 +210,17 @@ impl Agent {
             .join("\n")
     }
 
+    /// The token `get` sends from now on.
+    pub fn set_token(&mut self, token: &str) {
+        self.token = Some(token.to_string());
+    }
+
     /// (status, body) of a GET on the agent.
     pub fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.port, path)
+        match &self.token {
+            Some(t) => http_get_with(self.port, path, &format!("Authorization: Bearer {t}\r\n")),
+            None => http_get(self.port, path),
+        }
     }
 
     pub fn json(&self, path: &str) -> Value {
@@ -269,13 +280,18 @@ impl Agent {
 
 /// (status, body) of an HTTP/1.1 GET on a loopback port; (0, "") when nothing listens.
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    http_get_with(port, path, "")
+}
+
+/// The same with extra header lines (each ending in CRLF).
+pub fn http_get_with(port: u16, path: &str, headers: &str) -> (u16, String) {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n"
     );
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
@@ -297,7 +313,7 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     (status, body)
 }
 
-fn dechunk(body: &str) -> String {
+pub fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     while let Some((size, after)) = rest.split_once("\r\n") {

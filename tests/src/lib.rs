@@ -6,6 +6,7 @@
 //! reason: CI must never skip these suites silently.
 
 pub mod agent;
+pub mod apiserver;
 pub mod containerd;
 pub mod cri;
 pub mod kubelet;

@@ -118,5 +118,16 @@ pub fn toolchain() -> Result<()> {
 
 pub fn all() -> Result<()> {
     toolchain()?;
-    apt_install(TEST_PACKAGES)
+    apt_install(TEST_PACKAGES)?;
+    // The e2e suite runs `kubectl podlife` through a real kubectl: any kubectl already on PATH
+    // (Debian's kubernetes-client conflicts with other packagings of it), else Debian's.
+    if !Command::new("sh")
+        .args(["-c", "command -v kubectl"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        apt_install(&["kubernetes-client"])?;
+    }
+    Ok(())
 }

@@ -77,7 +77,15 @@ pub fn kernel() -> Result<()> {
 
 pub fn e2e() -> Result<()> {
     require_root("e2e")?;
-    sh(cargo().args(["build", "--release", "-p", "podlife"]))?;
+    // The kubectl plugin's test runs the plugin beside the agent it finds.
+    sh(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "podlife",
+        "-p",
+        "kubectl-podlife",
+    ]))?;
     sh(Command::new("bash")
         .arg(root().join("tests/run.sh"))
         .current_dir(root()))

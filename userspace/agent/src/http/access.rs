@@ -97,10 +97,17 @@ impl Access {
         self.open
     }
 
-    /// Whether a request from `peer` (None: not known) with this Authorization header may read.
-    fn allows(&self, peer: Option<IpAddr>, authorization: Option<&[u8]>) -> Result<(), ApiError> {
+    /// Whether a request from `peer` (None: not known) with these headers may read: the token as
+    /// `Authorization: Bearer <token>`, or as `X-Podlife-Token: <token>` (what passes the API
+    /// server's pod proxy, which deletes Authorization once it has authenticated the caller).
+    fn allows(
+        &self,
+        peer: Option<IpAddr>,
+        authorization: Option<&[u8]>,
+        podlife_token: Option<&[u8]>,
+    ) -> Result<(), ApiError> {
         if let Some(token) = &self.token {
-            return match authorization.and_then(bearer) {
+            return match authorization.and_then(bearer).or(podlife_token) {
                 Some(given) if ct_eq(given, token) => Ok(()),
                 _ => Err(ApiError::Unauthorized),
             };
@@ -112,6 +119,10 @@ impl Access {
         }
     }
 }
+
+/// The token header that survives `kubectl get --raw …/pods/<agent>:9090/proxy/…` and the
+/// kubectl plugin's requests.
+pub const TOKEN_HEADER: &str = "x-podlife-token";
 
 /// The credentials of `Bearer <token>`: the scheme in any case (RFC 7235), one space or more.
 pub fn bearer(value: &[u8]) -> Option<&[u8]> {
@@ -155,11 +166,10 @@ pub async fn guard(State(access): State<Access>, req: Request, next: Next) -> Re
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.ip());
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    match access.allows(peer, authorization) {
+    let headers = req.headers();
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let podlife_token = headers.get(TOKEN_HEADER).map(|v| v.as_bytes());
+    match access.allows(peer, authorization, podlife_token) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     }
@@ -262,8 +272,8 @@ mod tests {
         let p = token_file("trimmed", "  s3cr3t\n");
         let a = Access::from_flags(Some(&p), false).unwrap();
         std::fs::remove_file(p).unwrap();
-        assert!(a.allows(None, Some(b"Bearer s3cr3t")).is_ok());
-        assert!(a.allows(None, Some(b"Bearer   s3cr3t\n")).is_err());
+        assert!(a.allows(None, Some(b"Bearer s3cr3t"), None).is_ok());
+        assert!(a.allows(None, Some(b"Bearer   s3cr3t\n"), None).is_err());
         let missing = std::env::temp_dir().join("podlife-token-does-not-exist");
         assert!(matches!(
             Access::from_flags(Some(&missing), false),

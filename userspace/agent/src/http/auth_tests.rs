@@ -66,14 +66,28 @@ fn get(
     uri: &str,
     authorization: Option<&str>,
 ) -> (StatusCode, String) {
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|a| (header::AUTHORIZATION.as_str(), a))
+        .into_iter()
+        .collect();
+    get_with(access, peer, uri, &headers)
+}
+
+/// The same with any request headers.
+fn get_with(
+    access: &Access,
+    peer: [u8; 4],
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     rt.block_on(async {
         let mut req = Request::builder().uri(uri);
-        if let Some(a) = authorization {
-            req = req.header(header::AUTHORIZATION, a);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let mut req = req.body(Body::empty()).expect("request");
         req.extensions_mut()
@@ -233,5 +247,34 @@ fn the_private_answer_says_what_to_do() {
     let message = v["error"]["message"].as_str().unwrap();
     for hint in ["--api-token-file", "--api-open", "loopback"] {
         assert!(message.contains(hint), "{hint} missing from {message:?}");
+    }
+}
+
+/// Through the API server's pod proxy (the kubectl plugin) Authorization never arrives: the
+/// token in X-Podlife-Token opens the data routes, a wrong one does not, and without a
+/// configured token the header opens nothing.
+#[test]
+fn the_token_header_that_passes_the_api_servers_proxy() {
+    let unauthorized = (StatusCode::UNAUTHORIZED, "unauthorized".to_string());
+    for (route, served) in data_routes() {
+        let (status, code) = get_with(&token(), POD_NETWORK, &route, &[("X-Podlife-Token", TOKEN)]);
+        assert_eq!(status, served, "{route} ({code})");
+        for wrong in ["wrong", "Bearer s3cr3t-token", "s3cr3t-toke", ""] {
+            assert_eq!(
+                get_with(&token(), POD_NETWORK, &route, &[("X-Podlife-Token", wrong)]),
+                unauthorized,
+                "{route}: {wrong:?}"
+            );
+        }
+        assert_eq!(
+            get_with(
+                &Access::private(),
+                POD_NETWORK,
+                &route,
+                &[("X-Podlife-Token", TOKEN)]
+            ),
+            (StatusCode::FORBIDDEN, "api_private".to_string()),
+            "{route}"
+        );
     }
 }

@@ -42,7 +42,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "this endpoint needs `Authorization: Bearer <token>` with the token of the agent's --api-token-file".to_string(),
+                "this endpoint needs the token of the agent's --api-token-file, as `Authorization: Bearer <token>` or (through the API server's pod proxy, which drops Authorization) `X-Podlife-Token: <token>`".to_string(),
             ),
             Self::Private => (
                 StatusCode::FORBIDDEN,

@@ -127,10 +127,6 @@ pub async fn run(args: Args) -> Result<()> {
         mounts.clone(),
     );
     inner.redactor = Redactor::new(args.redact_pattern.clone());
-    // Event ids start at the wall clock in µs: increasing across restarts, even without a store.
-    inner
-        .history
-        .start_ids_at(u64::try_from(WallClock::now_wall_ns() / 1000).unwrap_or(0));
     // Stored history streams into the served history: never the whole store in memory.
     let mut restore = enrich::Restore::default();
     let now_wall = WallClock::now_wall_ns();
@@ -160,6 +156,11 @@ pub async fn run(args: Args) -> Result<()> {
         }
         Err(e) => warn!("{e}; timelines will not survive a restart"),
     }
+    // New event ids start at the wall clock in µs at least: increasing across restarts, even
+    // when the store was lost. Only after the load: restored events keep the ids clients saw.
+    inner
+        .history
+        .start_ids_at(u64::try_from(WallClock::now_wall_ns() / 1000).unwrap_or(0));
     let (cgroups, procs) = track_existing(&mut capture, &mounts);
     let now = WallClock::now_mono_ns();
     enrich::bootstrap_engine(&mut inner, &cgroups, &procs, now);

@@ -199,6 +199,8 @@ def check_kustomize(tree):
             validate_object(name, obj)
         if c.parent.name == "kube-api":
             check_kube_api(patched, extra, tree)
+        elif c.parent.name == "kube-events":
+            check_kube_events(patched, extra, tree)
         else:
             raise Failed(f"{c.relative_to(tree)}: a component validate.py does not know")
     return f"{len(res)} resources, {len(comps)} component(s) patched and valid"
@@ -208,16 +210,15 @@ POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
-def check_kube_api(ds, objs, tree):
-    """The API watch gets read access to pods and nothing else, for podlife's account only."""
-    where = "components/kube-api"
+def check_account_role(where, objs, tree, rules, says):
+    """A component's one ClusterRole grants exactly `rules`, bound to podlife's account only."""
     kinds = sorted(o["kind"] for _, o in objs)
     if kinds != ["ClusterRole", "ClusterRoleBinding"]:
         raise Failed(f"{where}: expected one ClusterRole and one ClusterRoleBinding, got {kinds}")
     role = next(o for _, o in objs if o["kind"] == "ClusterRole")
     binding = next(o for _, o in objs if o["kind"] == "ClusterRoleBinding")
-    if role.get("rules") != POD_READER:
-        raise Failed(f"{where}: the ClusterRole must grant exactly get, list, watch on pods, "
+    if role.get("rules") != rules:
+        raise Failed(f"{where}: the ClusterRole must grant exactly {says}, "
                      f"not {json.dumps(role.get('rules'))}")
     ref = binding["roleRef"]
     if ref.get("kind") != "ClusterRole" or ref.get("name") != role["metadata"]["name"]:
@@ -227,6 +228,12 @@ def check_kube_api(ds, objs, tree):
     if binding.get("subjects") != want:
         raise Failed(f"{where}: the binding's subjects must be exactly {want}, "
                      f"not {binding.get('subjects')}")
+
+
+def check_kube_api(ds, objs, tree):
+    """The API watch gets read access to pods and nothing else, for podlife's account only."""
+    where = "components/kube-api"
+    check_account_role(where, objs, tree, POD_READER, "get, list, watch on pods")
     (c,) = ds["spec"]["template"]["spec"]["containers"]
     if env_of(c).get("PODLIFE_KUBE_API") != "in-cluster":
         raise Failed(f"{where}: PODLIFE_KUBE_API must be in-cluster")
@@ -238,6 +245,19 @@ def check_kube_api(ds, objs, tree):
     sources = vol.get("projected", {}).get("sources", [])
     if not any("serviceAccountToken" in s for s in sources):
         raise Failed(f"{where}: {TOKEN_DIR} must be a projected serviceAccountToken")
+
+
+EVENT_WRITER = [{"apiGroups": ["events.k8s.io"], "resources": ["events"],
+                 "verbs": ["create", "patch"]}]
+
+
+def check_kube_events(ds, objs, tree):
+    """Kubernetes Events: create and patch on events.k8s.io events, for podlife's account only."""
+    where = "components/kube-events"
+    check_account_role(where, objs, tree, EVENT_WRITER, "create, patch on events.k8s.io events")
+    (c,) = ds["spec"]["template"]["spec"]["containers"]
+    if env_of(c).get("PODLIFE_KUBE_EVENTS") != "true":
+        raise Failed(f"{where}: PODLIFE_KUBE_EVENTS must be true")
 
 
 def env_of(container):
@@ -458,7 +478,8 @@ def check_kubectl_kustomize(tree):
         rel = pathlib.Path(*[".."] * len(overlay.parts[1:])) / str(tree).lstrip("/")
         (overlay / "kustomization.yaml").write_text(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            f"resources: [{rel}]\ncomponents: [{rel}/components/kube-api]\n")
+            f"resources: [{rel}]\ncomponents: [{rel}/components/kube-api, "
+            f"{rel}/components/kube-events]\n")
         n = 0
         for target in (tree, overlay):
             out = subprocess.run(["kubectl", "kustomize", str(target)], capture_output=True,
@@ -549,6 +570,10 @@ MUST_FAIL = [
     ("hostPath type typo", mutate("daemonset.yaml", "type: DirectoryOrCreate}}", "type: DirOrCreate}}"),
      "policy", "DirOrCreate"),
     ("readiness path", mutate("daemonset.yaml", "path: /readyz", "path: /ready"), "policy", "readinessProbe"),
+    ("kube-events role deletes",
+     mutate("components/kube-events/rbac.yaml", 'verbs: ["create", "patch"]',
+            'verbs: ["create", "patch", "delete"]'),
+     "kustomize", "must grant exactly create, patch"),
     ("plugin users read every secret",
      mutate("plugin-users.yaml", '    resourceNames: ["podlife-api-token"]\n', ""),
      "plugin-rbac", "Role must grant exactly"),

@@ -3,7 +3,9 @@
 //! pods with label and field selectors, get a Secret, and the `pods/proxy` subresource,
 //! forwarded to real agents on loopback), checks the client's bearer token, and, like
 //! kube-apiserver's authentication filter, does not pass the caller's Authorization header on
-//! to the proxied pod. It records every request so a test can assert what was asked.
+//! to the proxied pod. It records every request so a test can assert what was asked. For the
+//! agent's `--kube-api` + `--kube-events` it also answers the node's pod list (empty) and watch
+//! (held open a few seconds, then ended), and keeps the Events posted and patched.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -21,11 +23,16 @@ pub struct World {
     /// Agent pod name → (node, loopback port, phase).
     pub agents: BTreeMap<String, (String, u16, String)>,
     pub secrets: BTreeMap<(String, String), String>,
+    /// Events created through events.k8s.io/v1, by (namespace, name).
+    pub events: BTreeMap<(String, String), Value>,
+    /// Merge patches received, by (namespace, name), in order.
+    pub patches: Vec<((String, String), Value)>,
 }
 
 /// One request as the stand-in saw it.
 #[derive(Clone, Debug)]
 pub struct Seen {
+    pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
     /// Headers sent on to an agent (proxied requests only).
@@ -117,6 +124,7 @@ fn serve(conn: TcpStream, world: &Mutex<World>, seen: &Mutex<Vec<Seen>>) {
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
+        let method = line.split(' ').next().unwrap_or("").to_string();
         let target = line.split(' ').nth(1).unwrap_or("").to_string();
         let mut headers = Vec::new();
         let mut length = 0usize;
@@ -140,11 +148,15 @@ fn serve(conn: TcpStream, world: &Mutex<World>, seen: &Mutex<Vec<Seen>>) {
         let mut body = vec![0; length.min(1 << 20)];
         let _ = reader.read_exact(&mut body);
         let mut record = Seen {
+            method: method.clone(),
             path: target.clone(),
             headers: headers.clone(),
             forwarded: Vec::new(),
         };
-        let (code, ctype, payload) = answer(&target, &headers, world, &mut record);
+        let (code, ctype, payload) = match method.as_str() {
+            "POST" | "PATCH" => write(&method, &target, &headers, &body, world),
+            _ => answer(&target, &headers, world, &mut record),
+        };
         seen.lock().unwrap().push(record);
         let bytes = match payload {
             Value::String(s) => s.into_bytes(),
@@ -166,10 +178,7 @@ fn answer(
     world: &Mutex<World>,
     record: &mut Seen,
 ) -> (u16, String, Value) {
-    let authorized = headers
-        .iter()
-        .any(|(k, v)| k == "authorization" && *v == format!("Bearer {USER_TOKEN}"));
-    if !authorized {
+    if !authorized(headers) {
         return status(401, "Unauthorized", "Unauthorized");
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -181,6 +190,19 @@ fn answer(
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let w = world.lock().unwrap();
     match parts.as_slice() {
+        // The agent's --kube-api: its node's pods (none here), and a watch that ends quietly.
+        ["api", "v1", "pods"] => {
+            drop(w);
+            if query.get("watch").is_some_and(|v| v == "true" || v == "1") {
+                std::thread::sleep(Duration::from_secs(5));
+                return (200, "application/json".into(), Value::String(String::new()));
+            }
+            (
+                200,
+                "application/json".into(),
+                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": []}),
+            )
+        }
         ["api", "v1", "namespaces", ns, "pods"] => {
             let selector = query.get("labelSelector").map(String::as_str);
             if *ns != AGENT_NAMESPACE || selector != Some(AGENT_SELECTOR) {
@@ -258,6 +280,59 @@ fn answer(
             }
         }
         _ => status(404, "NotFound", "the stand-in does not serve this path"),
+    }
+}
+
+fn authorized(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .any(|(k, v)| k == "authorization" && *v == format!("Bearer {USER_TOKEN}"))
+}
+
+/// POST and PATCH of events.k8s.io/v1 Events: kept as sent.
+fn write(
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    world: &Mutex<World>,
+) -> (u16, String, Value) {
+    if !authorized(headers) {
+        return status(401, "Unauthorized", "Unauthorized");
+    }
+    let Ok(sent) = serde_json::from_slice::<Value>(body) else {
+        return status(400, "BadRequest", "the body is not JSON");
+    };
+    let path = target.split('?').next().unwrap_or("");
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut w = world.lock().unwrap();
+    match (method, parts.as_slice()) {
+        ("POST", ["apis", "events.k8s.io", "v1", "namespaces", ns, "events"]) => {
+            let name = sent["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let key = (ns.to_string(), name.clone());
+            if name.is_empty() || w.events.contains_key(&key) {
+                return status(
+                    409,
+                    "AlreadyExists",
+                    &format!("events \"{name}\" already exists"),
+                );
+            }
+            w.events.insert(key, sent.clone());
+            (201, "application/json".into(), sent)
+        }
+        ("PATCH", ["apis", "events.k8s.io", "v1", "namespaces", ns, "events", name]) => {
+            let key = (ns.to_string(), name.to_string());
+            let Some(stored) = w.events.get(&key).cloned() else {
+                return status(404, "NotFound", &format!("events \"{name}\" not found"));
+            };
+            w.patches.push((key, sent));
+            (200, "application/json".into(), stored)
+        }
+        _ => status(
+            405,
+            "MethodNotAllowed",
+            "the stand-in does not take this write",
+        ),
     }
 }
 

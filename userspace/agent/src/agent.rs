@@ -69,6 +69,11 @@ pub async fn run(args: Args) -> Result<()> {
         (Some(cert), Some(key)) => Some(http::tls::Tls::load(cert, key)?),
         _ => None,
     };
+    if args.kube_events
+        && (args.kube_api == crate::config::KubeApi::Off || args.node_name.is_none())
+    {
+        anyhow::bail!("--kube-events needs --kube-api (in-cluster or kubeconfig) and the node name (--node-name or NODE_NAME): Events are written on pods through the API server, by this node's reporting instance");
+    }
     preflight()?;
     let mounts = CgroupMounts::discover();
     match (&mounts.v2, &mounts.v1_memory) {
@@ -195,6 +200,29 @@ pub async fn run(args: Args) -> Result<()> {
             )
         }
         mode => {
+            if args.kube_events {
+                let options = crate::kube_watch::WatchOptions {
+                    mode,
+                    kubeconfig: args.kubeconfig.clone(),
+                    node: args.node_name.clone(),
+                    max_backoff: Duration::from_secs(60),
+                };
+                let counters = {
+                    let inner = shared.lock();
+                    crate::kube_events::Counters {
+                        writes: inner.metrics.kube_events.clone(),
+                        dropped: inner.metrics.kube_events_dropped.clone(),
+                    }
+                };
+                let live = shared.live.subscribe();
+                let node = args.node_name.clone().unwrap_or_default();
+                match crate::kube_watch::client(&options).await {
+                    Ok(client) => {
+                        tokio::spawn(crate::kube_events::run(client, node, live, counters));
+                    }
+                    Err(e) => warn!("--kube-events off: {e}"),
+                }
+            }
             tokio::spawn(crate::kube_watch::run(
                 shared.clone(),
                 crate::kube_watch::WatchOptions {

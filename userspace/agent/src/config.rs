@@ -151,6 +151,12 @@ pub struct Args {
     )]
     pub kube_api: KubeApi,
 
+    /// Post kernel-only findings (a child's OOM kill, SIGTERM ignored, grace overrun, probe
+    /// timeout, crashed child) as Kubernetes Events on the pod. Needs --kube-api and the node
+    /// name, and create/patch on events.k8s.io events (deploy/components/kube-events).
+    #[arg(long, env = "PODLIFE_KUBE_EVENTS", global = true)]
+    pub kube_events: bool,
+
     /// Kubeconfig file for `--kube-api kubeconfig`. Default: $KUBECONFIG, else ~/.kube/config.
     #[arg(long, env = "PODLIFE_KUBECONFIG", global = true)]
     pub kubeconfig: Option<PathBuf>,

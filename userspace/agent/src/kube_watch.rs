@@ -77,7 +77,7 @@ async fn config(o: &WatchOptions) -> Result<kube::Config, KubeWatchError> {
     }
 }
 
-async fn client(o: &WatchOptions) -> Result<Client, KubeWatchError> {
+pub async fn client(o: &WatchOptions) -> Result<Client, KubeWatchError> {
     Client::try_from(config(o).await?).map_err(|source| KubeWatchError::Client { source })
 }
 

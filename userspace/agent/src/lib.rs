@@ -14,6 +14,7 @@ pub mod enrich;
 pub mod history;
 pub mod http;
 pub mod kernel;
+pub mod kube_events;
 pub mod kube_watch;
 pub mod loss;
 pub mod metadata;

@@ -39,6 +39,10 @@ pub const EVICTED: [&str; 9] = [
     "buffered_events",
     "history_pods",
 ];
+/// `result` label values of podlife_kube_events_total.
+pub const KUBE_EVENT_RESULTS: [&str; 4] = ["created", "patched", "aggregated", "failed"];
+/// `reason` label values of podlife_kube_events_dropped_total.
+pub const KUBE_EVENT_DROPS: [&str; 3] = ["rate_limited", "lagged", "series_evicted"];
 /// `reason` label values of podlife_http_refused_total.
 pub const HTTP_REFUSED: [&str; 4] = ["connections", "requests", "streams", "timeouts"];
 
@@ -66,6 +70,10 @@ pub struct Metrics {
     pub http_refused: IntCounterVec,
     /// What bounded maps and lists dropped to stay bounded, by `what`.
     pub evictions: IntCounterVec,
+    /// Kubernetes Events written (--kube-events), by `result`.
+    pub kube_events: IntCounterVec,
+    /// Findings left out of Kubernetes Events, by `reason`.
+    pub kube_events_dropped: IntCounterVec,
     pub ready: IntGauge,
     pub store_errors: IntCounter,
     pub store_skipped_lines: IntCounter,
@@ -186,6 +194,33 @@ impl Metrics {
         for reason in HTTP_REFUSED {
             http_refused.with_label_values(&[reason]);
         }
+        let kube_events = IntCounterVec::new(
+            opts!(
+                "kube_events_total",
+                "Kubernetes Events about kernel-only findings (--kube-events), by result: created, \
+                 patched (a series count), aggregated (a repeat joined a series), failed (the API \
+                 server refused or did not answer)"
+            ),
+            &["result"],
+        )
+        .expect("valid");
+        reg(Box::new(kube_events.clone()));
+        let kube_events_dropped = IntCounterVec::new(
+            opts!(
+                "kube_events_dropped_total",
+                "Findings left out of Kubernetes Events, by reason: rate_limited (per pod or per \
+                 node), lagged (the writer fell behind the live events), series_evicted"
+            ),
+            &["reason"],
+        )
+        .expect("valid");
+        reg(Box::new(kube_events_dropped.clone()));
+        for r in KUBE_EVENT_RESULTS {
+            kube_events.with_label_values(&[r]);
+        }
+        for r in KUBE_EVENT_DROPS {
+            kube_events_dropped.with_label_values(&[r]);
+        }
         let feature_enabled = IntGaugeVec::new(
             opts!(
                 "feature_enabled",
@@ -281,6 +316,8 @@ impl Metrics {
             feature_enabled,
             http_refused,
             evictions,
+            kube_events,
+            kube_events_dropped,
             ready: gauge(
                 "ready",
                 "1 once programs are attached, bootstrap done and the ring buffer read",

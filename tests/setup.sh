@@ -20,7 +20,7 @@ fail() { echo "tests/setup.sh: $*" >&2; cat "$log" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "run as root (apt-get, containerd, cgroups, eBPF)"
 
 pkgs=(containerd runc containernetworking-plugins umoci busybox-static gcc libc6-dev
-  prometheus iproute2 ca-certificates)
+  prometheus iproute2 ca-certificates python3-venv)
 # kubectl for the plugin test: any on PATH (other packagings conflict with Debian's), else Debian's.
 command -v kubectl >/dev/null || pkgs+=(kubernetes-client)
 missing=()
@@ -38,6 +38,15 @@ if ! [ -e /sys/kernel/tracing/events ]; then
 fi
 
 mkdir -p "$out"
+
+# The OTLP test's receiver decodes with the official protobuf definitions (PyPI), in a venv.
+venv=$here/.work/otlp-venv
+if ! cmp -s "$here/otlp/requirements.txt" "$venv/.requirements" 2>/dev/null; then
+  { python3 -m venv "$venv" &&
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/otlp/requirements.txt" &&
+    cp "$here/otlp/requirements.txt" "$venv/.requirements"; } >"$log" 2>&1 ||
+    fail "installing opentelemetry-proto into $venv"
+fi
 
 # build_image NAME FILL-FUNCTION SOURCES -- CMD...: an OCI archive $out/NAME.tar with one layer.
 build_image() {

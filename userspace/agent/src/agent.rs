@@ -235,6 +235,23 @@ pub async fn run(args: Args) -> Result<()> {
         }
     }
 
+    if let Some(endpoint) = args.otlp_endpoint.clone() {
+        let counters = {
+            let inner = shared.lock();
+            crate::otlp::Counters {
+                records: inner.metrics.otlp_records.clone(),
+                failures: inner.metrics.otlp_failures.clone(),
+            }
+        };
+        tokio::spawn(crate::otlp::run(
+            shared.clone(),
+            endpoint,
+            args.node_name.clone(),
+            args.state_dir.join("otlp.cursor"),
+            counters,
+        ));
+    }
+
     // Reader: decode, convert, apply. Ready after the first batch.
     let s = shared.clone();
     let max_pause = Duration::from_millis(args.drain_max_ms.max(1));

@@ -157,6 +157,11 @@ pub struct Args {
     #[arg(long, env = "PODLIFE_KUBE_EVENTS", global = true)]
     pub kube_events: bool,
 
+    /// Send every lifecycle event as an OpenTelemetry log record to this OTLP/HTTP receiver
+    /// (`http://host:port`, protobuf to `/v1/logs`), resumed from a cursor kept in --state-dir.
+    #[arg(long, env = "PODLIFE_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<crate::otlp::Endpoint>,
+
     /// Kubeconfig file for `--kube-api kubeconfig`. Default: $KUBECONFIG, else ~/.kube/config.
     #[arg(long, env = "PODLIFE_KUBECONFIG", global = true)]
     pub kubeconfig: Option<PathBuf>,

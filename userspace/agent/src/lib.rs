@@ -20,6 +20,7 @@ pub mod loss;
 pub mod metadata;
 pub mod metrics;
 pub mod oom_scope;
+pub mod otlp;
 pub mod pod_facts;
 pub mod proc_argv;
 pub mod progress;

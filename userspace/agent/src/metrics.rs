@@ -74,6 +74,9 @@ pub struct Metrics {
     pub kube_events: IntCounterVec,
     /// Findings left out of Kubernetes Events, by `reason`.
     pub kube_events_dropped: IntCounterVec,
+    /// OTLP log records (--otlp-endpoint), by `result`.
+    pub otlp_records: IntCounterVec,
+    pub otlp_failures: IntCounter,
     pub ready: IntGauge,
     pub store_errors: IntCounter,
     pub store_skipped_lines: IntCounter,
@@ -215,6 +218,19 @@ impl Metrics {
         )
         .expect("valid");
         reg(Box::new(kube_events_dropped.clone()));
+        let otlp_records = IntCounterVec::new(
+            opts!(
+                "otlp_records_total",
+                "Lifecycle events for the OTLP receiver (--otlp-endpoint), by result: exported, \
+                 expired (left the agent's retention before they were sent; counted once per gap)"
+            ),
+            &["result"],
+        )
+        .expect("valid");
+        reg(Box::new(otlp_records.clone()));
+        for r in ["exported", "expired"] {
+            otlp_records.with_label_values(&[r]);
+        }
         for r in KUBE_EVENT_RESULTS {
             kube_events.with_label_values(&[r]);
         }
@@ -318,6 +334,11 @@ impl Metrics {
             evictions,
             kube_events,
             kube_events_dropped,
+            otlp_records,
+            otlp_failures: int(
+                "otlp_export_failures_total",
+                "OTLP requests the receiver refused or did not answer (each is retried)",
+            ),
             ready: gauge(
                 "ready",
                 "1 once programs are attached, bootstrap done and the ring buffer read",

@@ -19,12 +19,19 @@ pub struct Agent {
     caps: Option<Vec<String>>,
     /// Sent as `Authorization: Bearer` by `get` (an agent started with --api-token-file).
     token: Option<String>,
+    /// A command the agent is exec'd from (`sh -c '... exec "$0" "$@"'`), empty for none.
+    wrapper: Vec<String>,
 }
 
 /// The agent's command, under exactly `caps` when given: setpriv limits the bounding set, and a
 /// root process gets no capability outside it, as a container with `drop: [ALL]` + `add`.
-fn command(caps: Option<&[String]>) -> Command {
+fn command(caps: Option<&[String]>, wrapper: &[String]) -> Command {
     match caps {
+        None if !wrapper.is_empty() => {
+            let mut c = Command::new(&wrapper[0]);
+            c.args(&wrapper[1..]).arg(agent_bin());
+            c
+        }
         None => Command::new(agent_bin()),
         Some(caps) => {
             let set: String = std::iter::once("-all".to_string())
@@ -47,8 +54,9 @@ fn spawn(
     log: &Path,
     extra: &[String],
     caps: Option<&[String]>,
+    wrapper: &[String],
 ) -> Child {
-    command(caps)
+    command(caps, wrapper)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
         .arg(state)
         .arg("--runtime-state")
@@ -110,7 +118,7 @@ impl Agent {
 
     /// Start with extra agent flags.
     pub fn start_args(runtime_state: &Path, state: Option<PathBuf>, extra: &[&str]) -> Self {
-        let mut a = Self::spawn_args(runtime_state, state, extra, None);
+        let mut a = Self::spawn_args(runtime_state, state, extra, None, Vec::new());
         a.wait_ready();
         a
     }
@@ -123,7 +131,7 @@ impl Agent {
         caps: &[&str],
     ) -> Result<Self, String> {
         let caps: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
-        let mut a = Self::spawn_args(runtime_state, None, extra, Some(caps));
+        let mut a = Self::spawn_args(runtime_state, None, extra, Some(caps), Vec::new());
         let t = Instant::now();
         while a.get("/readyz").0 != 200 {
             if let Ok(Some(_)) = a.child.try_wait() {
@@ -137,11 +145,24 @@ impl Agent {
         Ok(a)
     }
 
+    /// Start without waiting for readiness, exec'd from `wrapper` (e.g. a shell that first
+    /// moves itself into a memory cgroup): the caller watches the start itself.
+    pub fn spawn_wrapped(
+        runtime_state: &Path,
+        state: Option<PathBuf>,
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> Self {
+        let wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+        Self::spawn_args(runtime_state, state, extra, None, wrapper)
+    }
+
     fn spawn_args(
         runtime_state: &Path,
         state: Option<PathBuf>,
         extra: &[&str],
         caps: Option<Vec<String>>,
+        wrapper: Vec<String>,
     ) -> Self {
         let port = free_port();
         let state =
@@ -149,7 +170,15 @@ impl Agent {
         let log = log_dir().join(format!("agent-{port}.log"));
         let _ = std::fs::remove_file(&log);
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let child = spawn(port, &state, runtime_state, &log, &extra, caps.as_deref());
+        let child = spawn(
+            port,
+            &state,
+            runtime_state,
+            &log,
+            &extra,
+            caps.as_deref(),
+            &wrapper,
+        );
         Self {
             child,
             port,
@@ -159,10 +188,21 @@ impl Agent {
             extra,
             caps,
             token: None,
+            wrapper,
         }
     }
 
-    fn wait_ready(&mut self) {
+    /// The exit status when the agent has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The whole agent log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_ready(&mut self) {
         let t = Instant::now();
         while self.get("/readyz").0 != 200 {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -190,6 +230,7 @@ impl Agent {
             &self.log,
             &self.extra,
             self.caps.as_deref(),
+            &self.wrapper,
         );
         self.wait_ready();
     }

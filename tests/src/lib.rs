@@ -10,6 +10,9 @@ pub mod apiserver;
 pub mod containerd;
 pub mod cri;
 pub mod kubelet;
+pub mod memcg;
+pub mod pod_cgroups;
+pub mod store_files;
 
 pub use agent::Agent;
 pub use containerd::Containerd;

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
+use aya::maps::{MapData, RingBuf};
 use podlife_common::{Counter, TRACK_BOOTSTRAP};
 use podlife_core::redact::Redactor;
 use podlife_core::{CgroupMode, Engine, EngineConfig};
@@ -84,99 +85,52 @@ pub async fn run(args: Args) -> Result<()> {
         ),
         (None, None) => warn!("no cgroup hierarchy found: pods cannot be attributed"),
     }
-    let opts = LoadOptions {
-        ringbuf_bytes: args.ringbuf_bytes,
-        ..Default::default()
-    };
-    let mut capture =
-        Capture::load(&opts, mounts.event_root()).context("attaching eBPF programs")?;
-    let keep: Vec<&str> = args.metrics_pod_labels.iter().map(String::as_str).collect();
-    if let Some(bad) = keep
-        .iter()
-        .find(|l| !crate::metrics::POD_LABELS.contains(l))
-    {
-        bail!("--metrics-pod-labels: {bad:?} is not one of namespace, pod, uid, container");
-    }
-    let metrics = Metrics::with_pod_labels(env!("CARGO_PKG_VERSION"), &keep);
-    for f in &capture.features {
-        metrics
-            .feature_enabled
-            .with_label_values(&[f.name])
-            .set(i64::from(f.enabled));
-    }
-    let clock = WallClock::measure();
-    let limits = Limits {
-        max_bytes: args.store_max_bytes,
-        // Bounded by the flag's range (config::MAX_AGE_HOURS); saturate all the same.
-        max_age_ns: args.store_max_age_hours.saturating_mul(3_600_000_000_000),
-        load_bytes: args.store_load_bytes,
-        pending_bytes: 8 << 20,
-    };
-    let mut engine = Engine::new(EngineConfig {
-        node_name: args.node_name.clone(),
-        ..EngineConfig::default()
-    });
-    // The programs report one hierarchy: cgroup v2 where it exists, else v1 memory.
-    engine.set_cgroup_mode(if mounts.v2.is_some() {
-        CgroupMode::V2
+    // Listen first: /healthz answers (and /readyz says not yet) while the programs attach and
+    // a big store loads, so a liveness probe does not kill an agent that is still starting.
+    let tcp = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!("listening on {scheme}://{}", args.listen);
+    if access.has_token() {
+        info!("pods, timelines and events need the bearer token of --api-token-file");
+    } else if access.is_open() {
+        warn!("--api-open: pods, timelines and events (every pod's command lines) are served to anyone who can reach {} without a token", args.listen);
     } else {
-        CgroupMode::V1
-    });
-    let mut inner = Inner::new(
-        engine,
-        metrics,
-        clock,
-        None,
-        args.node_name.clone(),
-        args.runtime_state.clone(),
-        mounts.clone(),
-    );
-    inner.redactor = Redactor::new(args.redact_pattern.clone());
-    // Stored history streams into the served history: never the whole store in memory.
-    let mut restore = enrich::Restore::default();
-    let now_wall = WallClock::now_wall_ns();
-    let opened = Store::open(&args.state_dir, limits, now_wall, |ev| {
-        restore.event(&mut inner.history, ev)
-    });
-    match opened {
-        Ok((store, loaded)) => {
-            inner.store = Some(store);
-            inner
-                .metrics
-                .store_skipped_lines
-                .inc_by(loaded.skipped_lines as u64);
-            inner
-                .metrics
-                .store_unreadable_segments
-                .inc_by(loaded.unreadable_segments as u64);
-            restore.finish(&mut inner, &loaded, now_wall);
-            info!(
-                events = loaded.events,
-                skipped_lines = loaded.skipped_lines,
-                unreadable_segments = loaded.unreadable_segments,
-                unloaded_bytes = loaded.unloaded_bytes,
-                "history restored from {}",
-                args.state_dir.display()
-            );
-        }
-        Err(e) => warn!("{e}; timelines will not survive a restart"),
+        info!("pods, timelines and events are served to loopback peers only (--api-token-file for remote clients); /metrics, /healthz, /readyz to all");
     }
-    // New event ids start at the wall clock in µs at least: increasing across restarts, even
-    // when the store was lost. Only after the load: restored events keep the ids clients saw.
-    inner
-        .history
-        .start_ids_at(u64::try_from(WallClock::now_wall_ns() / 1000).unwrap_or(0));
-    let (cgroups, procs) = track_existing(&mut capture, &mounts);
-    let now = WallClock::now_mono_ns();
-    enrich::bootstrap_engine(&mut inner, &cgroups, &procs, now);
-    info!(
-        pods_cgroups = cgroups.len(),
-        processes = procs.len(),
-        "bootstrap done"
-    );
-    let ring = capture.ring.take().context("ring buffer already taken")?;
-    let shared = Shared::new(inner);
+    match tls {
+        Some(tls) => run_on(http::tls::TlsListener::new(tcp, tls)?, args, access, mounts).await,
+        None => run_on(tcp, args, access, mounts).await,
+    }
+}
 
+/// Attach, load the store and bootstrap (off the async threads, the start-up API answering
+/// meanwhile), then run the tasks and the API on `listener`.
+async fn run_on<L>(
+    mut listener: L,
+    args: Args,
+    access: http::Access,
+    mounts: CgroupMounts,
+) -> Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
+    let refused = std::sync::Arc::new(http::limits::Refused::default());
+    let start_mounts = mounts.clone();
+    let (args, mut capture, ring, shared) = http::while_starting(&mut listener, &refused, async {
+        tokio::task::spawn_blocking(move || prepare(args, &start_mounts))
+            .await
+            .context("start-up task")?
+    })
+    .await?;
+    // What the start-up API refused counts with the rest.
+    for (start, now) in [
+        (&refused.connections, &shared.http_refused.connections),
+        (&refused.requests, &shared.http_refused.requests),
+    ] {
+        now.fetch_add(start.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
     // CRI metadata: asked for off the reader's path, one container at a time.
     let (cri_tx, mut cri_rx) = tokio::sync::mpsc::channel::<crate::cri::CriAsk>(1024);
     match crate::cri::find_socket(args.cri_socket.as_deref()) {
@@ -336,24 +290,7 @@ pub async fn run(args: Args) -> Result<()> {
         }
     });
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    info!("listening on {scheme}://{}", args.listen);
-    if access.has_token() {
-        info!("pods, timelines and events need the bearer token of --api-token-file");
-    } else if access.is_open() {
-        warn!("--api-open: pods, timelines and events (every pod's command lines) are served to anyone who can reach {} without a token", args.listen);
-    } else {
-        info!("pods, timelines and events are served to loopback peers only (--api-token-file for remote clients); /metrics, /healthz, /readyz to all");
-    }
-    match tls {
-        Some(tls) => {
-            http::serve_tls(listener, tls, shared.clone(), access, shutdown_signal()).await?
-        }
-        None => http::serve(listener, shared.clone(), access, shutdown_signal()).await?,
-    }
+    http::serve_on(listener, shared.clone(), access, shutdown_signal()).await?;
     info!("shutting down: flushing history");
     let mut inner = shared.lock();
     let rest = inner.engine.flush();
@@ -381,4 +318,106 @@ async fn shutdown_signal() {
         }
         std::process::exit(130);
     });
+}
+
+/// Attach the programs, restore the stored history, seed what already runs: everything before
+/// the tasks start. Blocking (file and BPF syscalls): run off the async threads.
+#[allow(clippy::type_complexity)]
+fn prepare(
+    args: Args,
+    mounts: &CgroupMounts,
+) -> Result<(Args, Capture, RingBuf<MapData>, std::sync::Arc<Shared>)> {
+    let opts = LoadOptions {
+        ringbuf_bytes: args.ringbuf_bytes,
+        ..Default::default()
+    };
+    let mut capture =
+        Capture::load(&opts, mounts.event_root()).context("attaching eBPF programs")?;
+    let keep: Vec<&str> = args.metrics_pod_labels.iter().map(String::as_str).collect();
+    if let Some(bad) = keep
+        .iter()
+        .find(|l| !crate::metrics::POD_LABELS.contains(l))
+    {
+        bail!("--metrics-pod-labels: {bad:?} is not one of namespace, pod, uid, container");
+    }
+    let metrics = Metrics::with_pod_labels(env!("CARGO_PKG_VERSION"), &keep);
+    for f in &capture.features {
+        metrics
+            .feature_enabled
+            .with_label_values(&[f.name])
+            .set(i64::from(f.enabled));
+    }
+    let clock = WallClock::measure();
+    let limits = Limits {
+        max_bytes: args.store_max_bytes,
+        // Bounded by the flag's range (config::MAX_AGE_HOURS); saturate all the same.
+        max_age_ns: args.store_max_age_hours.saturating_mul(3_600_000_000_000),
+        load_bytes: args.store_load_bytes,
+        pending_bytes: 8 << 20,
+    };
+    let mut engine = Engine::new(EngineConfig {
+        node_name: args.node_name.clone(),
+        ..EngineConfig::default()
+    });
+    // The programs report one hierarchy: cgroup v2 where it exists, else v1 memory.
+    engine.set_cgroup_mode(if mounts.v2.is_some() {
+        CgroupMode::V2
+    } else {
+        CgroupMode::V1
+    });
+    let mut inner = Inner::new(
+        engine,
+        metrics,
+        clock,
+        None,
+        args.node_name.clone(),
+        args.runtime_state.clone(),
+        mounts.clone(),
+    );
+    inner.redactor = Redactor::new(args.redact_pattern.clone());
+    // Stored history streams into the served history: never the whole store in memory.
+    let mut restore = enrich::Restore::default();
+    let now_wall = WallClock::now_wall_ns();
+    let opened = Store::open(&args.state_dir, limits, now_wall, |ev| {
+        restore.event(&mut inner.history, ev)
+    });
+    match opened {
+        Ok((store, loaded)) => {
+            inner.store = Some(store);
+            inner
+                .metrics
+                .store_skipped_lines
+                .inc_by(loaded.skipped_lines as u64);
+            inner
+                .metrics
+                .store_unreadable_segments
+                .inc_by(loaded.unreadable_segments as u64);
+            restore.finish(&mut inner, &loaded, now_wall);
+            info!(
+                events = loaded.events,
+                skipped_lines = loaded.skipped_lines,
+                unreadable_segments = loaded.unreadable_segments,
+                unloaded_bytes = loaded.unloaded_bytes,
+                "history restored from {}",
+                args.state_dir.display()
+            );
+        }
+        Err(e) => warn!("{e}; timelines will not survive a restart"),
+    }
+    // New event ids start at the wall clock in µs at least: increasing across restarts, even
+    // when the store was lost. Only after the load: restored events keep the ids clients saw.
+    inner
+        .history
+        .start_ids_at(u64::try_from(WallClock::now_wall_ns() / 1000).unwrap_or(0));
+    let (cgroups, procs) = track_existing(&mut capture, mounts);
+    let now = WallClock::now_mono_ns();
+    enrich::bootstrap_engine(&mut inner, &cgroups, &procs, now);
+    info!(
+        pods_cgroups = cgroups.len(),
+        processes = procs.len(),
+        "bootstrap done"
+    );
+    let ring = capture.ring.take().context("ring buffer already taken")?;
+    let shared = Shared::new(inner);
+    Ok((args, capture, ring, shared))
 }

@@ -129,18 +129,30 @@ fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
         .flatten()
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let seq = name
-                .strip_prefix(SEGMENT_PREFIX)?
-                .strip_suffix(".jsonl")?
-                .parse()
-                .ok()?;
-            Some((seq, e.path()))
-        })
+        .filter_map(|e| Some((seq_of(&e.file_name())?, e.path())))
         .collect();
     segs.sort();
     segs
+}
+
+fn seq_of(name: &std::ffi::OsStr) -> Option<u64> {
+    let name = name.to_str()?;
+    name.strip_prefix(SEGMENT_PREFIX)?
+        .strip_suffix(".jsonl")?
+        .parse()
+        .ok()
+}
+
+/// The first sequence number after every name that looks like a segment, files or not: a
+/// directory named like the next segment must not turn the store off.
+fn next_free_seq(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| seq_of(&e.file_name()))
+        .max()
+        .map_or(0, |s| s + 1)
 }
 
 /// Delete the oldest segments (but `keep`) beyond the size bound or older than the age bound.
@@ -282,7 +294,7 @@ impl Store {
         loaded.last_alive_ns = fs::read_to_string(dir.join(HEARTBEAT))
             .ok()
             .and_then(|t| t.trim().parse().ok());
-        let next_seq = segs.last().map_or(0, |(s, _)| s + 1);
+        let next_seq = next_free_seq(dir);
         let current_path = dir.join(format!("{SEGMENT_PREFIX}{next_seq:08}.jsonl"));
         narrow(&dir.join(HEARTBEAT), FILE_MODE);
         let current = create_private(&current_path, true).map_err(dir_err)?;
@@ -527,6 +539,8 @@ mod tests {
         text.extend_from_slice(&long);
         text.extend_from_slice(b"{\"type\":\"PodRemoved\",\"uid\":\"a\"}\n");
         fs::write(dir.join("events-00000001.jsonl"), text).unwrap();
+        // Where the next segment would go: the store steps over it instead of failing to open.
+        fs::create_dir_all(dir.join("events-00000002.jsonl")).unwrap();
         // Loading terminates (it used to spin on the directory's read error forever).
         let (_, events, loaded) = open(&dir, BIG);
         let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();

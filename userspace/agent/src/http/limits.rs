@@ -6,9 +6,10 @@
 //! header-read timeout never fired there: a client that opened connections and sent nothing
 //! kept each of them for ever.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,35 +160,126 @@ pub async fn serve_bounded<L>(
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
-    let connections = Arc::new(Semaphore::new(bounds.connections));
     let graceful = GracefulShutdown::new();
-    let mut signal = std::pin::pin!(signal);
+    accept_until(&mut listener, &app, bounds, &refused, &graceful, signal).await;
+    on_shutdown();
+    let _ = tokio::time::timeout(bounds.drain, graceful.shutdown()).await;
+    Ok(())
+}
+
+/// Serve `app` on `listener` while `work` runs, and hand back its result and the listener:
+/// the start-up answers /healthz while the programs attach and the store loads, on the socket
+/// the API keeps afterwards (connections arriving in between wait in the backlog). Its
+/// connections are told to close after `header_read` (a connection accepted just before the
+/// hand-over still gets its request answered, not closed unread), then get `drain`.
+pub async fn serve_while<L, T>(
+    listener: &mut L,
+    app: Router,
+    bounds: Bounds,
+    refused: &Arc<Refused>,
+    work: impl Future<Output = T>,
+) -> T
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    let graceful = GracefulShutdown::new();
+    let out = accept_until(listener, &app, bounds, refused, &graceful, work).await;
+    tokio::spawn(async move {
+        tokio::time::sleep(bounds.header_read).await;
+        let _ = tokio::time::timeout(bounds.drain, graceful.shutdown()).await;
+    });
+    out
+}
+
+async fn accept_until<L, T>(
+    listener: &mut L,
+    app: &Router,
+    bounds: Bounds,
+    refused: &Arc<Refused>,
+    graceful: &GracefulShutdown,
+    until: impl Future<Output = T>,
+) -> T
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    let connections = Arc::new(Semaphore::new(bounds.connections));
+    // Connections in accept order, to find the oldest that has not sent a request yet.
+    let mut admitted: VecDeque<Arc<Conn>> = VecDeque::new();
+    let mut until = std::pin::pin!(until);
     loop {
         let (io, addr) = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = &mut signal => break,
+            out = &mut until => return out,
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            // At the cap, a connection that never sent a request makes room: idle sockets
+            // must not lock out the kubelet's probes until their header timeout.
+            Err(_) => match evict_idle(&mut admitted) {
+                true => {
+                    refused.connections.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::timeout(EVICT_WAIT, connections.clone().acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                }
+                false => None,
+            },
+        };
+        if admitted.len() > 2 * bounds.connections {
+            admitted.retain(|c| !c.done.load(Ordering::Relaxed));
+        }
+        let Some(permit) = permit else {
             refused.connections.fetch_add(1, Ordering::Relaxed);
             drop(io);
             continue;
         };
+        let conn_state = Arc::new(Conn::default());
+        admitted.push_back(conn_state.clone());
+        let seen = conn_state.clone();
         // The peer's address reaches the access check as axum's ConnectInfo would.
-        let svc = app
-            .clone()
-            .layer(Extension(ConnectInfo(addr)))
-            .map_request(|r: Request<hyper::body::Incoming>| r.map(axum::body::Body::new));
+        let svc = app.clone().layer(Extension(ConnectInfo(addr))).map_request(
+            move |r: Request<hyper::body::Incoming>| {
+                seen.requested.store(true, Ordering::Relaxed);
+                r.map(axum::body::Body::new)
+            },
+        );
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(bounds.header_read);
         let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let _ = conn.await;
+            tokio::select! {
+                _ = conn => {}
+                () = conn_state.evict.cancelled() => {}
+            }
+            conn_state.done.store(true, Ordering::Relaxed);
             drop(permit);
         });
     }
-    on_shutdown();
-    let _ = tokio::time::timeout(bounds.drain, graceful.shutdown()).await;
-    Ok(())
+}
+
+/// How long a new connection waits for the slot of an evicted idle one.
+const EVICT_WAIT: Duration = Duration::from_secs(1);
+
+/// One served connection, as the accept loop sees it.
+#[derive(Default)]
+struct Conn {
+    /// It has sent a request (a stream, a keep-alive client): never evicted.
+    requested: AtomicBool,
+    done: AtomicBool,
+    evict: tokio_util::sync::CancellationToken,
+}
+
+/// Close the oldest connection that has sent no request; false when there is none. Entries
+/// passed over (served or gone) leave the queue.
+fn evict_idle(admitted: &mut VecDeque<Arc<Conn>>) -> bool {
+    while let Some(c) = admitted.pop_front() {
+        if !c.requested.load(Ordering::Relaxed) && !c.done.load(Ordering::Relaxed) {
+            c.evict.cancel();
+            return true;
+        }
+    }
+    false
 }

@@ -104,20 +104,32 @@ async fn a_silent_connection_is_closed_after_the_header_read_timeout() {
     );
 }
 
+/// A connection that has sent a request and stays open (keep-alive, like a live stream).
+async fn served(addr: &str) -> TcpStream {
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    c.write_all(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = c.read(&mut buf).await.expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    c
+}
+
 #[tokio::test]
 async fn connections_over_the_cap_are_closed_and_counted() {
     let refused = Arc::new(Refused::default());
     let b = Bounds {
         header_read: Duration::from_secs(30),
+        requests: 8,
         ..bounds()
     };
     let limiter = Limiter::new(b, refused.clone());
     let (addr, _stop) = start(slow_app(limiter), b, refused.clone()).await;
     let mut held = Vec::new();
     for _ in 0..b.connections {
-        held.push(TcpStream::connect(&addr).await.expect("connect"));
+        held.push(served(&addr).await);
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut extra = TcpStream::connect(&addr).await.expect("connect");
     assert!(
         closed(&mut extra, Duration::from_secs(2)).await,
@@ -130,6 +142,36 @@ async fn connections_over_the_cap_are_closed_and_counted() {
         1
     );
     drop(held);
+}
+
+#[tokio::test]
+async fn at_the_cap_the_oldest_silent_connection_makes_room() {
+    let refused = Arc::new(Refused::default());
+    let b = Bounds {
+        header_read: Duration::from_secs(30),
+        ..bounds()
+    };
+    let limiter = Limiter::new(b, refused.clone());
+    let (addr, _stop) = start(slow_app(limiter), b, refused.clone()).await;
+    let mut held = Vec::new();
+    for _ in 0..b.connections {
+        held.push(TcpStream::connect(&addr).await.expect("connect"));
+        // Accepted in this order.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Before: the cap was full of sockets that never sent a byte, so a probe was refused
+    // until their header timeout.
+    assert_eq!(get_status(&addr, "/fast").await.0, 200);
+    assert!(
+        closed(&mut held[0], Duration::from_secs(2)).await,
+        "the oldest silent connection was not the one closed"
+    );
+    assert_eq!(
+        refused
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
 
 #[tokio::test]

@@ -81,7 +81,8 @@ pub async fn serve_tls(
     .await
 }
 
-async fn serve_on<L>(
+/// Serve the API (plain or TLS listener) until `signal`.
+pub async fn serve_on<L>(
     listener: L,
     shared: Arc<Shared>,
     access: Access,
@@ -105,6 +106,40 @@ where
         shutdown.cancel()
     })
     .await
+}
+
+/// What the agent answers while it attaches its programs and loads its store, on the socket the
+/// API keeps afterwards: alive (/healthz 200), not ready (/readyz 503), everything else a JSON
+/// 503. A kubelet probing liveness does not kill an agent that is still loading a big store.
+pub async fn while_starting<L, T>(
+    listener: &mut L,
+    refused: &Arc<limits::Refused>,
+    work: impl Future<Output = T>,
+) -> T
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: starting (attaching programs, loading the history store)\n",
+                )
+            }),
+        )
+        .fallback(|| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": {
+                    "code": "starting",
+                    "message": "the agent is starting (attaching programs, loading the history store); retry when /readyz says ready",
+                }})),
+            )
+        });
+    limits::serve_while(listener, app, limits::Bounds::default(), refused, work).await
 }
 
 pub fn router(shared: Arc<Shared>, config: ApiConfig) -> Router {

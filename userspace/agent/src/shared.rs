@@ -223,7 +223,7 @@ impl Inner {
         tracing::info!(pid, scope = scope.as_str(), container = %container, ?c_then, ?c_now, ?p_then, ?p_now, "OOM kill: limit scope from memory counters");
         self.mem_baseline.insert(container, c_now);
         self.mem_baseline.insert(pod, p_now);
-        self.engine.set_oom_scope_hint(pid, scope.as_str());
+        self.engine.set_oom_scope_hint(pid, scope.limit_scope());
     }
 
     /// Render derived events, count them, keep them, persist them, queue them for streaming.

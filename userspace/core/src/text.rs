@@ -8,7 +8,7 @@ use crate::timeline::{Timeline, TimelineEvent};
 
 fn is_problem(k: &K) -> bool {
     match k {
-        K::ContainerExited { reason, .. } => reason != "Completed",
+        K::ContainerExited { reason, .. } => *reason != crate::lifecycle::ExitReason::Completed,
         K::ExecFinished {
             exit_code,
             timed_out,
@@ -19,7 +19,8 @@ fn is_problem(k: &K) -> bool {
         | K::GracePeriodOverrun { .. }
         | K::OomKill { .. }
         | K::ProcessCrashed { .. }
-        | K::AgentGap { .. } => true,
+        | K::AgentGap { .. }
+        | K::EventsLost { .. } => true,
         _ => false,
     }
 }
@@ -131,8 +132,8 @@ fn details(k: &K) -> String {
             "deleted through the API, grace period {}",
             grace_period_s.map_or("?".into(), |g| format!("{g:.0}s"))
         ),
-        K::AgentGap { from_ns, to_ns } => {
-            format!("agent down for {}", secs(to_ns.saturating_sub(*from_ns)))
+        K::AgentGap { down_s, .. } => {
+            format!("agent down for {}", secs((*down_s * 1e9) as u64))
         }
         _ => String::new(),
     }

@@ -331,7 +331,7 @@ fn oom_of_the_init_with_the_agents_scope() {
     for p in ["01_sandbox_start", "07_oom_kill"] {
         for e in support::load("ref", p) {
             if matches!(e.kind, KernelEventKind::OomVictim { .. }) {
-                engine.set_oom_scope_hint(12364, "container");
+                engine.set_oom_scope_hint(12364, LimitScope::Container);
             }
             out.extend(engine.apply(&e));
         }
@@ -358,7 +358,7 @@ fn oom_scope_stays_unknown_without_evidence_and_a_late_hint_fixes_it() {
         .find(|e| e.kind.name() == "OOMKill")
         .unwrap();
     assert_eq!(field(oom, "limit_scope"), "unknown");
-    engine.set_oom_scope_hint(12364, "pod");
+    engine.set_oom_scope_hint(12364, LimitScope::Pod);
     let t = engine.timeline(UID, WallClock::default()).unwrap();
     let fixed = t
         .events
@@ -366,7 +366,7 @@ fn oom_scope_stays_unknown_without_evidence_and_a_late_hint_fixes_it() {
         .find(|e| e.kind.name() == "OOMKill")
         .unwrap();
     assert!(
-        matches!(&fixed.kind, LifecycleKind::OomKill { limit_scope, .. } if limit_scope == "pod")
+        matches!(&fixed.kind, LifecycleKind::OomKill { limit_scope, .. } if *limit_scope == LimitScope::Pod)
     );
 }
 

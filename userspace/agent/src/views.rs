@@ -1,11 +1,10 @@
 //! What the API serves, built from the engine's live state and the served history.
 
+use podlife_core::{Fields, LifecycleKind};
 use serde_json::{json, Map, Value};
 
+use crate::history::Stored;
 use crate::shared::{Inner, PodFilter};
-
-/// Fields of stored events that are bookkeeping, not API.
-const INTERNAL: &[&str] = &["uid", "ts_wall_ns", "seq", "namespace", "pod"];
 
 impl Inner {
     /// Summary of one pod: live state from the engine, else what its history says.
@@ -27,7 +26,10 @@ impl Inner {
             }
         };
         if !obj.contains_key("state") || obj["state"].is_null() {
-            let removed = history.is_some_and(|h| h.iter().any(|e| &*e.kind == "PodRemoved"));
+            let removed = history.is_some_and(|h| {
+                h.iter()
+                    .any(|e| matches!(e.kind, LifecycleKind::PodRemoved))
+            });
             obj.insert(
                 "state".into(),
                 if removed { "Removed" } else { "Unknown" }.into(),
@@ -100,18 +102,10 @@ impl Inner {
         // Kernel events of different CPUs, and events dated to an earlier fact (ContainerCreated
         // at its cgroup's mkdir), arrive out of order: serve them in time order.
         let mut stored: Vec<_> = self.history.pod(uid).unwrap_or(&[]).iter().collect();
-        stored.sort_by_key(|e| e.ts_wall_ns.unwrap_or(i64::MAX));
+        stored.sort_by_key(|e| e.ts_wall_ns);
         let events: Vec<Value> = stored
             .into_iter()
-            .map(|e| {
-                let mut e = e.value();
-                if let Some(m) = e.as_object_mut() {
-                    for k in INTERNAL {
-                        m.remove(*k);
-                    }
-                }
-                e
-            })
+            .filter_map(|e| e.to_map(Fields::Timeline).ok().map(Value::Object))
             .collect();
         obj.insert("events".into(), Value::Array(events));
         obj.insert("complete".into(), (!self.incomplete.contains(uid)).into());
@@ -131,23 +125,16 @@ impl Inner {
 /// the bound cuts; with one, the oldest. `expired_after`: the cursor is older than what is
 /// kept, so the page starts with an `EventsExpired` marker instead of silently skipping.
 pub fn events_page(
-    picked: &[std::sync::Arc<crate::history::Stored>],
+    picked: &[Stored],
     cursor: bool,
     limit: usize,
     max_bytes: usize,
     expired_after: Option<u64>,
 ) -> String {
-    let render = |e: &crate::history::Stored| {
-        let mut v = e.value();
-        if let Some(m) = v.as_object_mut() {
-            m.remove("ts_wall_ns");
-        }
-        v.to_string()
-    };
     let mut parts: Vec<(u64, String)> = Vec::new();
     let mut bytes = 0;
-    let mut take = |e: &std::sync::Arc<crate::history::Stored>| {
-        let text = render(e);
+    let mut take = |e: &Stored| {
+        let text = e.to_json(Fields::Events);
         if bytes + text.len() + 1 > max_bytes && !parts.is_empty() {
             return false;
         }

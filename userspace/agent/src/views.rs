@@ -1,6 +1,6 @@
 //! What the API serves, built from the engine's live state and the served history.
 
-use podlife_core::{Fields, LifecycleKind};
+use podlife_core::{Fields, LifecycleKind, Timeline, TimelineEvent};
 use serde_json::{json, Map, Value};
 
 use crate::history::Stored;
@@ -99,11 +99,8 @@ impl Inner {
             Value::Object(m) => m,
             _ => return None,
         };
-        // Kernel events of different CPUs, and events dated to an earlier fact (ContainerCreated
-        // at its cgroup's mkdir), arrive out of order: serve them in time order.
-        let mut stored: Vec<_> = self.history.pod(uid).unwrap_or(&[]).iter().collect();
-        stored.sort_by_key(|e| e.ts_wall_ns);
-        let events: Vec<Value> = stored
+        let events: Vec<Value> = self
+            .events_in_time_order(uid)
             .into_iter()
             .filter_map(|e| e.to_map(Fields::Timeline).ok().map(Value::Object))
             .collect();
@@ -112,9 +109,41 @@ impl Inner {
         Some(Value::Object(obj))
     }
 
+    /// Kernel events of different CPUs, and events dated to an earlier fact (ContainerCreated
+    /// at its cgroup's mkdir), arrive out of order: timelines serve them in time order.
+    fn events_in_time_order(&self, uid: &str) -> Vec<&Stored> {
+        let mut stored: Vec<_> = self.history.pod(uid).unwrap_or(&[]).iter().collect();
+        stored.sort_by_key(|e| e.ts_wall_ns);
+        stored
+    }
+
+    /// The timeline as text, by core's renderer: the header from the pod's summary (the
+    /// same fields as the JSON timeline), then its served events.
     pub fn timeline_text(&self, uid: &str) -> Option<String> {
-        let t = self.timeline_json(uid)?;
-        Some(crate::text::render(&t))
+        let mut summary = self.summary(uid)?;
+        if let Some(m) = summary.as_object_mut() {
+            m.insert("events".into(), json!([]));
+        }
+        let fallback = || Timeline {
+            uid: uid.into(),
+            namespace: None,
+            name: None,
+            qos: None,
+            owner: None,
+            node: self.node.clone(),
+            state: "Unknown".into(),
+            containers: Vec::new(),
+            events: Vec::new(),
+        };
+        // The summary is built from typed values: it reads back; the fallback still serves the
+        // events should it not.
+        let mut t: Timeline = serde_json::from_value(summary).unwrap_or_else(|_| fallback());
+        t.events = self
+            .events_in_time_order(uid)
+            .into_iter()
+            .map(|e| TimelineEvent::served(e))
+            .collect();
+        Some(podlife_core::text::to_text(&t))
     }
 }
 

@@ -589,6 +589,78 @@ fn ring_buffer_loss_is_told_once_per_live_pod_as_a_typed_event_with_its_wire_fie
         .unwrap()
         .iter()
         .any(|e| e["type"] == "EventsLost" && e.get("uid").is_none()));
+    let text = get_text(&s, &format!("/pods/{A}/timeline?format=text"));
+    let lost = text
+        .lines()
+        .find(|l| l.contains("EventsLost"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        lost.starts_with('!') && lost.contains("lost=7  between "),
+        "{lost}"
+    );
+}
+
+fn get_text(s: &Arc<Shared>, uri: &str) -> String {
+    let req = Request::get(uri).body(Body::empty()).expect("request");
+    rt().block_on(async {
+        let resp = crate::http::router(s.clone(), open_api())
+            .oneshot(req)
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), StatusCode::OK, "GET {uri}");
+        let b = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        String::from_utf8(b.to_vec()).expect("UTF-8")
+    })
+}
+
+#[test]
+fn the_text_view_of_a_pod_known_only_from_history_has_its_names_and_typed_details() {
+    use podlife_core::{ExitReason, KilledBy, LifecycleKind, ServedEvent, Source};
+    let s = shared();
+    let restored = |n: u32, kind| ServedEvent {
+        kind,
+        names: Some(("shop".into(), "web\x1b[2J".into())),
+        container: Some("app".into()),
+        source: Source::Kernel,
+        ..crate::history::test_event(A, n, wall(n as u64 * S) as i64)
+    };
+    {
+        let mut inner = s.lock();
+        inner.history.push(restored(1, LifecycleKind::PodAdmitted));
+        inner.history.push(restored(
+            3,
+            LifecycleKind::ContainerExited {
+                pid: 7,
+                exit_code: None,
+                signal: Some("SIGKILL".into()),
+                reason: ExitReason::OomKilled,
+                killed_by: Some(KilledBy::OomKiller),
+                sender: None,
+                termination_s: None,
+            },
+        ));
+        inner.history.push(restored(4, LifecycleKind::PodRemoved));
+    }
+    let text = get_text(&s, &format!("/pods/{A}/timeline?format=text"));
+    assert!(
+        text.starts_with(&format!(
+            "pod shop/web\\x1b[2J  uid {A}  qos -  state Removed\n"
+        )),
+        "names from history, control characters escaped:\n{text}"
+    );
+    let exited = text
+        .lines()
+        .find(|l| l.contains("ContainerExited"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(exited.starts_with('!'), "{exited}");
+    assert!(
+        exited.contains("+2.000s")
+            && exited
+                .contains("app  pid=7  signal=SIGKILL  reason=OOMKilled  killed_by=oom_killer"),
+        "{exited}"
+    );
 }
 
 #[test]

@@ -401,7 +401,7 @@ impl Inner {
                 .filter(|uid| {
                     engine
                         .pod_summary(uid)
-                        .is_some_and(|p| p.state != "Removed")
+                        .is_some_and(|p| p.state != podlife_core::PodState::Removed)
                 })
                 .collect()
         });

@@ -407,7 +407,7 @@ fn sandbox_stop_kills_the_sidecar_then_pause() {
     assert_eq!(ev[2].container_id.as_deref(), Some(SANDBOX));
     assert_eq!(field(ev[2], "signal"), "SIGKILL");
     let pods = engine.pods();
-    assert_eq!(pods[0].state, "Removed");
+    assert_eq!(pods[0].state, PodState::Removed);
 }
 
 #[test]
@@ -576,8 +576,13 @@ fn api_facts_join_the_kernel_timeline() {
             .find(|c| c.name.as_deref() == Some(name))
             .and_then(|c| c.kind)
     };
-    assert_eq!(kind("app"), Some("app"));
-    assert_eq!(kind("sidecar"), Some("sidecar"), "{:?}", summary.containers);
+    assert_eq!(kind("app"), Some(ContainerKind::App));
+    assert_eq!(
+        kind("sidecar"),
+        Some(ContainerKind::Sidecar),
+        "{:?}",
+        summary.containers
+    );
     let clock = WallClock::new(1_795_351_507_000_000_000 - 1_541_915_000_000);
     let t = engine.timeline(UID, clock).unwrap();
     let v = serde_json::to_value(&t).unwrap();

@@ -261,7 +261,7 @@ impl Metrics {
             store_errors: int("store_errors_total", "Failed writes of the history store"),
             store_skipped_lines: int(
                 "store_skipped_lines_total",
-                "Torn, corrupt or oversized lines skipped when loading the history store",
+                "Torn, corrupt or oversized lines, or events of a kind or value this agent does not know, skipped when loading the history store",
             ),
             store_unreadable_segments: int(
                 "store_unreadable_segments_total",

@@ -112,10 +112,7 @@ impl ServedEvent {
         self.to_map(fields)
             .map(|m| Value::Object(m).to_string())
             .unwrap_or_else(|e| {
-                format!(
-                    "{{\"type\":\"Unrenderable\",\"error\":{:?}}}",
-                    e.to_string()
-                )
+                serde_json::json!({"type": "Unrenderable", "error": e.to_string()}).to_string()
             })
     }
 }
@@ -205,6 +202,20 @@ mod tests {
         );
         let back: ServedEvent = serde_json::from_str(&line).unwrap();
         assert_eq!(back, exited(), "a store line reads back as the event");
+    }
+
+    #[test]
+    fn the_agent_s_own_events_read_and_write_as_earlier_agents_wrote_them() {
+        // Lines as the agent wrote them before events were typed (a JSON object of sorted keys).
+        for line in [
+            r#"{"down_from":"2026-11-22T12:00:00.000000000Z","down_s":42.5,"down_until":"2026-11-22T12:00:42.500000000Z","id":"9","seq":9,"source":"agent","time":"2026-11-22T12:00:00.000000000Z","ts_wall_ns":1795348800000000000,"type":"AgentGap","uid":"u-1"}"#,
+            r#"{"container":null,"container_id":null,"first":"2026-11-22T12:00:00.000000000Z","id":"10","last":"2026-11-22T12:00:01.000000000Z","lost":3,"seq":10,"source":"agent","time":"2026-11-22T12:00:00.000000000Z","ts_wall_ns":1795348800000000000,"type":"EventsLost","uid":"u-1"}"#,
+            r#"{"container":"app","container_id":"c1","id":"11","kind":"app","namespace":"shop","pod":"web","seq":11,"source":"bootstrap","time":"2026-11-22T12:00:00.000000000Z","ts_wall_ns":1795348800000000000,"type":"ContainerCreated","uid":"u-1"}"#,
+        ] {
+            let e: ServedEvent =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!(e.to_json(Fields::All), line);
+        }
     }
 
     #[test]

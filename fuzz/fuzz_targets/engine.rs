@@ -129,13 +129,17 @@ fn step(
                 },
             );
         }
-        14 => engine.set_oom_scope_hint(p.pid(u)?, u.choose(&["container", "pod", "node"])?),
+        14 => {
+            use podlife_core::LimitScope;
+            let scopes = [LimitScope::Container, LimitScope::Pod, LimitScope::Node];
+            engine.set_oom_scope_hint(p.pid(u)?, *u.choose(&scopes)?)
+        }
         _ => {
             // What an earlier run derived, restored as after an agent restart.
             let keep = u.int_in_range(0..=out.len())?;
             engine.restore(out[..keep].to_vec());
-            let from = p.ts(u)?;
-            out.extend(engine.agent_gap(from, from.saturating_add(p.ts(u)? % 1_000_000_000_000)));
+            // The agent's gap is told by the agent from its store (wall times), not derived.
+            out.extend(engine.agent_started(p.ts(u)?));
         }
     }
     Ok(!u.is_empty())

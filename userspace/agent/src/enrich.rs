@@ -4,7 +4,9 @@
 use std::collections::{HashMap, HashSet};
 
 use podlife_common::RUNTIME_COMMS;
-use podlife_core::{BootstrapProcess, ContainerKind, ContainerMeta};
+use podlife_core::{
+    BootstrapProcess, ContainerKind, ContainerMeta, Fields, LifecycleKind, ServedEvent, Source,
+};
 
 use crate::bootstrap::{FoundCgroup, FoundProcess};
 use crate::metadata::OciMeta;
@@ -109,13 +111,11 @@ pub struct Restore {
 }
 
 impl Restore {
-    pub fn event(&mut self, history: &mut crate::history::History, ev: serde_json::Value) {
-        if let Some(uid) = ev.get("uid").and_then(|u| u.as_str()) {
-            if ev.get("type").and_then(|t| t.as_str()) == Some("PodRemoved") {
-                self.alive.remove(uid);
-            } else if !self.alive.contains(uid) {
-                self.alive.insert(uid.to_string());
-            }
+    pub fn event(&mut self, history: &mut crate::history::History, ev: ServedEvent) {
+        if matches!(ev.kind, LifecycleKind::PodRemoved) {
+            self.alive.remove(&*ev.uid);
+        } else if !self.alive.contains(&*ev.uid) {
+            self.alive.insert(ev.uid.to_string());
         }
         history.push(ev);
     }
@@ -128,19 +128,23 @@ impl Restore {
             return;
         };
         for uid in self.alive {
-            let ev = serde_json::json!({
-                "uid": uid,
-                "type": "AgentGap",
-                "source": "agent",
-                "time": crate::clock::format_rfc3339(last),
-                "ts_wall_ns": last as i64,
-                "down_from": crate::clock::format_rfc3339(last),
-                "down_until": crate::clock::format_rfc3339(now_wall_ns),
-                "down_s": ((now_wall_ns - last) as f64 / 1e9),
-            });
+            let ev = ServedEvent {
+                seq: 0,
+                ts_wall_ns: last as i64,
+                uid: uid.into(),
+                names: None,
+                container: None,
+                container_id: None,
+                source: Source::Agent,
+                kind: LifecycleKind::AgentGap {
+                    down_from: crate::clock::format_rfc3339(last),
+                    down_until: crate::clock::format_rfc3339(now_wall_ns),
+                    down_s: ((now_wall_ns - last) as f64 / 1e9),
+                },
+            };
             let kept = inner.history.push(ev);
             if let Some(store) = inner.store.as_mut() {
-                store.append(&kept);
+                store.append(&kept.to_json(Fields::All));
             }
         }
     }

@@ -4,52 +4,20 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use serde_json::Value;
+use podlife_core::ServedEvent;
 
-/// One kept event as compact JSON text (parsed again when served): a third of the memory of a
-/// `serde_json::Value`, and most events are never asked for.
-#[derive(Debug)]
-pub struct Stored {
-    /// The pod's uid, shared with the other events of the pod: filters need no parse.
-    pub uid: Arc<str>,
-    /// Served as `seq`: the cursor of `/events?after=`.
-    pub seq: u64,
-    pub ts_wall_ns: Option<i64>,
-    /// The event's `type`, asked for without parsing.
-    pub kind: Box<str>,
-    json: Box<str>,
-}
-
-impl Stored {
-    fn new(uid: Arc<str>, event: &Value) -> Self {
-        Self {
-            uid,
-            seq: event.get("seq").and_then(Value::as_u64).unwrap_or(0),
-            ts_wall_ns: event.get("ts_wall_ns").and_then(Value::as_i64),
-            kind: event
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .into(),
-            json: event.to_string().into(),
-        }
-    }
-
-    pub fn value(&self) -> Value {
-        // Written by `new` from a Value: it parses.
-        serde_json::from_str(&self.json).unwrap_or(Value::Null)
-    }
-}
+/// One kept event. Typed: a few hundred bytes, serialized only when served or stored.
+pub type Stored = Arc<ServedEvent>;
 
 pub struct History {
-    by_pod: HashMap<Arc<str>, Vec<Arc<Stored>>>,
+    by_pod: HashMap<Arc<str>, Vec<Stored>>,
     /// (namespace, name) of each pod, from its events: a removed pod keeps its names for as
     /// long as its events are kept, also after a restart (they are in the stored lines).
     names: HashMap<Arc<str>, (Box<str>, Box<str>)>,
     /// Order in which pods were first seen, for eviction of the oldest.
     pod_order: VecDeque<Arc<str>>,
     /// Every event in arrival order, for /events (bounded).
-    log: VecDeque<Arc<Stored>>,
+    log: VecDeque<Stored>,
     max_pods: usize,
     max_events_per_pod: usize,
     max_log: usize,
@@ -81,25 +49,20 @@ impl History {
         self.next_seq = self.next_seq.max(floor);
     }
 
-    /// Add a rendered event (must have "uid" and "ts_wall_ns"). A new event gets the next
-    /// sequence number (its `id` on the API); one restored from the store keeps its own, and
-    /// later ones continue after it.
-    pub fn push(&mut self, mut event: Value) -> Arc<Value> {
-        let kept = event
-            .get("seq")
-            .and_then(Value::as_u64)
-            .filter(|&s| s >= self.next_seq);
-        let seq = kept.unwrap_or(self.next_seq);
-        if let Some(obj) = event.as_object_mut() {
-            obj.insert("seq".into(), seq.into());
-            obj.insert("id".into(), seq.to_string().into());
-        }
+    /// Add an event. A new one (seq 0) gets the next sequence number (its `id` on the API);
+    /// one restored from the store keeps its own, and later ones continue after it.
+    pub fn push(&mut self, mut event: ServedEvent) -> Stored {
+        let seq = if event.seq >= self.next_seq {
+            event.seq
+        } else {
+            self.next_seq
+        };
+        event.seq = seq;
         self.next_seq = seq + 1;
-        let name = event.get("uid").and_then(Value::as_str).unwrap_or("");
-        let uid = match self.by_pod.get_key_value(name) {
+        let uid = match self.by_pod.get_key_value(&*event.uid) {
             Some((known, _)) => known.clone(),
             None => {
-                let uid: Arc<str> = Arc::from(name);
+                let uid = event.uid.clone();
                 self.pod_order.push_back(uid.clone());
                 while self.pod_order.len() > self.max_pods {
                     if let Some(old) = self.pod_order.pop_front() {
@@ -111,31 +74,30 @@ impl History {
                 uid
             }
         };
-        if let (Some(ns), Some(name)) = (
-            event.get("namespace").and_then(Value::as_str),
-            event.get("pod").and_then(Value::as_str),
-        ) {
+        // One allocation of the uid per pod, however many events it has.
+        event.uid = uid.clone();
+        if let Some((ns, name)) = &event.names {
             if !self.names.contains_key(&uid) {
-                self.names.insert(uid.clone(), (ns.into(), name.into()));
+                self.names.insert(uid.clone(), (ns.clone(), name.clone()));
             }
         }
-        let stored = Arc::new(Stored::new(uid.clone(), &event));
+        let stored = Arc::new(event);
         let events = self.by_pod.entry(uid).or_default();
         if events.len() >= self.max_events_per_pod {
             // Keep the start of the story and the most recent part; drop the middle.
             events.remove(self.max_events_per_pod / 2);
         }
         events.push(stored.clone());
-        self.log.push_back(stored);
+        self.log.push_back(stored.clone());
         while self.log.len() > self.max_log {
             if let Some(gone) = self.log.pop_front() {
                 self.expired_upto = Some(gone.seq);
             }
         }
-        Arc::new(event)
+        stored
     }
 
-    pub fn pod(&self, uid: &str) -> Option<&[Arc<Stored>]> {
+    pub fn pod(&self, uid: &str) -> Option<&[Stored]> {
         self.by_pod.get(uid).map(Vec::as_slice)
     }
 
@@ -148,24 +110,12 @@ impl History {
         self.pod_order.iter().map(|u| &**u)
     }
 
-    /// Events at or after `since_wall_ns`, oldest first, at most `limit` (the newest ones).
-    pub fn since(&self, since_wall_ns: i128, uid: Option<&str>, limit: usize) -> Vec<Value> {
-        let q = EventQuery {
-            since_wall_ns,
-            uid,
-            after: None,
-            limit,
-        };
-        self.select(&q).iter().map(|e| e.value()).collect()
-    }
-
     /// The events a query asks for, oldest first, as shared handles (cheap to take under a
     /// lock; rendered after it). With `after`, the oldest `limit` events whose seq is larger;
     /// without, the newest `limit`.
-    pub fn select(&self, q: &EventQuery<'_>) -> Vec<Arc<Stored>> {
-        let keep = |e: &&Arc<Stored>| {
-            e.ts_wall_ns.is_none_or(|t| t as i128 >= q.since_wall_ns)
-                && q.uid.is_none_or(|u| *e.uid == *u)
+    pub fn select(&self, q: &EventQuery<'_>) -> Vec<Stored> {
+        let keep = |e: &&Stored| {
+            e.ts_wall_ns as i128 >= q.since_wall_ns && q.uid.is_none_or(|u| *e.uid == *u)
         };
         match q.after {
             Some(after) => {
@@ -179,7 +129,7 @@ impl History {
                     .collect()
             }
             None => {
-                let mut out: Vec<Arc<Stored>> = self
+                let mut out: Vec<Stored> = self
                     .log
                     .iter()
                     .rev()
@@ -221,38 +171,76 @@ pub struct EventQuery<'a> {
     pub limit: usize,
 }
 
+/// An event for tests: `uid`'s exec of pid `n` at wall time `ts`.
+#[cfg(test)]
+pub fn test_event(uid: &str, n: u32, ts: i64) -> ServedEvent {
+    ServedEvent {
+        seq: 0,
+        ts_wall_ns: ts,
+        uid: Arc::from(uid),
+        names: None,
+        container: None,
+        container_id: None,
+        source: podlife_core::Source::Kernel,
+        kind: podlife_core::LifecycleKind::ExecStarted {
+            pid: n,
+            argv: Vec::new(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use podlife_core::LifecycleKind;
+
+    /// The pid of a test event (its marker).
+    fn n(e: &ServedEvent) -> u32 {
+        match e.kind {
+            LifecycleKind::ExecStarted { pid, .. } => pid,
+            _ => u32::MAX,
+        }
+    }
+
+    fn since(h: &History, since_wall_ns: i128, uid: Option<&str>, limit: usize) -> Vec<u32> {
+        let q = EventQuery {
+            since_wall_ns,
+            uid,
+            after: None,
+            limit,
+        };
+        h.select(&q).iter().map(|e| n(e)).collect()
+    }
+
+    fn admitted(uid: &str, ts: i64) -> ServedEvent {
+        ServedEvent {
+            kind: LifecycleKind::PodAdmitted,
+            ..test_event(uid, 0, ts)
+        }
+    }
 
     #[test]
     fn bounded_by_pods_and_events() {
         let mut h = History::new(2, 4, 5);
         for uid in ["a", "b", "c"] {
-            h.push(json!({"uid": uid, "type": "PodAdmitted", "ts_wall_ns": 1}));
+            h.push(admitted(uid, 1));
         }
         assert!(h.pod("a").is_none(), "oldest pod evicted");
         assert_eq!(h.evicted_pods, 1);
         for i in 0..10 {
-            h.push(json!({"uid": "c", "type": "ExecFinished", "n": i, "ts_wall_ns": 10 + i}));
+            h.push(test_event("c", i, 10 + i64::from(i)));
         }
         let c = h.pod("c").unwrap();
         assert_eq!(c.len(), 4);
-        assert_eq!(&*c[0].kind, "PodAdmitted", "the start of the story is kept");
-        assert_eq!(c[3].value()["n"], 9);
         assert_eq!(
-            c[3].value()["seq"],
-            12,
-            "the sequence number is kept with the event"
+            c[0].kind,
+            LifecycleKind::PodAdmitted,
+            "the start of the story is kept"
         );
+        assert_eq!(n(&c[3]), 9);
+        assert_eq!(c[3].seq, 12, "the sequence number is kept with the event");
         // The log (5) holds only c's last events here: filters are tested below.
-        let kept: Vec<i64> = h
-            .since(0, None, 100)
-            .iter()
-            .map(|e| e["n"].as_i64().unwrap())
-            .collect();
-        assert_eq!(kept, vec![5, 6, 7, 8, 9]);
+        assert_eq!(since(&h, 0, None, 100), vec![5, 6, 7, 8, 9]);
     }
 
     #[test]
@@ -260,18 +248,16 @@ mod tests {
         // A log big enough to hold every pod's events: a log holding only the filtered events
         // cannot tell a filter from no filter. (Through the router: views/tests.rs.)
         let mut h = History::new(10, 100, 100);
-        for n in 0..12i64 {
-            let uid = ["a", "b", "c"][n as usize % 3];
-            h.push(json!({"uid": uid, "n": n, "ts_wall_ns": 10 + n}));
+        for i in 0..12u32 {
+            let uid = ["a", "b", "c"][i as usize % 3];
+            h.push(test_event(uid, i, 10 + i64::from(i)));
         }
-        let got =
-            |v: Vec<Value>| -> Vec<i64> { v.iter().map(|e| e["n"].as_i64().unwrap()).collect() };
-        assert_eq!(got(h.since(0, Some("b"), 100)), vec![1, 4, 7, 10]);
-        assert_eq!(got(h.since(15, None, 100)), vec![5, 6, 7, 8, 9, 10, 11]);
-        assert_eq!(got(h.since(15, Some("c"), 100)), vec![5, 8, 11]);
-        assert_eq!(got(h.since(0, None, 2)), vec![10, 11]);
-        assert_eq!(got(h.since(0, Some("a"), 2)), vec![6, 9]);
-        assert!(h.since(0, Some("d"), 100).is_empty());
+        assert_eq!(since(&h, 0, Some("b"), 100), vec![1, 4, 7, 10]);
+        assert_eq!(since(&h, 15, None, 100), vec![5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(since(&h, 15, Some("c"), 100), vec![5, 8, 11]);
+        assert_eq!(since(&h, 0, None, 2), vec![10, 11]);
+        assert_eq!(since(&h, 0, Some("a"), 2), vec![6, 9]);
+        assert!(since(&h, 0, Some("d"), 100).is_empty());
     }
 
     #[test]
@@ -279,7 +265,7 @@ mod tests {
         let mut h = History::new(10, 100, 100);
         for i in 0..10 {
             let uid = if i % 2 == 0 { "a" } else { "b" };
-            h.push(json!({"uid": uid, "type": "ExecFinished", "n": i, "ts_wall_ns": i}));
+            h.push(test_event(uid, i, i64::from(i)));
         }
         let q = |after, uid, limit| EventQuery {
             since_wall_ns: i128::MIN,
@@ -287,7 +273,7 @@ mod tests {
             after,
             limit,
         };
-        let seqs = |v: Vec<Arc<Stored>>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+        let seqs = |v: Vec<Stored>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
         assert_eq!(
             seqs(h.select(&q(None, None, 3))),
             [7, 8, 9],
@@ -307,12 +293,14 @@ mod tests {
     fn ids_survive_a_restore_and_continue_after_it_and_expiry_is_told() {
         let mut first = History::new(10, 100, 3);
         first.start_ids_at(1000);
-        let stored: Vec<Value> = (0..5)
-            .map(|i| {
-                (*first.push(json!({"uid": "a", "type": "X", "n": i, "ts_wall_ns": i}))).clone()
-            })
+        let stored: Vec<ServedEvent> = (0..5)
+            .map(|i| (*first.push(test_event("a", i, i64::from(i)))).clone())
             .collect();
-        assert_eq!(stored[0]["id"], "1000");
+        assert_eq!(stored[0].seq, 1000);
+        assert_eq!(
+            stored[0].to_map(podlife_core::Fields::All).unwrap()["id"],
+            "1000"
+        );
         assert!(first.expired_after(1000), "two events left the 3-event log");
         assert!(!first.expired_after(1001));
         // A restart: stored events keep their ids, new ones continue after them even when
@@ -322,19 +310,30 @@ mod tests {
         for e in stored {
             second.push(e);
         }
-        let next = second.push(json!({"uid": "a", "type": "Y", "ts_wall_ns": 9}));
-        assert_eq!(next["seq"], 1005);
-        assert_eq!(next["id"], "1005");
+        let next = second.push(test_event("a", 9, 9));
+        assert_eq!(next.seq, 1005);
     }
 
     #[test]
     fn names_come_from_the_events_and_go_with_the_pod() {
         let mut h = History::new(1, 10, 10);
-        h.push(json!({"uid": "a", "type": "PodAdmitted", "ts_wall_ns": 1}));
+        h.push(admitted("a", 1));
         assert_eq!(h.names("a"), None);
-        h.push(json!({"uid": "a", "type": "PodRemoved", "namespace": "shop", "pod": "web", "ts_wall_ns": 2}));
+        h.push(ServedEvent {
+            kind: LifecycleKind::PodRemoved,
+            names: Some(("shop".into(), "web".into())),
+            ..test_event("a", 0, 2)
+        });
         assert_eq!(h.names("a"), Some(("shop", "web")));
-        h.push(json!({"uid": "b", "type": "PodAdmitted", "ts_wall_ns": 3}));
+        h.push(admitted("b", 3));
         assert_eq!(h.names("a"), None, "evicted with its pod");
+    }
+
+    #[test]
+    fn a_pod_s_events_share_one_uid() {
+        let mut h = History::new(10, 10, 10);
+        let one = h.push(test_event("a", 1, 1));
+        let two = h.push(test_event("a", 2, 2));
+        assert!(Arc::ptr_eq(&one.uid, &two.uid));
     }
 }

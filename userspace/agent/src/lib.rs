@@ -28,5 +28,4 @@ pub mod reader;
 pub mod record;
 pub mod shared;
 pub mod store;
-pub mod text;
 pub mod views;

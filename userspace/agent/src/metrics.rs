@@ -4,11 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use podlife_core::{LifecycleKind, ServedEvent};
 use prometheus::{
     histogram_opts, opts, Encoder as _, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Registry, TextEncoder,
 };
-use serde_json::Value;
 
 const POD: &[&str] = &["namespace", "pod", "uid", "container"];
 
@@ -312,7 +312,7 @@ impl Metrics {
             store_errors: int("store_errors_total", "Failed writes of the history store"),
             store_skipped_lines: int(
                 "store_skipped_lines_total",
-                "Torn, corrupt or oversized lines skipped when loading the history store",
+                "Torn, corrupt or oversized lines, or events of a kind or value this agent does not know, skipped when loading the history store",
             ),
             store_unreadable_segments: int(
                 "store_unreadable_segments_total",
@@ -390,17 +390,10 @@ impl Metrics {
     }
 
     /// Count one lifecycle event (its JSON form, as served).
-    pub fn observe(&mut self, labels: &PodLabels, event: &Value) {
-        let s = |k: &str| {
-            event
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("unknown")
-                .to_string()
-        };
-        let f = |k: &str| event.get(k).and_then(Value::as_f64);
-        match event.get("type").and_then(Value::as_str).unwrap_or("") {
-            "ContainerStarted" => {
+    /// Count one served event. Exhaustive: a new kind must say which metric it feeds.
+    pub fn observe(&mut self, labels: &PodLabels, event: &ServedEvent) {
+        match &event.kind {
+            LifecycleKind::ContainerStarted { .. } => {
                 self.inc(Family::Starts, labels, &[]);
                 // Prometheus sees no increase from a series' first sample: a counter born at 1
                 // hides its first increment from increase() and rate(), and the alerts on
@@ -410,56 +403,65 @@ impl Metrics {
                     self.series_of(family, labels, &[]);
                 }
             }
-            "ContainerExited" => {
-                let reason = s("reason");
-                self.inc(Family::Exits, labels, &[&reason]);
-                if let Some(t) = f("termination_s") {
-                    self.observe_termination(t);
+            LifecycleKind::ContainerExited {
+                reason,
+                termination_s,
+                ..
+            } => {
+                self.inc(Family::Exits, labels, &[reason.as_str()]);
+                if let Some(t) = termination_s {
+                    self.observe_termination(*t);
                 }
             }
-            "ContainerRestarted" => self.inc(Family::Restarts, labels, &[]),
-            "OOMKill" => {
-                let scope = s("limit_scope");
-                let victim = match event.get("victim_is_init").and_then(Value::as_bool) {
-                    Some(true) => "init",
-                    Some(false) => "child",
-                    None => "unknown",
-                };
-                self.inc(Family::Oom, labels, &[&scope, victim]);
+            LifecycleKind::ContainerRestarted { .. } => self.inc(Family::Restarts, labels, &[]),
+            LifecycleKind::OomKill {
+                limit_scope,
+                victim_is_init,
+                ..
+            } => {
+                let victim = if *victim_is_init { "init" } else { "child" };
+                self.inc(Family::Oom, labels, &[limit_scope.as_str(), victim]);
             }
-            "ExecFinished" => {
-                let probe = event
-                    .get("probe")
-                    .is_some_and(|p| !p.is_null() && p != false);
-                let kind = if probe { "probe" } else { "exec" };
-                let timed_out = event.get("timed_out").and_then(Value::as_bool) == Some(true);
-                let ok = event.get("exit_code").and_then(Value::as_i64) == Some(0);
-                let result = if timed_out {
+            LifecycleKind::ExecFinished {
+                exit_code,
+                duration_ms,
+                timed_out,
+                probe,
+                ..
+            } => {
+                let kind = if probe.is_some() { "probe" } else { "exec" };
+                let result = if *timed_out {
                     "timeout"
-                } else if ok {
+                } else if *exit_code == Some(0) {
                     "success"
                 } else {
                     "failure"
                 };
                 self.inc(Family::Exec, labels, &[kind, result]);
-                if let Some(ms) = f("duration_ms") {
-                    self.exec_seconds
-                        .with_label_values(&[kind])
-                        .observe(ms / 1000.0);
-                }
+                self.exec_seconds
+                    .with_label_values(&[kind])
+                    .observe(duration_ms / 1000.0);
             }
-            "ProbeFailed" => {
-                let timed_out = event.get("timed_out").and_then(Value::as_bool) == Some(true);
-                let reason = if timed_out { "timeout" } else { "exit_code" };
+            LifecycleKind::ProbeFailed { timed_out, .. } => {
+                let reason = if *timed_out { "timeout" } else { "exit_code" };
                 self.inc(Family::ProbeFail, labels, &[reason]);
             }
-            "StopSignalIgnored" => self.inc(Family::Ignored, labels, &[]),
-            "GracePeriodOverrun" => self.inc(Family::Overrun, labels, &[]),
-            "ProcessCrashed" => {
-                let sig = s("signal");
-                self.inc(Family::Crash, labels, &[&sig]);
+            LifecycleKind::StopSignalIgnored { .. } => self.inc(Family::Ignored, labels, &[]),
+            LifecycleKind::GracePeriodOverrun { .. } => self.inc(Family::Overrun, labels, &[]),
+            LifecycleKind::ProcessCrashed { signal, .. } => {
+                self.inc(Family::Crash, labels, &[signal]);
             }
-            _ => {}
+            LifecycleKind::DeletionRequested { .. }
+            | LifecycleKind::PodAdmitted
+            | LifecycleKind::SandboxStarted { .. }
+            | LifecycleKind::ContainerCreated { .. }
+            | LifecycleKind::ExecStarted { .. }
+            | LifecycleKind::StopRequested { .. }
+            | LifecycleKind::SandboxStopped { .. }
+            | LifecycleKind::PodRemoved
+            | LifecycleKind::AgentStarted
+            | LifecycleKind::AgentGap { .. }
+            | LifecycleKind::EventsLost { .. } => {}
         }
     }
 
@@ -492,7 +494,75 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use podlife_core::{ExitReason, LimitScope};
+
+    fn ev(kind: LifecycleKind) -> ServedEvent {
+        ServedEvent {
+            kind,
+            ..crate::history::test_event("u-1", 1, 1)
+        }
+    }
+
+    fn started() -> ServedEvent {
+        ev(LifecycleKind::ContainerStarted {
+            pid: 1,
+            argv: vec![],
+            kind: None,
+        })
+    }
+
+    fn exited(reason: ExitReason, termination_s: Option<f64>) -> ServedEvent {
+        ev(LifecycleKind::ContainerExited {
+            pid: 1,
+            exit_code: None,
+            signal: None,
+            reason,
+            killed_by: None,
+            sender: None,
+            termination_s,
+        })
+    }
+
+    fn oom(limit_scope: LimitScope, victim_is_init: bool) -> ServedEvent {
+        ev(LifecycleKind::OomKill {
+            pid: 1,
+            comm: None,
+            victim_is_init,
+            limit_scope,
+            anon_rss_bytes: None,
+            file_rss_bytes: None,
+            shmem_rss_bytes: None,
+            total_vm_bytes: None,
+            oom_score_adj: None,
+        })
+    }
+
+    fn exec(exit_code: i32, probe: Option<&str>, duration_ms: f64) -> ServedEvent {
+        ev(LifecycleKind::ExecFinished {
+            pid: 1,
+            argv: vec![],
+            exit_code: Some(exit_code),
+            signal: None,
+            duration_ms,
+            timed_out: false,
+            probe: probe.map(str::to_string),
+        })
+    }
+
+    fn restarted() -> ServedEvent {
+        ev(LifecycleKind::ContainerRestarted {
+            attempt: 1,
+            backoff_s: 10.0,
+            crash_loop: false,
+        })
+    }
+
+    fn overrun() -> ServedEvent {
+        ev(LifecycleKind::GracePeriodOverrun {
+            observed_grace_s: 31.0,
+            configured_grace_s: None,
+        })
+    }
 
     fn labels() -> PodLabels {
         PodLabels {
@@ -506,15 +576,9 @@ mod tests {
     #[test]
     fn exposition_has_ksm_labels_and_deletes_removed_pods() {
         let mut m = Metrics::new("test");
-        m.observe(
-            &labels(),
-            &json!({"type": "OOMKill", "limit_scope": "container", "victim_is_init": true}),
-        );
-        m.observe(
-            &labels(),
-            &json!({"type": "ContainerExited", "reason": "OOMKilled"}),
-        );
-        m.observe(&labels(), &json!({"type": "ExecFinished", "exit_code": 1, "timed_out": false, "probe": null, "duration_ms": 4.0}));
+        m.observe(&labels(), &oom(LimitScope::Container, true));
+        m.observe(&labels(), &exited(ExitReason::OomKilled, None));
+        m.observe(&labels(), &exec(1, None, 4.0));
         let text = m.encode();
         assert!(text.contains(r#"podlife_container_oom_kills_total{container="app",limit_scope="container",namespace="default",pod="web",uid="u-1",victim="init"} 1"#), "{text}");
         assert!(text.contains(r#"podlife_container_exits_total{container="app",namespace="default",pod="web",reason="OOMKilled",uid="u-1"} 1"#));
@@ -535,7 +599,7 @@ mod tests {
         other.uid = "u-2".into();
         other.container = "sidecar".into();
         for l in [labels(), other] {
-            m.observe(&l, &json!({"type": "ContainerStarted"}));
+            m.observe(&l, &started());
         }
         let text = m.encode();
         assert!(
@@ -562,7 +626,7 @@ mod tests {
             None,
             "nothing before the start"
         );
-        m.observe(&labels(), &json!({"type": "ContainerStarted"}));
+        m.observe(&labels(), &started());
         let text = m.encode();
         assert_eq!(
             sample(&text, &format!("podlife_container_starts_total{l}")),
@@ -575,9 +639,9 @@ mod tests {
                 "{s} at 0 from the start:\n{text}"
             );
         }
-        m.observe(&labels(), &json!({"type": "ContainerRestarted"}));
-        m.observe(&labels(), &json!({"type": "ContainerStarted"}));
-        m.observe(&labels(), &json!({"type": "GracePeriodOverrun"}));
+        m.observe(&labels(), &restarted());
+        m.observe(&labels(), &started());
+        m.observe(&labels(), &overrun());
         let text = m.encode();
         assert_eq!(sample(&text, &restarts), Some(1.0), "{text}");
         assert_eq!(sample(&text, &overruns), Some(1.0), "{text}");
@@ -591,15 +655,30 @@ mod tests {
     fn every_family() -> Metrics {
         let mut m = Metrics::new("test");
         for event in [
-            json!({"type": "ContainerStarted"}),
-            json!({"type": "ContainerExited", "reason": "Error", "termination_s": 0.5}),
-            json!({"type": "ContainerRestarted"}),
-            json!({"type": "OOMKill", "limit_scope": "pod", "victim_is_init": false}),
-            json!({"type": "ExecFinished", "exit_code": 0, "probe": "liveness", "duration_ms": 3.0}),
-            json!({"type": "ProbeFailed", "timed_out": true}),
-            json!({"type": "StopSignalIgnored"}),
-            json!({"type": "GracePeriodOverrun"}),
-            json!({"type": "ProcessCrashed", "signal": "SIGSEGV"}),
+            started(),
+            exited(ExitReason::Error, Some(0.5)),
+            restarted(),
+            oom(LimitScope::Pod, false),
+            exec(0, Some("liveness"), 3.0),
+            ev(LifecycleKind::ProbeFailed {
+                argv: vec![],
+                exit_code: None,
+                timed_out: true,
+                probe: None,
+                consecutive_failures: 1,
+            }),
+            ev(LifecycleKind::StopSignalIgnored {
+                signal: "SIGTERM".into(),
+                pid: 1,
+            }),
+            overrun(),
+            ev(LifecycleKind::ProcessCrashed {
+                pid: 1,
+                comm: "x".into(),
+                signal: "SIGSEGV".into(),
+                core_dumped: false,
+                is_init: false,
+            }),
         ] {
             m.observe(&labels(), &event);
         }

@@ -26,6 +26,14 @@ pub enum Scope {
 }
 
 impl Scope {
+    pub fn limit_scope(self) -> podlife_core::LimitScope {
+        match self {
+            Scope::Container => podlife_core::LimitScope::Container,
+            Scope::Pod => podlife_core::LimitScope::Pod,
+            Scope::Node => podlife_core::LimitScope::Node,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Container => "container",

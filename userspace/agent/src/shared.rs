@@ -7,8 +7,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use podlife_core::redact::Redactor;
-use podlife_core::{Engine, KernelEvent, KernelEventKind, LifecycleEvent};
-use serde_json::{json, Value};
+use podlife_core::{
+    Engine, Fields, KernelEvent, KernelEventKind, LifecycleEvent, LifecycleKind, ServedEvent,
+};
 use tokio::sync::broadcast;
 use tracing::warn;
 
@@ -21,6 +22,20 @@ use crate::metrics::{Metrics, PodLabels};
 use crate::oom_scope::{self, MemCounters};
 use crate::store::Store;
 
+/// One published event and its JSON: serialized once for the store line and the live stream.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub event: Arc<ServedEvent>,
+    pub json: Arc<str>,
+}
+
+impl Published {
+    pub fn new(event: Arc<ServedEvent>) -> Self {
+        let json = event.to_json(Fields::All).into();
+        Self { event, json }
+    }
+}
+
 /// Filters of GET /pods.
 #[derive(Debug, Default)]
 pub struct PodFilter {
@@ -31,7 +46,7 @@ pub struct PodFilter {
 pub struct Shared {
     inner: Mutex<Inner>,
     pub ready: AtomicBool,
-    pub live: broadcast::Sender<Arc<Value>>,
+    pub live: broadcast::Sender<Published>,
     /// Loops of the reader and ticker, for /healthz.
     pub progress: crate::progress::Progress,
     /// What the HTTP bounds refused (exported with /metrics).
@@ -71,8 +86,8 @@ pub struct Inner {
     meta_done: HashSet<String>,
     /// (wall ns when due, uid): pods whose metric series are deleted then.
     forget_at: Vec<(i128, String)>,
-    /// Rendered events not yet broadcast (sent outside the lock).
-    pub outbox: Vec<Arc<Value>>,
+    /// Events not yet broadcast (sent outside the lock).
+    pub outbox: Vec<Published>,
     /// Pods that were live while the kernel lost events: their timelines may miss some.
     pub incomplete: HashSet<String>,
     /// Grace periods from the CRI (kubelet annotations), by container id.
@@ -223,103 +238,77 @@ impl Inner {
         tracing::info!(pid, scope = scope.as_str(), container = %container, ?c_then, ?c_now, ?p_then, ?p_now, "OOM kill: limit scope from memory counters");
         self.mem_baseline.insert(container, c_now);
         self.mem_baseline.insert(pod, p_now);
-        self.engine.set_oom_scope_hint(pid, scope.as_str());
+        self.engine.set_oom_scope_hint(pid, scope.limit_scope());
     }
 
-    /// Render derived events, count them, keep them, persist them, queue them for streaming.
+    /// Type derived events as served, count them, keep them, persist them, queue them for
+    /// streaming.
     pub fn publish(&mut self, events: Vec<LifecycleEvent>) {
         for e in events {
-            let mut rendered = self.render(&e);
+            let wall = self.clock.wall_ns(e.ts_ns);
+            let mut ev = ServedEvent::new(e, wall as i64);
             // Found again after a restart (bootstrap scan, API watch re-list): not news.
             let refound = matches!(
-                e.source,
+                ev.source,
                 podlife_core::Source::Bootstrap | podlife_core::Source::Api
             );
-            if refound && self.already_known(&rendered) {
+            if refound && self.already_known(&ev) {
                 continue;
             }
+            ev.redact(&self.redactor);
+            ev.fill_configured_grace(|id| self.cri_grace.get(id).copied());
             if self.cri_queue.len() < 1024 {
-                let id = rendered["container_id"].as_str().map(str::to_string);
-                let uid = rendered["uid"].as_str().map(str::to_string);
-                match (rendered["type"].as_str(), id, uid) {
-                    (Some("ContainerStarted"), Some(id), _) => {
-                        self.cri_queue.push(CriAsk::Container(id))
+                match (&ev.kind, &ev.container_id) {
+                    (LifecycleKind::ContainerStarted { .. }, Some(id)) => {
+                        self.cri_queue.push(CriAsk::Container(id.clone()))
                     }
-                    (Some("SandboxStarted"), Some(id), Some(uid)) => {
-                        self.cri_queue.push(CriAsk::Sandbox { id, uid })
+                    (LifecycleKind::SandboxStarted { .. }, Some(id)) => {
+                        self.cri_queue.push(CriAsk::Sandbox {
+                            id: id.clone(),
+                            uid: ev.uid.to_string(),
+                        })
                     }
                     _ => {}
                 }
             }
-            let labels = self.labels(&rendered);
+            let labels = self.labels(&ev);
             // Names travel with the event (and into the store), so a removed pod keeps them
             // in history for as long as its events are kept, across restarts too.
-            if let Some(obj) = rendered.as_object_mut() {
-                if !labels.namespace.is_empty() && !labels.pod.is_empty() {
-                    obj.insert("namespace".into(), labels.namespace.clone().into());
-                    obj.insert("pod".into(), labels.pod.clone().into());
-                }
+            if !labels.namespace.is_empty() && !labels.pod.is_empty() {
+                ev.names = Some((labels.namespace.as_str().into(), labels.pod.as_str().into()));
             }
-            self.metrics.observe(&labels, &rendered);
-            if rendered["type"] == "PodRemoved" {
-                let due = rendered["ts_wall_ns"].as_i64().unwrap_or(0) as i128 + FORGET_AFTER_NS;
+            self.metrics.observe(&labels, &ev);
+            if matches!(ev.kind, LifecycleKind::PodRemoved) {
+                let due = i128::from(ev.ts_wall_ns) + FORGET_AFTER_NS;
                 self.forget_at.push((due, labels.uid.clone()));
             }
-            // History first: it gives the event its id, which the store keeps.
-            let kept = self.history.push(rendered);
-            if let Some(store) = self.store.as_mut() {
-                store.append(&kept);
-            }
-            self.outbox.push(kept);
+            self.keep(ev);
         }
+    }
+
+    /// Into history (which gives the event its id, kept by the store), the store and the
+    /// outbox.
+    fn keep(&mut self, ev: ServedEvent) {
+        let published = Published::new(self.history.push(ev));
+        if let Some(store) = self.store.as_mut() {
+            store.append(&published.json);
+        }
+        self.outbox.push(published);
     }
 
     /// A bootstrap or API finding that the restored history already tells (the pod was seen by
     /// an earlier run) is not news.
-    fn already_known(&self, event: &Value) -> bool {
-        let uid = event["uid"].as_str().unwrap_or("");
-        self.history.pod(uid).is_some_and(|h| {
+    fn already_known(&self, event: &ServedEvent) -> bool {
+        self.history.pod(&event.uid).is_some_and(|h| {
             h.iter().any(|old| {
-                event["type"] == *old.kind && old.value()["container_id"] == event["container_id"]
+                std::mem::discriminant(&old.kind) == std::mem::discriminant(&event.kind)
+                    && old.container_id == event.container_id
             })
         })
     }
 
-    fn render(&self, e: &LifecycleEvent) -> Value {
-        let mut v = serde_json::to_value(e)
-            .unwrap_or_else(|err| json!({"type": "Unrenderable", "error": err.to_string()}));
-        let wall = self.clock.wall_ns(e.ts_ns);
-        if let Some(obj) = v.as_object_mut() {
-            if let Some(argv) = obj
-                .get("argv")
-                .and_then(|a| serde_json::from_value::<Vec<String>>(a.clone()).ok())
-            {
-                obj.insert("argv".into(), json!(self.redactor.redact_argv(&argv)));
-            }
-            obj.remove("ts_ns");
-            // The configured grace period is the kubelet's: known from the CRI when asked.
-            if obj.get("type").and_then(Value::as_str) == Some("GracePeriodOverrun")
-                && obj.get("configured_grace_s").is_none_or(Value::is_null)
-            {
-                let grace = e
-                    .container_id
-                    .as_ref()
-                    .and_then(|id| self.cri_grace.get(id));
-                if let Some(g) = grace {
-                    obj.insert("configured_grace_s".into(), json!(g));
-                }
-            }
-            if let Some(uid) = obj.remove("pod_uid") {
-                obj.insert("uid".into(), uid);
-            }
-            obj.insert("time".into(), format_rfc3339(wall).into());
-            obj.insert("ts_wall_ns".into(), (wall as i64).into());
-        }
-        v
-    }
-
-    fn labels(&self, event: &Value) -> PodLabels {
-        let uid = event["uid"].as_str().unwrap_or("").to_string();
+    fn labels(&self, event: &ServedEvent) -> PodLabels {
+        let uid = event.uid.to_string();
         let pod = self.engine.pod_meta(&uid);
         PodLabels {
             namespace: pod
@@ -330,7 +319,7 @@ impl Inner {
                 .as_ref()
                 .and_then(|p| p.name.clone())
                 .unwrap_or_default(),
-            container: event["container"].as_str().unwrap_or("").to_string(),
+            container: event.container.clone().unwrap_or_default(),
             uid,
         }
     }
@@ -412,7 +401,7 @@ impl Inner {
                 .filter(|uid| {
                     engine
                         .pod_summary(uid)
-                        .is_some_and(|p| p.state != "Removed")
+                        .is_some_and(|p| p.state != podlife_core::PodState::Removed)
                 })
                 .collect()
         });
@@ -433,23 +422,20 @@ impl Inner {
         let first = self.clock.wall_ns(ep.first_mono_ns);
         let last = self.clock.wall_ns(ep.last_mono_ns);
         for uid in ep.pods {
-            let ev = json!({
-                "uid": uid,
-                "type": "EventsLost",
-                "source": "agent",
-                "lost": ep.lost,
-                "first": format_rfc3339(first),
-                "last": format_rfc3339(last),
-                "time": format_rfc3339(first),
-                "ts_wall_ns": first as i64,
-                "container": null,
-                "container_id": null,
+            self.keep(ServedEvent {
+                seq: 0,
+                ts_wall_ns: first as i64,
+                uid: uid.into(),
+                names: None,
+                container: None,
+                container_id: None,
+                source: podlife_core::Source::Agent,
+                kind: LifecycleKind::EventsLost {
+                    lost: ep.lost,
+                    first: format_rfc3339(first),
+                    last: format_rfc3339(last),
+                },
             });
-            let kept = self.history.push(ev);
-            if let Some(store) = self.store.as_mut() {
-                store.append(&kept);
-            }
-            self.outbox.push(kept);
         }
     }
 

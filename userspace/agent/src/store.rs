@@ -13,7 +13,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 use thiserror::Error;
 use tracing::warn;
 
@@ -183,7 +183,12 @@ fn prune(dir: &Path, limits: Limits, now_wall_ns: i128, keep: Option<&Path>) {
 
 /// Stream the lines of one segment from `offset` (skipping to the first whole line when the
 /// offset is inside one) into `on_event`. Stops at the first read error.
-fn load_segment(path: &Path, offset: u64, loaded: &mut Loaded, on_event: &mut dyn FnMut(Value)) {
+fn load_segment<T: DeserializeOwned>(
+    path: &Path,
+    offset: u64,
+    loaded: &mut Loaded,
+    on_event: &mut dyn FnMut(T),
+) {
     use std::io::{Read as _, Seek as _, SeekFrom};
     let Ok(mut f) = File::open(path) else {
         loaded.unreadable_segments += 1;
@@ -245,7 +250,9 @@ fn load_segment(path: &Path, offset: u64, loaded: &mut Loaded, on_event: &mut dy
         if std::mem::take(&mut partial) {
             continue;
         }
-        match serde_json::from_slice::<Value>(&line) {
+        // A line this agent cannot read (corrupt, or of a kind or value it does not know) is
+        // skipped and counted.
+        match serde_json::from_slice::<T>(&line) {
             Ok(v) => {
                 loaded.events += 1;
                 on_event(v);
@@ -257,12 +264,13 @@ fn load_segment(path: &Path, offset: u64, loaded: &mut Loaded, on_event: &mut dy
 
 impl Store {
     /// Open (creating) the store: prune what is beyond the bounds, then stream the newest
-    /// stored events, at most `limits.load_bytes` of them, oldest first, into `on_event`.
-    pub fn open(
+    /// stored events, at most `limits.load_bytes` of them, oldest first, into `on_event`
+    /// (read as `T`: the agent's `ServedEvent`).
+    pub fn open<T: DeserializeOwned>(
         dir: &Path,
         limits: Limits,
         now_wall_ns: i128,
-        mut on_event: impl FnMut(Value),
+        mut on_event: impl FnMut(T),
     ) -> Result<(Self, Loaded), StoreError> {
         let dir_err = |source| StoreError::Dir {
             dir: dir.to_path_buf(),
@@ -311,15 +319,14 @@ impl Store {
         Ok((store, loaded))
     }
 
-    /// Queue one event; written at the next `flush`.
-    pub fn append(&mut self, event: &Value) {
+    /// Queue one event's JSON line (without its newline); written at the next `flush`.
+    pub fn append(&mut self, line: &str) {
         if self.pending.len() >= self.limits.pending_bytes {
             self.dropped_events += 1;
             return;
         }
-        if serde_json::to_writer(&mut self.pending, event).is_ok() {
-            self.pending.push(b'\n');
-        }
+        self.pending.extend_from_slice(line.as_bytes());
+        self.pending.push(b'\n');
     }
 
     /// Write queued events and fsync. Rotates and prunes old segments.
@@ -389,7 +396,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("podlife-store-{name}-{}", std::process::id()));
@@ -417,8 +424,8 @@ mod tests {
         {
             let (mut s, events, _) = open(&dir, BIG);
             assert!(events.is_empty());
-            s.append(&json!({"type": "PodAdmitted", "uid": "a"}));
-            s.append(&json!({"type": "PodRemoved", "uid": "a"}));
+            s.append(&json!({"type": "PodAdmitted", "uid": "a"}).to_string());
+            s.append(&json!({"type": "PodRemoved", "uid": "a"}).to_string());
             s.flush(1).unwrap();
             s.heartbeat(42).unwrap();
         }
@@ -445,7 +452,7 @@ mod tests {
         let dir = tmpdir("modes");
         {
             let (mut s, _, _) = open(&dir, BIG);
-            s.append(&json!({"type": "PodAdmitted", "uid": "a"}));
+            s.append(&json!({"type": "PodAdmitted", "uid": "a"}).to_string());
             s.flush(1).unwrap();
             s.heartbeat(1).unwrap();
         }
@@ -476,7 +483,10 @@ mod tests {
         };
         let (mut s, _, _) = open(&dir, limits);
         for i in 0..400 {
-            s.append(&json!({"type": "ExecFinished", "n": i, "pad": "xxxxxxxxxxxxxxxxxxxxxxxx"}));
+            s.append(
+                &json!({"type": "ExecFinished", "n": i, "pad": "xxxxxxxxxxxxxxxxxxxxxxxx"})
+                    .to_string(),
+            );
             s.flush(1).unwrap();
         }
         let total: u64 = segments(&dir)
@@ -502,7 +512,7 @@ mod tests {
         };
         let (mut s, _, _) = open(&dir, write);
         for i in 0..1000 {
-            s.append(&json!({"type": "ExecFinished", "n": i}));
+            s.append(&json!({"type": "ExecFinished", "n": i}).to_string());
             s.flush(1).unwrap();
         }
         drop(s);
@@ -553,6 +563,27 @@ mod tests {
     }
 
     #[test]
+    fn typed_events_round_trip_and_unknown_kinds_are_skipped_and_counted() {
+        let dir = tmpdir("typed");
+        let ev = crate::history::test_event("a", 7, 5);
+        {
+            let (mut s, _, _) = open(&dir, BIG);
+            s.append(&ev.to_json(podlife_core::Fields::All));
+            // What a newer agent might write: a kind this one does not know.
+            s.append(
+                r#"{"type":"PodTeleported","uid":"a","seq":1,"ts_wall_ns":6,"source":"kernel"}"#,
+            );
+            s.flush(1).unwrap();
+        }
+        let mut events = Vec::new();
+        let (_, loaded) =
+            Store::open(&dir, BIG, 1, |e: podlife_core::ServedEvent| events.push(e)).unwrap();
+        assert_eq!(events, [ev]);
+        assert_eq!(loaded.skipped_lines, 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_full_write_queue_drops_and_counts() {
         let dir = tmpdir("queue");
         let limits = Limits {
@@ -561,7 +592,7 @@ mod tests {
         };
         let (mut s, _, _) = open(&dir, limits);
         for i in 0..50 {
-            s.append(&json!({"type": "ExecFinished", "n": i}));
+            s.append(&json!({"type": "ExecFinished", "n": i}).to_string());
         }
         assert!(s.dropped_events > 40, "dropped {}", s.dropped_events);
         assert!(s.pending.len() < 200);

@@ -1,11 +1,10 @@
 //! What the API serves, built from the engine's live state and the served history.
 
+use podlife_core::{Fields, LifecycleKind, Timeline, TimelineEvent};
 use serde_json::{json, Map, Value};
 
+use crate::history::Stored;
 use crate::shared::{Inner, PodFilter};
-
-/// Fields of stored events that are bookkeeping, not API.
-const INTERNAL: &[&str] = &["uid", "ts_wall_ns", "seq", "namespace", "pod"];
 
 impl Inner {
     /// Summary of one pod: live state from the engine, else what its history says.
@@ -27,7 +26,10 @@ impl Inner {
             }
         };
         if !obj.contains_key("state") || obj["state"].is_null() {
-            let removed = history.is_some_and(|h| h.iter().any(|e| &*e.kind == "PodRemoved"));
+            let removed = history.is_some_and(|h| {
+                h.iter()
+                    .any(|e| matches!(e.kind, LifecycleKind::PodRemoved))
+            });
             obj.insert(
                 "state".into(),
                 if removed { "Removed" } else { "Unknown" }.into(),
@@ -97,30 +99,51 @@ impl Inner {
             Value::Object(m) => m,
             _ => return None,
         };
-        // Kernel events of different CPUs, and events dated to an earlier fact (ContainerCreated
-        // at its cgroup's mkdir), arrive out of order: serve them in time order.
-        let mut stored: Vec<_> = self.history.pod(uid).unwrap_or(&[]).iter().collect();
-        stored.sort_by_key(|e| e.ts_wall_ns.unwrap_or(i64::MAX));
-        let events: Vec<Value> = stored
+        let events: Vec<Value> = self
+            .events_in_time_order(uid)
             .into_iter()
-            .map(|e| {
-                let mut e = e.value();
-                if let Some(m) = e.as_object_mut() {
-                    for k in INTERNAL {
-                        m.remove(*k);
-                    }
-                }
-                e
-            })
+            .filter_map(|e| e.to_map(Fields::Timeline).ok().map(Value::Object))
             .collect();
         obj.insert("events".into(), Value::Array(events));
         obj.insert("complete".into(), (!self.incomplete.contains(uid)).into());
         Some(Value::Object(obj))
     }
 
+    /// Kernel events of different CPUs, and events dated to an earlier fact (ContainerCreated
+    /// at its cgroup's mkdir), arrive out of order: timelines serve them in time order.
+    fn events_in_time_order(&self, uid: &str) -> Vec<&Stored> {
+        let mut stored: Vec<_> = self.history.pod(uid).unwrap_or(&[]).iter().collect();
+        stored.sort_by_key(|e| e.ts_wall_ns);
+        stored
+    }
+
+    /// The timeline as text, by core's renderer: the header from the pod's summary (the
+    /// same fields as the JSON timeline), then its served events.
     pub fn timeline_text(&self, uid: &str) -> Option<String> {
-        let t = self.timeline_json(uid)?;
-        Some(crate::text::render(&t))
+        let mut summary = self.summary(uid)?;
+        if let Some(m) = summary.as_object_mut() {
+            m.insert("events".into(), json!([]));
+        }
+        let fallback = || Timeline {
+            uid: uid.into(),
+            namespace: None,
+            name: None,
+            qos: None,
+            owner: None,
+            node: self.node.clone(),
+            state: "Unknown".into(),
+            containers: Vec::new(),
+            events: Vec::new(),
+        };
+        // The summary is built from typed values: it reads back; the fallback still serves the
+        // events should it not.
+        let mut t: Timeline = serde_json::from_value(summary).unwrap_or_else(|_| fallback());
+        t.events = self
+            .events_in_time_order(uid)
+            .into_iter()
+            .map(|e| TimelineEvent::served(e))
+            .collect();
+        Some(podlife_core::text::to_text(&t))
     }
 }
 
@@ -131,23 +154,16 @@ impl Inner {
 /// the bound cuts; with one, the oldest. `expired_after`: the cursor is older than what is
 /// kept, so the page starts with an `EventsExpired` marker instead of silently skipping.
 pub fn events_page(
-    picked: &[std::sync::Arc<crate::history::Stored>],
+    picked: &[Stored],
     cursor: bool,
     limit: usize,
     max_bytes: usize,
     expired_after: Option<u64>,
 ) -> String {
-    let render = |e: &crate::history::Stored| {
-        let mut v = e.value();
-        if let Some(m) = v.as_object_mut() {
-            m.remove("ts_wall_ns");
-        }
-        v.to_string()
-    };
     let mut parts: Vec<(u64, String)> = Vec::new();
     let mut bytes = 0;
-    let mut take = |e: &std::sync::Arc<crate::history::Stored>| {
-        let text = render(e);
+    let mut take = |e: &Stored| {
+        let text = e.to_json(Fields::Events);
         if bytes + text.len() + 1 > max_bytes && !parts.is_empty() {
             return false;
         }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::engine::ContainerKind;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
@@ -14,6 +16,92 @@ pub enum Source {
     /// Told by the Kubernetes API server (the optional pod watch), not seen in the kernel.
     Api,
 }
+
+/// Why a container's init ended (`ContainerExited.reason`, the exits metric's label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExitReason {
+    Completed,
+    Error,
+    #[serde(rename = "OOMKilled")]
+    OomKilled,
+    Signaled,
+    Unknown,
+}
+
+impl ExitReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "Completed",
+            Self::Error => "Error",
+            Self::OomKilled => "OOMKilled",
+            Self::Signaled => "Signaled",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+/// Who or what ended a container (`ContainerExited.killed_by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KilledBy {
+    /// The runtime's stop (SIGTERM, or SIGKILL asked for at once).
+    RuntimeStop,
+    /// The runtime's SIGKILL after the grace period.
+    GraceOverrun,
+    OomKiller,
+    Kernel,
+    /// The process signalled itself.
+    #[serde(rename = "self")]
+    Itself,
+    /// Another process of the node.
+    Process,
+}
+
+impl KilledBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RuntimeStop => "runtime_stop",
+            Self::GraceOverrun => "grace_overrun",
+            Self::OomKiller => "oom_killer",
+            Self::Kernel => "kernel",
+            Self::Itself => "self",
+            Self::Process => "process",
+        }
+    }
+}
+
+/// The memory limit an OOM kill hit (`OOMKill.limit_scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitScope {
+    Container,
+    Pod,
+    Node,
+    Unknown,
+}
+
+impl LimitScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Container => "container",
+            Self::Pod => "pod",
+            Self::Node => "node",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+// Text renderers and metric labels print them as on the wire.
+macro_rules! display_as_str {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+display_as_str!(ExitReason, KilledBy, LimitScope, ContainerKind);
 
 /// A process as a signal sender.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,12 +135,12 @@ pub enum LifecycleKind {
         pid: u32,
     },
     ContainerCreated {
-        kind: Option<String>,
+        kind: Option<ContainerKind>,
     },
     ContainerStarted {
         pid: u32,
         argv: Vec<String>,
-        kind: Option<String>,
+        kind: Option<ContainerKind>,
     },
     ExecStarted {
         pid: u32,
@@ -94,7 +182,7 @@ pub enum LifecycleKind {
         pid: u32,
         comm: Option<String>,
         victim_is_init: bool,
-        limit_scope: String,
+        limit_scope: LimitScope,
         anon_rss_bytes: Option<u64>,
         file_rss_bytes: Option<u64>,
         shmem_rss_bytes: Option<u64>,
@@ -112,8 +200,8 @@ pub enum LifecycleKind {
         pid: u32,
         exit_code: Option<i32>,
         signal: Option<String>,
-        reason: String,
-        killed_by: Option<String>,
+        reason: ExitReason,
+        killed_by: Option<KilledBy>,
         sender: Option<Sender>,
         /// Time from the stop request to the exit, when the runtime stopped it.
         termination_s: Option<f64>,
@@ -130,13 +218,34 @@ pub enum LifecycleKind {
     },
     PodRemoved,
     AgentStarted,
+    /// The agent was down from `down_from` to `down_until` (RFC 3339, from the store's
+    /// heartbeat): the pod's timeline may miss events of that time.
     AgentGap {
-        from_ns: u64,
-        to_ns: u64,
+        down_from: String,
+        down_until: String,
+        down_s: f64,
+    },
+    /// The kernel's ring buffer lost `lost` records between `first` and `last` (RFC 3339)
+    /// while the pod was live: its timeline may miss events.
+    EventsLost {
+        lost: u64,
+        first: String,
+        last: String,
     },
 }
 
 impl LifecycleKind {
+    /// The command line the event carries (redacted before it is kept).
+    pub fn argv_mut(&mut self) -> Option<&mut Vec<String>> {
+        match self {
+            Self::ContainerStarted { argv, .. }
+            | Self::ExecStarted { argv, .. }
+            | Self::ExecFinished { argv, .. }
+            | Self::ProbeFailed { argv, .. } => Some(argv),
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Self::DeletionRequested { .. } => "DeletionRequested",
@@ -158,6 +267,7 @@ impl LifecycleKind {
             Self::PodRemoved => "PodRemoved",
             Self::AgentStarted => "AgentStarted",
             Self::AgentGap { .. } => "AgentGap",
+            Self::EventsLost { .. } => "EventsLost",
         }
     }
 }

@@ -1,14 +1,15 @@
-//! Human-readable rendering of a timeline (`?format=text`): a header, the containers, then one
-//! aligned line per event with the time since the first event, the step since the previous
-//! one, and `!` in front of problems.
+//! The human-readable timeline (`?format=text`): relative times, the gap since the previous
+//! step, and problems marked with `!` so they stand out in a terminal. One renderer for the
+//! agent's served timelines and the engine's own; control characters from argv, comm or
+//! names are escaped (`terminal`).
 
-use crate::lifecycle::LifecycleKind as K;
+use crate::lifecycle::{ExitReason, LifecycleKind as K, Source};
 use crate::terminal::write_line;
 use crate::timeline::{Timeline, TimelineEvent};
 
 fn is_problem(k: &K) -> bool {
     match k {
-        K::ContainerExited { reason, .. } => reason != "Completed",
+        K::ContainerExited { reason, .. } => *reason != ExitReason::Completed,
         K::ExecFinished {
             exit_code,
             timed_out,
@@ -19,184 +20,242 @@ fn is_problem(k: &K) -> bool {
         | K::GracePeriodOverrun { .. }
         | K::OomKill { .. }
         | K::ProcessCrashed { .. }
-        | K::AgentGap { .. } => true,
+        | K::AgentGap { .. }
+        | K::EventsLost { .. } => true,
         _ => false,
     }
 }
 
-fn secs(ns: u64) -> String {
-    let s = ns as f64 / 1e9;
-    if s < 1.0 {
-        format!("{:.3}ms", s * 1e3)
+fn duration(ns: i128) -> String {
+    let ms = ns as f64 / 1e6;
+    if ms.abs() < 1000.0 {
+        format!("{ms:.1}ms")
     } else {
-        format!("{s:.3}s")
+        format!("{:.3}s", ms / 1000.0)
     }
 }
 
-fn details(k: &K) -> String {
-    let argv = |a: &[String]| {
-        let s = a.join(" ");
-        if s.chars().count() > 60 {
-            format!("{}…", s.chars().take(60).collect::<String>())
-        } else {
-            s
+/// What matters about an event, in a few words (`label=value`, in a fixed order).
+fn detail(e: &TimelineEvent) -> String {
+    let mut d: Vec<String> = Vec::new();
+    let mut push = |label: &str, v: Option<String>| {
+        if let Some(v) = v {
+            d.push(if label.is_empty() {
+                v
+            } else {
+                format!("{label}={v}")
+            });
         }
     };
-    let opt = |v: Option<i32>| v.map_or("?".to_string(), |c| c.to_string());
-    match k {
-        K::SandboxStarted { pid } => format!("pid {pid}"),
-        K::ContainerStarted { pid, argv: a, .. } => format!("pid {pid}: {}", argv(a)),
-        K::ExecStarted { pid, argv: a } => format!("pid {pid}: {}", argv(a)),
-        K::ExecFinished {
-            argv: a,
-            exit_code,
-            duration_ms,
-            timed_out,
-            probe,
-            ..
-        } => format!(
-            "{} → exit {} in {duration_ms:.1}ms{}{}",
-            argv(a),
-            opt(*exit_code),
-            if *timed_out { " (timed out)" } else { "" },
-            probe.as_ref().map_or(String::new(), |p| format!(" [{p}]")),
-        ),
-        K::ProbeFailed {
-            probe,
-            consecutive_failures,
-            ..
-        } => format!(
-            "{} failed {consecutive_failures}× in a row",
-            probe.as_deref().unwrap_or("probe")
-        ),
-        K::StopRequested { signal, sender, .. } => {
-            format!("{signal} from {}[{}]", sender.comm, sender.pid)
-        }
-        K::StopSignalIgnored { signal, pid } => {
-            format!("{signal} ignored by pid {pid} (no handler)")
-        }
-        K::GracePeriodOverrun {
-            observed_grace_s,
-            configured_grace_s,
-        } => format!(
-            "SIGKILL after {observed_grace_s:.1}s (configured {})",
-            configured_grace_s.map_or("?".into(), |g| format!("{g:.0}s"))
-        ),
-        K::OomKill {
-            pid,
-            comm,
-            victim_is_init,
-            limit_scope,
-            anon_rss_bytes,
-            ..
-        } => format!(
-            "{}[{pid}] {} limit {limit_scope}, anon rss {}",
-            comm.as_deref().unwrap_or("?"),
-            if *victim_is_init {
-                "(init)"
-            } else {
-                "(child: container survives)"
-            },
-            anon_rss_bytes.map_or("?".into(), |b| format!("{} MiB", b / (1024 * 1024)))
-        ),
-        K::ProcessCrashed {
-            pid, comm, signal, ..
-        } => format!("{comm}[{pid}] {signal}"),
-        K::ContainerExited {
-            exit_code,
-            reason,
-            killed_by,
-            ..
-        } => format!(
-            "{reason}, exit {}{}",
-            opt(*exit_code),
-            killed_by
-                .as_ref()
-                .map_or(String::new(), |k| format!(", killed by {k}"))
-        ),
-        K::ContainerRestarted {
-            attempt,
-            backoff_s,
-            crash_loop,
-        } => format!(
-            "attempt {attempt} after {backoff_s:.1}s{}",
-            if *crash_loop {
-                " (CrashLoopBackOff)"
-            } else {
-                ""
-            }
-        ),
-        K::SandboxStopped { exit_code, .. } => format!("exit {}", opt(*exit_code)),
-        K::DeletionRequested { grace_period_s } => format!(
-            "deleted through the API, grace period {}",
-            grace_period_s.map_or("?".into(), |g| format!("{g:.0}s"))
-        ),
-        K::AgentGap { from_ns, to_ns } => {
-            format!("agent down for {}", secs(to_ns.saturating_sub(*from_ns)))
-        }
-        _ => String::new(),
+    let some = |v: &dyn std::fmt::Display| Some(v.to_string());
+    let secs = |label: &str, v: f64, digits: usize| (label.to_string(), format!("{v:.digits$}s"));
+    push("", e.container.clone());
+    let k = &e.kind;
+    if let K::ContainerStarted { argv, .. }
+    | K::ExecStarted { argv, .. }
+    | K::ExecFinished { argv, .. }
+    | K::ProbeFailed { argv, .. } = k
+    {
+        push("", Some(format!("`{}`", argv.join(" "))));
     }
+    let pid = match k {
+        K::SandboxStarted { pid }
+        | K::ContainerStarted { pid, .. }
+        | K::ExecStarted { pid, .. }
+        | K::ExecFinished { pid, .. }
+        | K::StopRequested { pid, .. }
+        | K::StopSignalIgnored { pid, .. }
+        | K::OomKill { pid, .. }
+        | K::ProcessCrashed { pid, .. }
+        | K::ContainerExited { pid, .. }
+        | K::SandboxStopped { pid, .. } => Some(*pid),
+        _ => None,
+    };
+    push("pid", pid.map(|p| p.to_string()));
+    let exit = match k {
+        K::ExecFinished { exit_code, .. }
+        | K::ProbeFailed { exit_code, .. }
+        | K::ContainerExited { exit_code, .. }
+        | K::SandboxStopped { exit_code, .. } => *exit_code,
+        _ => None,
+    };
+    push("exit", exit.map(|c| c.to_string()));
+    let signal = match k {
+        K::ExecFinished { signal, .. }
+        | K::ContainerExited { signal, .. }
+        | K::SandboxStopped { signal, .. } => signal.clone(),
+        K::StopRequested { signal, .. }
+        | K::StopSignalIgnored { signal, .. }
+        | K::ProcessCrashed { signal, .. } => Some(signal.clone()),
+        _ => None,
+    };
+    push("signal", signal);
+    if let K::ContainerExited {
+        reason, killed_by, ..
+    } = k
+    {
+        push("reason", some(reason));
+        push("killed_by", killed_by.map(|b| b.to_string()));
+    }
+    if let K::ProcessCrashed { comm, .. } = k {
+        push("comm", Some(comm.clone()));
+    }
+    if let K::EventsLost { lost, first, last } = k {
+        push("lost", some(lost));
+        push("", Some(format!("between {first} and {last}")));
+    }
+    if let K::ExecFinished { duration_ms, .. } = k {
+        push("", Some(format!("took {duration_ms:.1}ms")));
+    }
+    if let K::ExecFinished {
+        timed_out: true, ..
+    }
+    | K::ProbeFailed {
+        timed_out: true, ..
+    } = k
+    {
+        push("", Some("TIMED OUT".into()));
+    }
+    if let K::GracePeriodOverrun {
+        observed_grace_s,
+        configured_grace_s,
+    } = k
+    {
+        let (l, v) = secs("grace", *observed_grace_s, 1);
+        push(&l, Some(v));
+        if let Some(c) = configured_grace_s {
+            let (l, v) = secs("configured", *c, 0);
+            push(&l, Some(v));
+        }
+    }
+    if let K::DeletionRequested {
+        grace_period_s: Some(g),
+    } = k
+    {
+        let (l, v) = secs("grace_period", *g, 0);
+        push(&l, Some(v));
+    }
+    if e.source == Source::Api {
+        push("", Some("(API server)".into()));
+    }
+    if let K::OomKill {
+        comm,
+        limit_scope,
+        anon_rss_bytes,
+        victim_is_init,
+        ..
+    } = k
+    {
+        push("comm", comm.clone());
+        push("limit", some(limit_scope));
+        push(
+            "",
+            anon_rss_bytes.map(|b| format!("anon_rss={}MiB", b >> 20)),
+        );
+        if !victim_is_init {
+            push("", Some("child process (container survives)".into()));
+        }
+    }
+    if let K::ContainerRestarted {
+        attempt,
+        backoff_s,
+        crash_loop,
+    } = k
+    {
+        push("attempt", some(attempt));
+        let (l, v) = secs("backoff", *backoff_s, 1);
+        push(&l, Some(v));
+        if *crash_loop {
+            push("", Some("(CrashLoopBackOff)".into()));
+        }
+    }
+    let sender = match k {
+        K::StopRequested { sender, .. } => Some(sender),
+        K::ContainerExited { sender, .. } => sender.as_ref(),
+        _ => None,
+    };
+    push("", sender.map(|s| format!("from {}({})", s.comm, s.pid)));
+    if let K::AgentGap { down_s, .. } = k {
+        let (l, v) = secs("down", *down_s, 1);
+        push(&l, Some(v));
+    }
+    d.join("  ")
 }
 
-fn container_label(e: &TimelineEvent) -> String {
-    e.container
-        .clone()
-        .or_else(|| {
-            e.container_id
-                .as_ref()
-                .map(|id| id.chars().take(12).collect())
-        })
-        .unwrap_or_default()
-}
-
-/// Render a timeline as aligned text.
+/// Render a timeline as aligned text. Times are relative to the first event, from `ts_ns`
+/// (one clock for all events of a timeline: differences only).
 pub fn to_text(t: &Timeline) -> String {
     let mut out = String::new();
+    let name = match (&t.namespace, &t.name) {
+        (Some(ns), Some(n)) => format!("{ns}/{n}"),
+        _ => "(name unknown)".into(),
+    };
+    let owner = t
+        .owner
+        .as_ref()
+        .map_or(String::new(), |o| format!("  owner {}/{}", o.kind, o.name));
     write_line(
         &mut out,
         format_args!(
-            "pod {}/{}  uid {}  qos {}  node {}  state {}{}",
-            t.namespace.as_deref().unwrap_or("?"),
-            t.name.as_deref().unwrap_or("?"),
+            "pod {name}  uid {}  qos {}  state {}{owner}",
             t.uid,
-            t.qos.map_or("?", |q| q.as_str()),
-            t.node.as_deref().unwrap_or("?"),
-            t.state,
-            t.owner
-                .as_ref()
-                .map_or(String::new(), |o| format!("  owner {}/{}", o.kind, o.name))
+            t.qos.map_or("-", |q| q.as_str()),
+            t.state
         ),
     );
-    for c in &t.containers {
+    if !t.containers.is_empty() {
+        let list: Vec<String> = t
+            .containers
+            .iter()
+            .map(|c| {
+                let fallback = if c.kind.as_deref() == Some("sandbox") {
+                    "(sandbox)"
+                } else {
+                    "?"
+                };
+                format!(
+                    "{} ({}, {}, restarts {})",
+                    c.name.as_deref().unwrap_or(fallback),
+                    c.kind.as_deref().unwrap_or("?"),
+                    c.state,
+                    c.restarts
+                )
+            })
+            .collect();
+        write_line(&mut out, format_args!("containers: {}", list.join(", ")));
+    }
+    // Our own blank lines are pushed as is; write_line would escape them.
+    out.push('\n');
+    write_line(
+        &mut out,
+        format_args!("  {:>10}  {:>10}  {:<19} details", "at", "after", "event"),
+    );
+    let first = t.events.first().map(|e| i128::from(e.ts_ns));
+    let mut prev = first;
+    for e in &t.events {
+        let ts = i128::from(e.ts_ns);
+        let at = first.map_or("?".into(), |f| format!("+{}", duration(ts - f)));
+        let after = match prev {
+            Some(p) if p != ts => format!("+{}", duration(ts - p)),
+            _ => String::new(),
+        };
+        prev = Some(ts);
+        let mark = if is_problem(&e.kind) { '!' } else { ' ' };
         write_line(
             &mut out,
             format_args!(
-                "  container {:<16} {:<8} {:<8} restarts {}  {}",
-                c.name.as_deref().unwrap_or("?"),
-                c.kind.as_deref().unwrap_or("?"),
-                c.state,
-                c.restarts,
-                c.id.chars().take(12).collect::<String>()
+                "{mark} {at:>10}  {after:>10}  {:<19} {}",
+                e.kind.name(),
+                detail(e)
             ),
         );
     }
-    let first = t.events.first().map_or(0, |e| e.ts_ns);
-    let mut prev = first;
-    for e in &t.events {
+    if let Some(e) = t.events.first() {
+        out.push('\n');
         write_line(
             &mut out,
-            format_args!(
-                "{} {:>12} {:>12}  {:<30}  {:<20} {:<16} {}",
-                if is_problem(&e.kind) { "!" } else { " " },
-                format!("+{}", secs(e.ts_ns.saturating_sub(first))),
-                format!("(+{})", secs(e.ts_ns.saturating_sub(prev))),
-                e.time,
-                e.kind.name(),
-                container_label(e),
-                details(&e.kind)
-            ),
+            format_args!("times are relative to {}; ! marks a problem", e.time),
         );
-        prev = e.ts_ns;
     }
     out
 }
@@ -263,12 +322,16 @@ mod tests {
             .find(|l| l.contains("DeletionRequested"))
             .unwrap();
         assert!(deletion.starts_with(' '), "not a problem: {deletion}");
-        assert!(deletion.contains("grace period 30s"), "{deletion}");
+        assert!(
+            deletion.contains("grace_period=30s  (API server)"),
+            "{deletion}"
+        );
         let ignored = text
             .lines()
             .find(|l| l.contains("StopSignalIgnored"))
             .unwrap();
-        assert!(ignored.contains("(+100.000ms)"), "{ignored}");
+        assert!(ignored.contains("+100.0ms"), "{ignored}");
+        assert!(ignored.starts_with('!'), "a problem: {ignored}");
         let no_owner = to_text(&Timeline { owner: None, ..t });
         assert!(!no_owner.lines().next().unwrap().contains("owner"));
     }
@@ -307,13 +370,129 @@ mod tests {
             ],
         };
         let text = to_text(&t);
-        assert_eq!(text.lines().count(), 3, "{text}");
+        assert_eq!(text.lines().count(), 7, "{text}");
         assert!(
             !text.chars().any(|c| c.is_control() && c != '\n'),
             "{text:?}"
         );
         assert!(text.contains("web\\x1b[2J"), "{text}");
         assert!(text.contains("echo \\x1b]0;x\\x07\\nFAKE"), "{text}");
-        assert!(text.contains("evil\\x1b[1A\\u{9b}[7]"), "{text}");
+        assert!(text.contains("comm=evil\\x1b[1A\\u{9b}"), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("FAKE")), "{text}");
+    }
+
+    #[test]
+    fn aligned_with_relative_times_marks_and_the_agent_s_own_events() {
+        let t = Timeline {
+            uid: "u".into(),
+            namespace: Some("default".into()),
+            name: Some("web".into()),
+            qos: Some(crate::cgroup_path::Qos::Burstable),
+            owner: None,
+            node: None,
+            state: "Running".into(),
+            containers: vec![crate::timeline::TimelineContainer {
+                name: Some("app".into()),
+                id: "c1".into(),
+                kind: Some("app".into()),
+                restarts: 0,
+                state: "Exited".into(),
+            }],
+            events: vec![
+                event(0, Source::Kernel, K::PodAdmitted),
+                event(
+                    250_000_000,
+                    Source::Kernel,
+                    K::ContainerStarted {
+                        pid: 7,
+                        argv: vec!["sh".into(), "-c".into(), "exit 3".into()],
+                        kind: None,
+                    },
+                ),
+                event(
+                    2_250_000_000,
+                    Source::Kernel,
+                    K::StopSignalIgnored {
+                        signal: "SIGTERM".into(),
+                        pid: 7,
+                    },
+                ),
+                event(
+                    4_250_000_000,
+                    Source::Kernel,
+                    K::ContainerExited {
+                        pid: 7,
+                        exit_code: Some(3),
+                        signal: None,
+                        reason: ExitReason::Error,
+                        killed_by: Some(crate::lifecycle::KilledBy::RuntimeStop),
+                        sender: None,
+                        termination_s: None,
+                    },
+                ),
+                event(
+                    5_000_000_000,
+                    Source::Agent,
+                    K::EventsLost {
+                        lost: 12,
+                        first: "A".into(),
+                        last: "B".into(),
+                    },
+                ),
+                event(
+                    6_000_000_000,
+                    Source::Agent,
+                    K::AgentGap {
+                        down_from: "A".into(),
+                        down_until: "B".into(),
+                        down_s: 42.0,
+                    },
+                ),
+            ],
+        };
+        let text = to_text(&t);
+        assert!(
+            text.starts_with("pod default/web  uid u  qos burstable  state Running\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("containers: app (app, Exited, restarts 0)"),
+            "{text}"
+        );
+        let line = |ty: &str| {
+            text.lines()
+                .find(|l| l.contains(ty))
+                .unwrap_or_else(|| panic!("no {ty}:\n{text}"))
+        };
+        let started = line("ContainerStarted");
+        assert!(started.starts_with(' '), "{started}");
+        assert!(
+            started.contains("+250.0ms") && started.contains("app  `sh -c exit 3`  pid=7"),
+            "{started}"
+        );
+        let ignored = line("StopSignalIgnored");
+        assert!(ignored.starts_with('!'), "{ignored}");
+        assert!(
+            ignored.contains("+2.250s") && ignored.contains("+2.000s"),
+            "{ignored}"
+        );
+        let exited = line("ContainerExited");
+        assert!(exited.starts_with('!'), "not Completed: {exited}");
+        assert!(
+            exited.contains("exit=3  reason=Error  killed_by=runtime_stop"),
+            "{exited}"
+        );
+        let lost = line("EventsLost");
+        assert!(
+            lost.starts_with('!') && lost.contains("lost=12  between A and B"),
+            "{lost}"
+        );
+        let gap = line("AgentGap");
+        assert!(gap.starts_with('!') && gap.contains("down=42.0s"), "{gap}");
+        assert!(!text.contains("owner"), "unknown owner is left out: {text}");
+        assert!(
+            text.ends_with("times are relative to ; ! marks a problem\n"),
+            "{text}"
+        );
     }
 }

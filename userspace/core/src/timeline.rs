@@ -78,7 +78,8 @@ pub struct TimelineContainer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEvent {
     pub time: String,
-    /// The kernel's monotonic timestamp (for durations between steps).
+    /// The time of the event on one clock for all events of a timeline, for durations
+    /// between steps: monotonic from the engine, wall from the agent's served history.
     pub ts_ns: u64,
     pub source: Source,
     pub container: Option<String>,
@@ -92,6 +93,18 @@ impl TimelineEvent {
         Self {
             time: clock.rfc3339(e.ts_ns),
             ts_ns: e.ts_ns,
+            source: e.source,
+            container: e.container.clone(),
+            container_id: e.container_id.clone(),
+            kind: e.kind.clone(),
+        }
+    }
+
+    /// A served event, on the wall clock.
+    pub fn served(e: &crate::served::ServedEvent) -> Self {
+        Self {
+            time: format_rfc3339(e.ts_wall_ns.into()),
+            ts_ns: u64::try_from(e.ts_wall_ns).unwrap_or(0),
             source: e.source,
             container: e.container.clone(),
             container_id: e.container_id.clone(),

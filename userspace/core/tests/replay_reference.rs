@@ -331,7 +331,7 @@ fn oom_of_the_init_with_the_agents_scope() {
     for p in ["01_sandbox_start", "07_oom_kill"] {
         for e in support::load("ref", p) {
             if matches!(e.kind, KernelEventKind::OomVictim { .. }) {
-                engine.set_oom_scope_hint(12364, "container");
+                engine.set_oom_scope_hint(12364, LimitScope::Container);
             }
             out.extend(engine.apply(&e));
         }
@@ -358,7 +358,7 @@ fn oom_scope_stays_unknown_without_evidence_and_a_late_hint_fixes_it() {
         .find(|e| e.kind.name() == "OOMKill")
         .unwrap();
     assert_eq!(field(oom, "limit_scope"), "unknown");
-    engine.set_oom_scope_hint(12364, "pod");
+    engine.set_oom_scope_hint(12364, LimitScope::Pod);
     let t = engine.timeline(UID, WallClock::default()).unwrap();
     let fixed = t
         .events
@@ -366,7 +366,7 @@ fn oom_scope_stays_unknown_without_evidence_and_a_late_hint_fixes_it() {
         .find(|e| e.kind.name() == "OOMKill")
         .unwrap();
     assert!(
-        matches!(&fixed.kind, LifecycleKind::OomKill { limit_scope, .. } if limit_scope == "pod")
+        matches!(&fixed.kind, LifecycleKind::OomKill { limit_scope, .. } if *limit_scope == LimitScope::Pod)
     );
 }
 
@@ -407,7 +407,7 @@ fn sandbox_stop_kills_the_sidecar_then_pause() {
     assert_eq!(ev[2].container_id.as_deref(), Some(SANDBOX));
     assert_eq!(field(ev[2], "signal"), "SIGKILL");
     let pods = engine.pods();
-    assert_eq!(pods[0].state, "Removed");
+    assert_eq!(pods[0].state, PodState::Removed);
 }
 
 #[test]
@@ -576,8 +576,13 @@ fn api_facts_join_the_kernel_timeline() {
             .find(|c| c.name.as_deref() == Some(name))
             .and_then(|c| c.kind)
     };
-    assert_eq!(kind("app"), Some("app"));
-    assert_eq!(kind("sidecar"), Some("sidecar"), "{:?}", summary.containers);
+    assert_eq!(kind("app"), Some(ContainerKind::App));
+    assert_eq!(
+        kind("sidecar"),
+        Some(ContainerKind::Sidecar),
+        "{:?}",
+        summary.containers
+    );
     let clock = WallClock::new(1_795_351_507_000_000_000 - 1_541_915_000_000);
     let t = engine.timeline(UID, clock).unwrap();
     let v = serde_json::to_value(&t).unwrap();

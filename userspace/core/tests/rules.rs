@@ -241,7 +241,10 @@ fn child_oom_is_silent_for_the_container() {
     assert_eq!(json(oom, "limit_scope"), "unknown");
     assert_eq!(json(oom, "total_vm_bytes"), 100 * 1024);
     assert!(!names(&out).contains(&"ContainerExited"));
-    assert_eq!(engine.pod(UID).unwrap().containers[1].state, "Running");
+    assert_eq!(
+        engine.pod(UID).unwrap().containers[1].state,
+        ContainerState::Running
+    );
 }
 
 #[test]

@@ -13,7 +13,8 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
-use serde_json::{json, Value};
+use podlife_core::{Fields, ServedEvent};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{check_params, limits, params, ApiError};
@@ -24,16 +25,12 @@ use crate::shared::Shared;
 /// the stream ends and its automatic reconnect (with the last id) fetches the next ones.
 const BACKLOG: usize = 5_000;
 
-fn seq_of(v: &Value) -> Option<u64> {
-    v.get("seq").and_then(Value::as_u64)
-}
-
-fn lifecycle(v: &Value) -> Event {
-    let e = Event::default().event("lifecycle").data(v.to_string());
-    match v.get("id").and_then(Value::as_str) {
-        Some(id) => e.id(id),
-        None => e,
-    }
+/// One event as sent: its full JSON (the store line's) and its id.
+fn lifecycle(e: &ServedEvent, json: &str) -> Event {
+    Event::default()
+        .event("lifecycle")
+        .data(json)
+        .id(e.seq.to_string())
 }
 
 pub async fn stream(
@@ -91,7 +88,7 @@ pub async fn stream(
         }
         backlog_full = missed.len() >= BACKLOG;
         for e in &missed {
-            first.push(lifecycle(&e.value()));
+            first.push(lifecycle(e, &e.to_json(Fields::All)));
         }
         last_sent = Some(missed.last().map_or(after, |e| e.seq));
     }
@@ -118,18 +115,16 @@ pub async fn stream(
                 r = rx.recv() => r,
             };
             match received {
-                Ok(ev) => {
-                    if uid
-                        .as_deref()
-                        .is_some_and(|u| ev.get("uid").and_then(Value::as_str) != Some(u))
-                    {
+                Ok(p) => {
+                    if uid.as_deref().is_some_and(|u| *p.event.uid != *u) {
                         continue;
                     }
                     // Already sent from history.
-                    if last_sent.is_some_and(|l| seq_of(&ev).is_some_and(|s| s <= l)) {
+                    if last_sent.is_some_and(|l| p.event.seq <= l) {
                         continue;
                     }
-                    return Some((Ok(lifecycle(&ev)), (rx, uid, last_sent, held)));
+                    let sent = lifecycle(&p.event, &p.json);
+                    return Some((Ok(sent), (rx, uid, last_sent, held)));
                 }
                 // A slow client skips what it missed and is told so (it may reconnect with
                 // the last id it got to fetch them from history).

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::shared::{Inner, Shared};
+use crate::shared::{Inner, Published, Shared};
 use podlife_core::{Engine, EngineConfig};
 
 fn shared() -> Arc<Shared> {
@@ -17,15 +17,16 @@ fn shared() -> Arc<Shared> {
 
 /// What the agent does with a new event: history gives it an id, then it goes live.
 fn publish(s: &Shared, n: u64) -> String {
-    let kept = s
-        .lock()
-        .history
-        .push(json!({"uid": "8f3c2a1e-1111-4a4a-9b9b-000000000001", "type": "ExecFinished", "n": n, "ts_wall_ns": n}));
-    let _ = s.live.send(kept.clone());
-    kept["id"].as_str().expect("id").to_string()
+    let kept = s.lock().history.push(crate::history::test_event(
+        "8f3c2a1e-1111-4a4a-9b9b-000000000001",
+        n as u32,
+        n as i64,
+    ));
+    let _ = s.live.send(Published::new(kept.clone()));
+    kept.seq.to_string()
 }
 
-/// (id, n) of each `lifecycle` event read from the stream until `count` arrived.
+/// (id, pid: the test event's marker) of each `lifecycle` event read from the stream until `count` arrived.
 async fn read_events(c: &mut TcpStream, count: usize) -> Vec<(String, u64)> {
     let mut text = String::new();
     let mut out = Vec::new();
@@ -44,7 +45,7 @@ async fn read_events(c: &mut TcpStream, count: usize) -> Vec<(String, u64)> {
             let data = block.lines().find_map(|l| l.strip_prefix("data: "));
             if let (Some(id), Some(data)) = (id, data) {
                 let v: Value = serde_json::from_str(data).expect("JSON data");
-                out.push((id.to_string(), v["n"].as_u64().expect("n")));
+                out.push((id.to_string(), v["pid"].as_u64().expect("pid")));
             }
         }
     }
@@ -88,7 +89,7 @@ async fn a_client_resuming_with_last_event_id_misses_nothing_and_gets_nothing_tw
         after: Some(ids[1].parse().unwrap()),
         limit: 1,
     });
-    let _ = s.live.send(Arc::new(again[0].value()));
+    let _ = s.live.send(Published::new(again[0].clone()));
     let new_id = publish(&s, 3);
     // The re-sent event would come first if it were sent again.
     let got = read_events(&mut c, 1).await;

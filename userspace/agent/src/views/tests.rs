@@ -161,13 +161,7 @@ fn name(s: &Shared, uid: &str, namespace: &str, pod: &str) {
 /// An event as the agent keeps it (what `Inner::publish` hands the history).
 fn keep(s: &Shared, uid: &str, n: u64) {
     let ts = n * S;
-    let ev = json!({
-        "uid": uid,
-        "type": "ExecFinished",
-        "n": n,
-        "time": format_rfc3339(wall(ts)),
-        "ts_wall_ns": wall(ts) as i64,
-    });
+    let ev = crate::history::test_event(uid, n as u32, wall(ts) as i64);
     s.lock().history.push(ev);
 }
 
@@ -176,7 +170,7 @@ fn ns(v: &Value) -> Vec<u64> {
         .as_array()
         .unwrap_or_else(|| panic!("no events array: {v}"))
         .iter()
-        .map(|e| e["n"].as_u64().unwrap_or_else(|| panic!("no n: {e}")))
+        .map(|e| e["pid"].as_u64().unwrap_or_else(|| panic!("no pid: {e}")))
         .collect()
 }
 
@@ -397,8 +391,8 @@ fn a_client_that_lags_is_told_how_many_events_it_missed_then_follows_again() {
     let slow = open_stream(&s, &format!("/events/stream?uid={B}"));
     // The live channel holds 4096 events: 5000 events of B before the client reads anything.
     for n in 0..5000 {
-        let ev = Arc::new(json!({"uid": B, "type": "ExecFinished", "n": n}));
-        let _ = s.live.send(ev);
+        let ev = Arc::new(crate::history::test_event(B, n, 0));
+        let _ = s.live.send(crate::shared::Published::new(ev));
     }
     admit(&s, S, 100, A);
     admit(&s, 2 * S, 300, C);
@@ -416,7 +410,7 @@ fn a_client_that_lags_is_told_how_many_events_it_missed_then_follows_again() {
         .iter()
         .map(|(ev, d)| {
             assert_eq!(ev, "lifecycle");
-            d["n"].as_u64().unwrap_or_else(|| panic!("{d}"))
+            d["pid"].as_u64().unwrap_or_else(|| panic!("{d}"))
         })
         .collect();
     assert_eq!(kept, (907..5000).collect::<Vec<_>>());
@@ -514,7 +508,7 @@ fn open_api() -> crate::http::ApiConfig {
 fn an_events_page_is_bounded_by_bytes_and_says_what_is_left() {
     let mut h = History::new(10, 1000, 1000);
     for i in 0..100 {
-        h.push(json!({"uid": "a", "type": "ExecFinished", "n": i, "ts_wall_ns": i}));
+        h.push(crate::history::test_event("a", i, i64::from(i)));
     }
     let all = h.select(&EventQuery {
         since_wall_ns: i128::MIN,
@@ -523,9 +517,7 @@ fn an_events_page_is_bounded_by_bytes_and_says_what_is_left() {
         limit: 1000,
     });
     // The size of one served event (ts_wall_ns is left out when served).
-    let mut served = all[0].value();
-    served.as_object_mut().unwrap().remove("ts_wall_ns");
-    let one = served.to_string().len();
+    let one = all[0].to_json(podlife_core::Fields::Events).len();
     let page = |cursor, max| -> Value {
         serde_json::from_str(&events_page(&all, cursor, 1000, max, None)).expect("JSON")
     };
@@ -535,7 +527,7 @@ fn an_events_page_is_bounded_by_bytes_and_says_what_is_left() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| e["n"].as_i64().unwrap())
+        .map(|e| e["pid"].as_i64().unwrap())
         .collect();
     assert!(ns.len() >= 9 && ns.len() <= 10, "{ns:?}");
     assert_eq!(*ns.last().unwrap(), 99);
@@ -543,7 +535,7 @@ fn an_events_page_is_bounded_by_bytes_and_says_what_is_left() {
     assert!(p["events"][0].get("ts_wall_ns").is_none());
     // With a cursor the oldest, and `next` continues from the last one served.
     let p = page(true, 10 * (one + 1));
-    assert_eq!(p["events"][0]["n"], 0);
+    assert_eq!(p["events"][0]["pid"], 0);
     let last = p["events"].as_array().unwrap().last().unwrap()["id"].clone();
     assert_eq!(p["next"], last);
     assert!(last.is_string(), "ids are strings: {last}");
@@ -558,5 +550,154 @@ fn an_events_page_is_bounded_by_bytes_and_says_what_is_left() {
         serde_json::from_str(&events_page(&all, true, 1000, 1 << 20, Some(7))).expect("JSON");
     assert_eq!(p["events"][0]["type"], "EventsExpired");
     assert_eq!(p["events"][0]["after"], "7");
-    assert_eq!(p["events"][1]["n"], 0);
+    assert_eq!(p["events"][1]["pid"], 0);
+}
+
+#[test]
+fn ring_buffer_loss_is_told_once_per_live_pod_as_a_typed_event_with_its_wire_fields() {
+    let s = shared();
+    admit(&s, S, 100, A);
+    admit(&s, 2 * S, 200, B);
+    remove(&s, 3 * S, 200, B);
+    {
+        let mut inner = s.lock();
+        inner.loss_tick(5, 4 * S);
+        inner.loss_tick(2, 5 * S);
+        inner.finish_loss();
+        drain(&s, inner);
+    }
+    let lost: Vec<Value> = get_ok(&s, "/events")["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "EventsLost")
+        .cloned()
+        .collect();
+    assert_eq!(lost.len(), 1, "only the live pod: {lost:?}");
+    let e = &lost[0];
+    assert_eq!(e["uid"], A);
+    assert_eq!(e["lost"], 7);
+    assert_eq!(e["source"], "agent");
+    assert_eq!(e["first"], format_rfc3339(wall(4 * S)));
+    assert_eq!(e["last"], format_rfc3339(wall(5 * S)));
+    assert_eq!(e["time"], e["first"]);
+    assert!(e["container"].is_null() && e["container_id"].is_null());
+    let t = get_ok(&s, &format!("/pods/{A}/timeline"));
+    assert_eq!(t["complete"], false);
+    assert!(t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["type"] == "EventsLost" && e.get("uid").is_none()));
+    let text = get_text(&s, &format!("/pods/{A}/timeline?format=text"));
+    let lost = text
+        .lines()
+        .find(|l| l.contains("EventsLost"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        lost.starts_with('!') && lost.contains("lost=7  between "),
+        "{lost}"
+    );
+}
+
+fn get_text(s: &Arc<Shared>, uri: &str) -> String {
+    let req = Request::get(uri).body(Body::empty()).expect("request");
+    rt().block_on(async {
+        let resp = crate::http::router(s.clone(), open_api())
+            .oneshot(req)
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), StatusCode::OK, "GET {uri}");
+        let b = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        String::from_utf8(b.to_vec()).expect("UTF-8")
+    })
+}
+
+#[test]
+fn the_text_view_of_a_pod_known_only_from_history_has_its_names_and_typed_details() {
+    use podlife_core::{ExitReason, KilledBy, LifecycleKind, ServedEvent, Source};
+    let s = shared();
+    let restored = |n: u32, kind| ServedEvent {
+        kind,
+        names: Some(("shop".into(), "web\x1b[2J".into())),
+        container: Some("app".into()),
+        source: Source::Kernel,
+        ..crate::history::test_event(A, n, wall(n as u64 * S) as i64)
+    };
+    {
+        let mut inner = s.lock();
+        inner.history.push(restored(1, LifecycleKind::PodAdmitted));
+        inner.history.push(restored(
+            3,
+            LifecycleKind::ContainerExited {
+                pid: 7,
+                exit_code: None,
+                signal: Some("SIGKILL".into()),
+                reason: ExitReason::OomKilled,
+                killed_by: Some(KilledBy::OomKiller),
+                sender: None,
+                termination_s: None,
+            },
+        ));
+        inner.history.push(restored(4, LifecycleKind::PodRemoved));
+    }
+    let text = get_text(&s, &format!("/pods/{A}/timeline?format=text"));
+    assert!(
+        text.starts_with(&format!(
+            "pod shop/web\\x1b[2J  uid {A}  qos -  state Removed\n"
+        )),
+        "names from history, control characters escaped:\n{text}"
+    );
+    let exited = text
+        .lines()
+        .find(|l| l.contains("ContainerExited"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(exited.starts_with('!'), "{exited}");
+    assert!(
+        exited.contains("+2.000s")
+            && exited
+                .contains("app  pid=7  signal=SIGKILL  reason=OOMKilled  killed_by=oom_killer"),
+        "{exited}"
+    );
+}
+
+#[test]
+fn a_refound_event_is_dropped_only_when_history_has_that_kind_for_that_container() {
+    use podlife_core::{LifecycleEvent, LifecycleKind, Source};
+    let s = shared();
+    admit(&s, S, 100, A);
+    let found = |kind: LifecycleKind, container_id: Option<&str>| LifecycleEvent {
+        ts_ns: 2 * S,
+        pod_uid: A.into(),
+        container_id: container_id.map(str::to_string),
+        container: None,
+        source: Source::Bootstrap,
+        kind,
+    };
+    let before = s.lock().history.pod(A).unwrap().len();
+    {
+        let mut inner = s.lock();
+        inner.publish(vec![
+            // Known: the pod's admission is in history.
+            found(LifecycleKind::PodAdmitted, None),
+            // News: no sandbox of this pod in history.
+            found(LifecycleKind::SandboxStarted { pid: 7 }, Some("ab")),
+            // News: the same (no) container as the admission, another kind.
+            found(
+                LifecycleKind::DeletionRequested {
+                    grace_period_s: None,
+                },
+                None,
+            ),
+        ]);
+        drain(&s, inner);
+    }
+    let inner = s.lock();
+    let kinds: Vec<&str> = inner.history.pod(A).unwrap()[before..]
+        .iter()
+        .map(|e| e.kind.name())
+        .collect();
+    assert_eq!(kinds, ["SandboxStarted", "DeletionRequested"]);
 }

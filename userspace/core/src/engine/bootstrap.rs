@@ -48,7 +48,7 @@ impl Engine {
             LifecycleKind::ContainerStarted {
                 pid: b.tgid,
                 argv: b.argv.clone(),
-                kind: c.meta.kind.map(|k| k.as_str().into()),
+                kind: c.meta.kind,
             }
         };
         c.created_emitted = true;
@@ -191,10 +191,5 @@ impl Engine {
     /// AgentStarted on the timeline of every live pod.
     pub fn agent_started(&mut self, now_ns: u64) -> Vec<LifecycleEvent> {
         self.agent_event(now_ns, LifecycleKind::AgentStarted)
-    }
-
-    /// The agent was not running from `from_ns` to `to_ns`: live timelines may miss events.
-    pub fn agent_gap(&mut self, from_ns: u64, to_ns: u64) -> Vec<LifecycleEvent> {
-        self.agent_event(to_ns, LifecycleKind::AgentGap { from_ns, to_ns })
     }
 }

@@ -115,7 +115,7 @@ mod tests {
         assert_eq!(v["type"], "DeletionRequested");
         assert_eq!(v["source"], "api");
         assert_eq!(v["grace_period_s"], 30.0);
-        assert_eq!(e.pod_summary(UID).unwrap().state, "Terminating");
+        assert_eq!(e.pod_summary(UID).unwrap().state, PodState::Terminating);
         assert_eq!(e.pod_meta(UID).unwrap().grace_period_s, Some(30.0));
         // The watch repeats the deletionTimestamp on every later update of the pod.
         assert!(e.deletion_requested(UID, 5_000, Some(30.0)).is_empty());
@@ -171,8 +171,8 @@ mod tests {
             };
         }
         e.apply(&rm);
-        assert_eq!(e.pod_summary(UID).unwrap().state, "Removed");
+        assert_eq!(e.pod_summary(UID).unwrap().state, PodState::Removed);
         assert_eq!(e.deletion_requested(UID, 1_500, None).len(), 1);
-        assert_eq!(e.pod_summary(UID).unwrap().state, "Removed");
+        assert_eq!(e.pod_summary(UID).unwrap().state, PodState::Removed);
     }
 }

@@ -10,8 +10,8 @@ const SIGKILL: i32 = 9;
 
 /// Why a container's init ended and who ended it.
 struct Verdict {
-    reason: &'static str,
-    killed_by: Option<&'static str>,
+    reason: ExitReason,
+    killed_by: Option<KilledBy>,
     sender: Option<Sender>,
 }
 
@@ -23,7 +23,7 @@ fn verdict(
 ) -> Verdict {
     let code = status.and_then(|s| s.code);
     let signal = status.and_then(|s| s.signal);
-    let stopped = stop.map(|_| "runtime_stop");
+    let stopped = stop.map(|_| KilledBy::RuntimeStop);
     let v = |reason, killed_by, sender| Verdict {
         reason,
         killed_by,
@@ -31,33 +31,33 @@ fn verdict(
     };
     match (code, signal) {
         (_, Some(SIGKILL)) if proc.is_some_and(|p| p.oom) => {
-            v("OOMKilled", Some("oom_killer"), None)
+            v(ExitReason::OomKilled, Some(KilledBy::OomKiller), None)
         }
-        (Some(0), _) => v("Completed", stopped, None),
-        (Some(_), _) => v("Error", stopped, None),
+        (Some(0), _) => v(ExitReason::Completed, stopped, None),
+        (Some(_), _) => v(ExitReason::Error, stopped, None),
         (None, Some(sig)) => {
             let Some(k) = proc.and_then(|p| p.kill.as_ref()).filter(|k| k.sig == sig) else {
-                return v("Signaled", stopped, None);
+                return v(ExitReason::Signaled, stopped, None);
             };
             let by = if k.sender.pid == pid {
                 if k.code == SI_KERNEL {
-                    "kernel"
+                    KilledBy::Kernel
                 } else {
-                    "self"
+                    KilledBy::Itself
                 }
             } else if k.code == SI_KERNEL {
-                "kernel"
+                KilledBy::Kernel
             } else if k.from_runtime {
                 match stop {
-                    Some(s) if sig == SIGKILL && s.sig != SIGKILL => "grace_overrun",
-                    _ => "runtime_stop",
+                    Some(s) if sig == SIGKILL && s.sig != SIGKILL => KilledBy::GraceOverrun,
+                    _ => KilledBy::RuntimeStop,
                 }
             } else {
-                "process"
+                KilledBy::Process
             };
-            v("Signaled", Some(by), Some(k.sender.clone()))
+            v(ExitReason::Signaled, Some(by), Some(k.sender.clone()))
         }
-        (None, None) => v("Unknown", stopped, None),
+        (None, None) => v(ExitReason::Unknown, stopped, None),
     }
 }
 
@@ -165,8 +165,8 @@ impl Engine {
                 pid: ev.tgid,
                 exit_code: code.or(signal.map(|s| 128 + s)),
                 signal: signal.map(signal_name),
-                reason: v.reason.into(),
-                killed_by: v.killed_by.map(str::to_string),
+                reason: v.reason,
+                killed_by: v.killed_by,
                 sender: v.sender,
                 termination_s,
             },

@@ -54,7 +54,7 @@ pub struct Engine {
     /// Deletion requests (monotonic ts, grace period) of pods not seen yet.
     pending_deletions: HashMap<String, (u64, Option<f64>)>,
     /// Scope of OOM kills by victim pid, told by the agent from cgroupfs counters.
-    oom_scope_hints: HashMap<u32, String>,
+    oom_scope_hints: HashMap<u32, LimitScope>,
     /// OOM kills derived without a scope hint: victim pid → (pod, ts), for a late hint.
     recent_ooms: HashMap<u32, (String, u64)>,
     /// Kernel events waiting for the reorder window, by (ts, arrival).
@@ -258,7 +258,7 @@ impl Engine {
     /// The agent read cgroupfs counters at an OOM kill and tells which limit fired
     /// (`container`, `pod`, `node`). Before the OOM event is applied it is used for it; after,
     /// it corrects the scope of the OOMKill already on the timeline.
-    pub fn set_oom_scope_hint(&mut self, victim_pid: u32, scope: &str) {
+    pub fn set_oom_scope_hint(&mut self, victim_pid: u32, scope: LimitScope) {
         if self.fix_oom_scope(victim_pid, scope) {
             return;
         }
@@ -266,6 +266,6 @@ impl Engine {
             self.oom_scope_hints.clear();
             self.evictions.pending += 1;
         }
-        self.oom_scope_hints.insert(victim_pid, scope.to_string());
+        self.oom_scope_hints.insert(victim_pid, scope);
     }
 }

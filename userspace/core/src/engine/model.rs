@@ -161,7 +161,8 @@ pub struct BootstrapProcess {
     pub start_ns: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A pod's state as served (`state` of /pods and timelines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PodState {
     Pending,
     Running,
@@ -253,13 +254,31 @@ impl Container {
         self.init_pid.is_some() && self.exited_ns.is_none()
     }
 
-    pub fn state(&self) -> &'static str {
+    pub fn state(&self) -> ContainerState {
         if self.exited_ns.is_some() {
-            "Exited"
+            ContainerState::Exited
         } else if self.init_pid.is_some() {
-            "Running"
+            ContainerState::Running
         } else {
-            "Created"
+            ContainerState::Created
+        }
+    }
+}
+
+/// A container's state as served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+}
+
+impl ContainerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "Created",
+            Self::Running => "Running",
+            Self::Exited => "Exited",
         }
     }
 }

@@ -79,11 +79,7 @@ impl Engine {
             return;
         }
         c.created_emitted = true;
-        let (uid, ts, kind) = (
-            c.pod_uid.clone(),
-            c.created_ns,
-            c.meta.kind.map(|k| k.as_str().to_string()),
-        );
+        let (uid, ts, kind) = (c.pod_uid.clone(), c.created_ns, c.meta.kind);
         out.push(self.event(
             ts,
             &uid,

@@ -10,9 +10,9 @@ use crate::timeline::{Timeline, TimelineContainer, TimelineEvent, WallClock};
 pub struct ContainerSummary {
     pub name: Option<String>,
     pub id: String,
-    pub kind: Option<&'static str>,
+    pub kind: Option<ContainerKind>,
     pub restarts: u32,
-    pub state: &'static str,
+    pub state: ContainerState,
     pub pid: Option<u32>,
 }
 
@@ -24,7 +24,7 @@ pub struct PodSummary {
     pub qos: Option<Qos>,
     /// The pod's controller (API server watch), null when unknown.
     pub owner: Option<Owner>,
-    pub state: &'static str,
+    pub state: PodState,
     pub containers: Vec<ContainerSummary>,
     /// Monotonic time of the pod's first and last derived event.
     pub first_ts_ns: Option<u64>,
@@ -43,12 +43,9 @@ impl Engine {
 
     /// Kind of a container: from metadata, else inferred — a container that completed before
     /// a later one of the pod started is an init container.
-    fn kind_of(&self, pod: &Pod, id: &str, c: &Container) -> Option<&'static str> {
+    fn kind_of(&self, pod: &Pod, id: &str, c: &Container) -> Option<ContainerKind> {
         if let Some(k) = c.meta.kind {
-            return Some(k.as_str());
-        }
-        if c.is_sandbox() {
-            return Some("sandbox");
+            return Some(k);
         }
         c.started_ns?;
         // An init container runs to completion on its own (exit 0, no stop request) before
@@ -62,7 +59,11 @@ impl Engine {
                     .filter_map(|o| self.containers.get(o))
                     .any(|o| !o.is_sandbox() && o.started_ns.is_some_and(|s| s >= exit))
             });
-        Some(if completed_before_next { "init" } else { "app" })
+        Some(if completed_before_next {
+            ContainerKind::Init
+        } else {
+            ContainerKind::App
+        })
     }
 
     pub fn pod_summary(&self, uid: &str) -> Option<PodSummary> {
@@ -86,7 +87,7 @@ impl Engine {
             name: p.meta.name.clone(),
             qos: p.qos,
             owner: p.meta.owner.clone(),
-            state: p.state.as_str(),
+            state: p.state,
             containers,
             first_ts_ns: p.events.iter().map(|e| e.ts_ns).min(),
             last_ts_ns: p.events.iter().map(|e| e.ts_ns).max(),
@@ -130,16 +131,16 @@ impl Engine {
             qos: s.qos,
             owner: s.owner,
             node: self.cfg.node_name.clone(),
-            state: s.state.to_string(),
+            state: s.state.as_str().to_string(),
             containers: s
                 .containers
                 .into_iter()
                 .map(|c| TimelineContainer {
                     name: c.name,
                     id: c.id,
-                    kind: c.kind.map(str::to_string),
+                    kind: c.kind.map(|k| k.as_str().to_string()),
                     restarts: c.restarts,
-                    state: c.state.to_string(),
+                    state: c.state.as_str().to_string(),
                 })
                 .collect(),
             events: events

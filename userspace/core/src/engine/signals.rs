@@ -206,7 +206,7 @@ impl Engine {
                 pid,
                 comm,
                 victim_is_init,
-                limit_scope: scope.unwrap_or_else(|| "unknown".into()),
+                limit_scope: scope.unwrap_or(LimitScope::Unknown),
                 anon_rss_bytes: bytes(anon_rss_kb),
                 file_rss_bytes: bytes(file_rss_kb),
                 shmem_rss_bytes: bytes(shmem_rss_kb),
@@ -217,7 +217,7 @@ impl Engine {
     }
 
     /// A scope hint for an OOM kill already derived: correct it on the timeline.
-    pub(super) fn fix_oom_scope(&mut self, pid: u32, scope: &str) -> bool {
+    pub(super) fn fix_oom_scope(&mut self, pid: u32, scope: LimitScope) -> bool {
         let Some((uid, ts)) = self.recent_ooms.remove(&pid) else {
             return false;
         };
@@ -232,7 +232,7 @@ impl Engine {
             } = &mut e.kind
             {
                 if *p == pid {
-                    *limit_scope = scope.to_string();
+                    *limit_scope = scope;
                     return true;
                 }
             }

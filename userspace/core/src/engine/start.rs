@@ -160,7 +160,7 @@ impl Engine {
         if sandbox {
             c.meta.kind = Some(ContainerKind::Sandbox);
         }
-        let kind = c.meta.kind.map(|k| k.as_str().to_string());
+        let kind = c.meta.kind;
         if let Some(pod) = self.pods.get_mut(&uid) {
             if pod.state == PodState::Pending || pod.state == PodState::Stopped {
                 pod.state = PodState::Running;

@@ -20,6 +20,15 @@ pub struct Finding {
     pub time: String,
 }
 
+/// The event types a finding can come from.
+pub const KINDS: [&str; 5] = [
+    "OOMKill",
+    "StopSignalIgnored",
+    "GracePeriodOverrun",
+    "ProbeFailed",
+    "ProcessCrashed",
+];
+
 /// events.k8s.io/v1 rejects a longer note.
 pub const MAX_NOTE: usize = 1024;
 
@@ -180,6 +189,10 @@ mod tests {
         ];
         for (e, want) in cases {
             assert_eq!(finding(&e).map(|f| f.reason), want, "{e}");
+            // The writer parses only these kinds: a finding of another would never be seen.
+            if want.is_some() {
+                assert!(KINDS.contains(&e["type"].as_str().unwrap()), "{e}");
+            }
         }
     }
 

@@ -10,7 +10,6 @@
 pub mod finding;
 pub mod recorder;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::events::v1::Event;
@@ -19,6 +18,8 @@ use kube::{Api, Client};
 use prometheus::IntCounterVec;
 use serde_json::Value;
 use tokio::sync::broadcast;
+
+use crate::shared::Published;
 use tracing::{info, warn};
 
 use recorder::{Limits, Recorder, Write};
@@ -36,7 +37,7 @@ pub struct Counters {
 pub async fn run(
     client: Client,
     node: String,
-    mut live: broadcast::Receiver<Arc<Value>>,
+    mut live: broadcast::Receiver<Published>,
     counters: Counters,
 ) {
     let start = Instant::now();
@@ -52,10 +53,18 @@ pub async fn run(
     loop {
         let writes = tokio::select! {
             r = live.recv() => match r {
-                Ok(ev) => finding::finding(&ev)
-                    .and_then(|f| rec.observe(f, ms()))
-                    .into_iter()
-                    .collect(),
+                // Only the kinds a finding can come from are parsed back (from the JSON the
+                // stream already has).
+                Ok(ev) if finding::KINDS.contains(&ev.event.kind.name()) => {
+                    serde_json::from_str::<Value>(&ev.json)
+                        .ok()
+                        .as_ref()
+                        .and_then(finding::finding)
+                        .and_then(|f| rec.observe(f, ms()))
+                        .into_iter()
+                        .collect()
+                }
+                Ok(_) => Vec::new(),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     counters.dropped.with_label_values(&["lagged"]).inc_by(n);
                     Vec::new()

@@ -187,7 +187,11 @@ pub async fn run(
             tokio::time::sleep(IDLE).await;
             continue;
         }
-        let events: Vec<serde_json::Value> = batch.iter().map(|e| e.value()).collect();
+        let events: Vec<serde_json::Value> = batch
+            .iter()
+            .filter_map(|e| e.to_map(podlife_core::served::Fields::All).ok())
+            .map(serde_json::Value::Object)
+            .collect();
         let now = u64::try_from(WallClock::now_wall_ns()).unwrap_or(0);
         let body = records::request(&events, node.as_deref(), now).encode_to_vec();
         match post(&endpoint, body).await {

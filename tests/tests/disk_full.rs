@@ -85,6 +85,15 @@ fn a_full_disk_is_counted_survived_and_caught_up_on() {
         move |i| format!("{:08x}-0000-4000-8000-{tag}{i:08x}", std::process::id())
     }
 
+    // Some lines on disk first: the segment's last page keeps room, so the first write to the
+    // full disk is a partial one (what must not leave a torn line behind).
+    let early = pod_cgroups::churn(2, uid("e000"));
+    wait("the first events on disk", &agent, || {
+        let on_disk = stored(&state);
+        early
+            .iter()
+            .all(|u| on_disk.contains(&(u.clone(), "PodRemoved".into())))
+    });
     // Fill the disk to the last block.
     let filler = dir.join("filler");
     let _ = Command::new("dd")

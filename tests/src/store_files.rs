@@ -44,9 +44,16 @@ pub fn exec_probe(pod: usize, n: u64, ts_wall_ns: i64) -> Value {
         "probe": "exec_probe",
         "time": "2026-01-01T00:00:00.000000000Z",
         "ts_wall_ns": ts_wall_ns,
-        "seq": n,
-        "id": n.to_string(),
+        "seq": id_of(n),
+        "id": id_of(n).to_string(),
     })
+}
+
+/// The id a previous agent gave the stored line `n`: ids start at the wall clock in µs at the
+/// agent's start (here a day ago) and count up.
+pub fn id_of(n: u64) -> u64 {
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| (now_wall_ns() as u64 - 86_400_000_000_000) / 1000) + n
 }
 
 /// What `fill` wrote.

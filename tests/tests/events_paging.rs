@@ -70,6 +70,30 @@ fn events_pages_are_bounded_and_the_cursor_walks_everything_once() {
         probes.windows(2).all(|w| w[1].0 == w[0].0 + 1),
         "a gap in the ids of the stored events"
     );
+    // Stored events keep the ids they were served with before the restart: a client's cursor
+    // from then resumes where it was, without the whole restored history again.
+    for (id, argv) in &probes {
+        let n: u64 = argv.rsplit(' ').next().unwrap().parse().unwrap();
+        assert_eq!(
+            *id,
+            store_files::id_of(n),
+            "the stored event {argv:?} was renumbered on restart"
+        );
+    }
+    let k = filled.lines - 3;
+    let page = agent.json(&format!("/events?after={}", store_files::id_of(k)));
+    let resumed: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "ExecFinished")
+        .filter_map(|e| e["argv"][2].as_str())
+        .collect();
+    assert_eq!(
+        resumed.len(),
+        2,
+        "a cursor from before the restart resumes after its event: {resumed:?}"
+    );
     drop(agent);
     let _ = std::fs::remove_dir_all(&runtime);
 }

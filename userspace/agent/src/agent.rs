@@ -330,10 +330,6 @@ fn prepare(
         mounts.clone(),
     );
     inner.redactor = Redactor::new(args.redact_pattern.clone());
-    // Event ids start at the wall clock in µs: increasing across restarts, even without a store.
-    inner
-        .history
-        .start_ids_at(u64::try_from(WallClock::now_wall_ns() / 1000).unwrap_or(0));
     // Stored history streams into the served history: never the whole store in memory.
     let mut restore = enrich::Restore::default();
     let now_wall = WallClock::now_wall_ns();
@@ -363,6 +359,12 @@ fn prepare(
         }
         Err(e) => warn!("{e}; timelines will not survive a restart"),
     }
+    // New event ids start at the wall clock in µs: increasing across restarts, even without a
+    // store. Only after the restore: stored events keep their ids (a client's `after=` cursor
+    // stays valid across the restart), which a floor set first would renumber.
+    inner
+        .history
+        .start_ids_at(u64::try_from(WallClock::now_wall_ns() / 1000).unwrap_or(0));
     let (cgroups, procs) = track_existing(&mut capture, mounts);
     let now = WallClock::now_mono_ns();
     enrich::bootstrap_engine(&mut inner, &cgroups, &procs, now);

@@ -2,7 +2,6 @@
 //! `next` while `more` walks every stored event once, in order, without a gap.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 use podlife_e2e::agent::Agent;
 use podlife_e2e::store_files;
@@ -14,11 +13,11 @@ const PAGE_BYTES: usize = (4 << 20) + 1024;
 #[test]
 fn events_pages_are_bounded_and_the_cursor_walks_everything_once() {
     podlife_e2e::require_root();
-    let state = PathBuf::from(format!("/tmp/podlife-e2e-paging-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
+    let scratch = podlife_e2e::Scratch::new("paging");
+    let state = scratch.0.join("state");
     // 10 MiB: every line loads (under --store-load-bytes), and takes several 4 MiB pages.
     let filled = store_files::fill(&state, 10 << 20, 8 << 20, 50);
-    let runtime = state.with_extension("runtime");
+    let runtime = scratch.0.join("runtime");
     std::fs::create_dir_all(&runtime).unwrap();
     let agent = Agent::start_with(&runtime, Some(state.clone()));
 
@@ -94,6 +93,4 @@ fn events_pages_are_bounded_and_the_cursor_walks_everything_once() {
         2,
         "a cursor from before the restart resumes after its event: {resumed:?}"
     );
-    drop(agent);
-    let _ = std::fs::remove_dir_all(&runtime);
 }

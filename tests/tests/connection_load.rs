@@ -43,9 +43,8 @@ fn read_until(s: &mut TcpStream, seen: &mut String, done: impl Fn(&str) -> bool)
 #[test]
 fn five_hundred_streams_and_a_thousand_idle_connections_are_bounded_and_counted() {
     podlife_e2e::require_root();
-    let runtime = std::env::temp_dir().join(format!("podlife-e2e-load-{}", std::process::id()));
-    std::fs::create_dir_all(&runtime).unwrap();
-    let agent = Agent::start(&runtime);
+    let runtime = podlife_e2e::Scratch::new("load");
+    let agent = Agent::start(&runtime.0);
     let port = agent.port;
 
     let mut streams = Vec::new();
@@ -138,5 +137,4 @@ fn five_hundred_streams_and_a_thousand_idle_connections_are_bounded_and_counted(
     );
     drop(streams);
     drop(agent);
-    let _ = std::fs::remove_dir_all(&runtime);
 }

@@ -75,16 +75,25 @@ fn stored(dir: &Path) -> HashSet<(String, String)> {
 #[test]
 fn a_full_disk_is_counted_survived_and_caught_up_on() {
     podlife_e2e::require_root();
-    let dir = PathBuf::from(format!("/tmp/podlife-e2e-diskfull-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("podlife-e2e-diskfull-{}", std::process::id()));
     let tmpfs = Tmpfs::mount(&dir, "2m");
     let state = dir.join("state");
-    let runtime = dir.with_extension("runtime");
-    std::fs::create_dir_all(&runtime).unwrap();
+    let scratch = podlife_e2e::Scratch::new("diskfull-runtime");
+    let runtime = scratch.0.clone();
     let agent = Agent::start_with(&runtime, Some(state.clone()));
     fn uid(tag: &'static str) -> impl Fn(usize) -> String {
         move |i| format!("{:08x}-0000-4000-8000-{tag}{i:08x}", std::process::id())
     }
 
+    // Some lines on disk first: the segment's last page keeps room, so the first write to the
+    // full disk is a partial one (what must not leave a torn line behind).
+    let early = pod_cgroups::churn(2, uid("e000"));
+    wait("the first events on disk", &agent, || {
+        let on_disk = stored(&state);
+        early
+            .iter()
+            .all(|u| on_disk.contains(&(u.clone(), "PodRemoved".into())))
+    });
     // Fill the disk to the last block.
     let filler = dir.join("filler");
     let _ = Command::new("dd")
@@ -144,5 +153,4 @@ fn a_full_disk_is_counted_survived_and_caught_up_on() {
     });
     drop(agent);
     drop(tmpfs);
-    let _ = std::fs::remove_dir_all(&runtime);
 }

@@ -2,7 +2,6 @@
 //! `next` while `more` walks every stored event once, in order, without a gap.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 use podlife_e2e::agent::Agent;
 use podlife_e2e::store_files;
@@ -14,11 +13,11 @@ const PAGE_BYTES: usize = (4 << 20) + 1024;
 #[test]
 fn events_pages_are_bounded_and_the_cursor_walks_everything_once() {
     podlife_e2e::require_root();
-    let state = PathBuf::from(format!("/tmp/podlife-e2e-paging-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
+    let scratch = podlife_e2e::Scratch::new("paging");
+    let state = scratch.0.join("state");
     // 10 MiB: every line loads (under --store-load-bytes), and takes several 4 MiB pages.
     let filled = store_files::fill(&state, 10 << 20, 8 << 20, 50);
-    let runtime = state.with_extension("runtime");
+    let runtime = scratch.0.join("runtime");
     std::fs::create_dir_all(&runtime).unwrap();
     let agent = Agent::start_with(&runtime, Some(state.clone()));
 
@@ -70,6 +69,28 @@ fn events_pages_are_bounded_and_the_cursor_walks_everything_once() {
         probes.windows(2).all(|w| w[1].0 == w[0].0 + 1),
         "a gap in the ids of the stored events"
     );
-    drop(agent);
-    let _ = std::fs::remove_dir_all(&runtime);
+    // Stored events keep the ids they were served with before the restart: a client's cursor
+    // from then resumes where it was, without the whole restored history again.
+    for (id, argv) in &probes {
+        let n: u64 = argv.rsplit(' ').next().unwrap().parse().unwrap();
+        assert_eq!(
+            *id,
+            store_files::id_of(n),
+            "the stored event {argv:?} was renumbered on restart"
+        );
+    }
+    let k = filled.lines - 3;
+    let page = agent.json(&format!("/events?after={}", store_files::id_of(k)));
+    let resumed: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "ExecFinished")
+        .filter_map(|e| e["argv"][2].as_str())
+        .collect();
+    assert_eq!(
+        resumed.len(),
+        2,
+        "a cursor from before the restart resumes after its event: {resumed:?}"
+    );
 }

@@ -3,7 +3,6 @@
 //! the newest stored events. The figures (time to ready, peak memory) go to
 //! docs/BENCHMARKS.md; they are printed, not asserted.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use podlife_e2e::agent::Agent;
@@ -15,11 +14,11 @@ const LIMIT: u64 = 256 << 20;
 #[test]
 fn a_full_default_store_restarts_under_256_mib_answering_healthz_while_it_loads() {
     podlife_e2e::require_root();
-    let state = PathBuf::from(format!("/tmp/podlife-e2e-fullstore-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
+    let scratch = podlife_e2e::Scratch::new("fullstore");
+    let state = scratch.0.join("state");
     // The agent rotates at an eighth of the size bound: eight segments fill it.
     let filled = store_files::fill(&state, DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES / 8, 500);
-    let runtime = state.with_extension("runtime");
+    let runtime = scratch.0.join("runtime");
     std::fs::create_dir_all(&runtime).unwrap();
 
     let cg = MemCg::new("podlife-e2e-agent", LIMIT);
@@ -116,6 +115,4 @@ fn a_full_default_store_restarts_under_256_mib_answering_healthz_while_it_loads(
         peak >> 20,
         LIMIT >> 20
     );
-    drop(agent);
-    let _ = std::fs::remove_dir_all(&runtime);
 }

@@ -12,8 +12,8 @@ use podlife_e2e::{pod_cgroups, store_files};
 #[test]
 fn corrupt_lines_and_a_directory_named_like_a_segment_are_skipped_and_counted() {
     podlife_e2e::require_root();
-    let state = PathBuf::from(format!("/tmp/podlife-e2e-damaged-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
+    let scratch = podlife_e2e::Scratch::new("damaged");
+    let state = scratch.0.join("state");
     std::fs::create_dir_all(&state).unwrap();
     let now = store_files::now_wall_ns();
     let bad: [&[u8]; 4] = [
@@ -36,7 +36,7 @@ fn corrupt_lines_and_a_directory_named_like_a_segment_are_skipped_and_counted() 
     // Where the agent's next segment would go.
     std::fs::create_dir(store_files::segment_path(&state, 1)).unwrap();
     std::fs::create_dir(store_files::segment_path(&state, 2)).unwrap();
-    let runtime = state.with_extension("runtime");
+    let runtime = scratch.0.join("runtime");
     std::fs::create_dir_all(&runtime).unwrap();
 
     let agent = Agent::start_with(&runtime, Some(state.clone()));
@@ -93,6 +93,4 @@ fn corrupt_lines_and_a_directory_named_like_a_segment_are_skipped_and_counted() 
         "the store was turned off:\n{}",
         agent.log_tail()
     );
-    drop(agent);
-    let _ = std::fs::remove_dir_all(&runtime);
 }

@@ -404,8 +404,9 @@ fn prepare(
         }
         Err(e) => warn!("{e}; timelines will not survive a restart"),
     }
-    // New event ids start at the wall clock in µs at least: increasing across restarts, even
-    // when the store was lost. Only after the load: restored events keep the ids clients saw.
+    // New event ids start at the wall clock in µs: increasing across restarts, even without a
+    // store. Only after the restore: stored events keep their ids (a client's `after=` cursor
+    // stays valid across the restart), which a floor set first would renumber.
     inner
         .history
         .start_ids_at(u64::try_from(WallClock::now_wall_ns() / 1000).unwrap_or(0));

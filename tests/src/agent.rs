@@ -235,6 +235,29 @@ impl Agent {
         self.wait_ready();
     }
 
+    /// SIGSTOP the agent: nothing drains its ring buffer (nor answers HTTP) until `resume`,
+    /// so a process storm fills the buffer and every later record is lost, for certain.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill has no memory preconditions; the pid is our own child, not yet waited.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {sig}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
     pub fn state_dir(&self) -> &Path {
         &self.state
     }

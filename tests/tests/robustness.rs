@@ -1,12 +1,15 @@
 //! The agent under stress and misuse: an undersized ring buffer loses events — they are
-//! counted, live timelines say they may be incomplete, and the agent recovers; a bearer token
+//! counted, live timelines say they may be incomplete, and the agent recovers (a pod whose
+//! creation was lost is found again, with its names); a bearer token
 //! protects the API; secrets in argv never reach the API.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use podlife_e2e::agent::{events, events_of, metric};
+use podlife_e2e::containerd::processes_mentioning;
 use podlife_e2e::kubelet::{CtrOpts, PodOpts};
 use podlife_e2e::Env;
+use serde_json::Value;
 
 #[test]
 fn an_undersized_ring_buffer_counts_losses_marks_timelines_and_recovers() {
@@ -44,6 +47,57 @@ fn an_undersized_ring_buffer_counts_losses_marks_timelines_and_recovers() {
         ) > 0.0
     );
     let _ = app;
+
+    // A pod whose whole creation is lost, for certain: with the agent stopped nothing drains
+    // the buffer, 500 storm processes fill it, and every record of the pod's cgroups and
+    // processes finds it full. Only the rescan after the loss can find the pod.
+    env.agent.pause();
+    let refill = env.run_container(
+        &pod,
+        "refill",
+        &[
+            "sh",
+            "-c",
+            "for r in 1 2 3 4 5; do for i in $(seq 100); do /bin/true; done; echo round $r; done; sleep 1000",
+        ],
+        CtrOpts::default(),
+    );
+    wait_until("500 storm processes with the agent stopped", || {
+        env.container_log(&pod, &refill).contains("round 5")
+    });
+    let late = env.run_pod("late", PodOpts::default());
+    let cmd = ["sleep", "4242"];
+    let app = env.run_container(&late, "late-app", &cmd, CtrOpts::default());
+    // Its process has exec'd before the agent runs again.
+    wait_until("the late app's process", || {
+        !processes_mentioning("sleep 4242").is_empty()
+    });
+    env.agent.resume();
+    let t = env.agent.wait_for(
+        &late.uid,
+        "the late pod found by the rescan, with its names",
+        Duration::from_secs(60),
+        |t| {
+            t["name"] == "late"
+                && events_of(t, "ContainerStarted", &app.id)
+                    .first()
+                    .is_some_and(|e| e["container"] == "late-app")
+        },
+    );
+    let sources =
+        |ty: &str| -> Vec<&Value> { events(&t, ty).iter().map(|e| &e["source"]).collect() };
+    assert_eq!(
+        sources("PodAdmitted"),
+        ["bootstrap"],
+        "admitted once, by the rescan (a kernel source means the creation was not lost): {t}"
+    );
+    assert_eq!(sources("SandboxStarted"), ["bootstrap"], "{t}");
+    assert_eq!(t["namespace"], "e2e", "{t}");
+    let started = events_of(&t, "ContainerStarted", &app.id);
+    assert_eq!(started.len(), 1, "{t}");
+    assert_eq!(started[0]["source"], "bootstrap", "{t}");
+    assert_eq!(started[0]["argv"], serde_json::json!(cmd), "{t}");
+
     // The agent keeps serving and keeps following new pods (this ring buffer is too small
     // for a whole runc start at one drain per 200 ms, so only the pod's admission is certain).
     let calm = env.run_pod("calm", PodOpts::default());
@@ -52,6 +106,18 @@ fn an_undersized_ring_buffer_counts_losses_marks_timelines_and_recovers() {
             !events(t, "PodAdmitted").is_empty()
         });
     assert_eq!(env.agent.get("/readyz").0, 200);
+}
+
+/// Poll `done` (no HTTP: the agent may be stopped) for up to a minute.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no {what} after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

@@ -68,6 +68,8 @@ pub fn bootstrap_engine(
     }
     for c in cgroups {
         out.extend(inner.engine.bootstrap_cgroup(c.id, &c.path, now_ns));
+        // Before the processes: their ContainerStarted carries the container's name.
+        inner.read_bundle(&c.path);
     }
     let ticks = clock_ticks();
     let boot_ns = |t: u64| t.saturating_mul(1_000_000_000) / ticks;

@@ -30,8 +30,13 @@ pub async fn run(
     } else {
         Box::new(std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?)
     };
-    info!(out = %out.display(), "recording kernel events; Ctrl-C to stop");
+    info!(out = %out.display(), "recording kernel events; Ctrl-C (SIGINT) or SIGTERM to stop");
     let deadline = seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    // Listening from here on: a fresh `ctrl_c()` per loop turn misses a signal that comes
+    // while the ring buffer is drained, and the recording never stops.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut written = 0u64;
     let mut errors = 0u64;
     loop {
@@ -50,7 +55,8 @@ pub async fn run(
             break;
         }
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
             _ = tokio::time::sleep(Duration::from_millis(5)) => {}
         }
     }

@@ -179,6 +179,12 @@ impl Inner {
             }
             _ => return,
         };
+        self.read_bundle(path);
+    }
+
+    /// Names of the container a cgroup path names, from its runtime bundle: once per
+    /// container. Also for containers found by a scan, whose mkdir the agent never saw.
+    pub fn read_bundle(&mut self, path: &str) {
         let Some(parsed) = self.engine.parse_cgroup_path(path) else {
             return;
         };

@@ -1,8 +1,9 @@
 //! Which served events become Kubernetes Events: the kernel-only findings, those the kubelet
 //! never reports (a child's OOM kill, a SIGTERM PID 1 dropped, a grace-period overrun, a probe
-//! killed at its timeout, a crashed child process). Pure: served event JSON in, finding out.
+//! killed at its timeout, a crashed child process). Pure: typed served event in, finding out.
 
-use serde_json::Value;
+use podlife_core::timeline::format_rfc3339;
+use podlife_core::{LifecycleKind, ServedEvent};
 
 /// One finding about a pod, ready to be recorded as an Event on it.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,21 +21,8 @@ pub struct Finding {
     pub time: String,
 }
 
-/// The event types a finding can come from.
-pub const KINDS: [&str; 5] = [
-    "OOMKill",
-    "StopSignalIgnored",
-    "GracePeriodOverrun",
-    "ProbeFailed",
-    "ProcessCrashed",
-];
-
 /// events.k8s.io/v1 rejects a longer note.
 pub const MAX_NOTE: usize = 1024;
-
-fn s<'a>(e: &'a Value, k: &str) -> Option<&'a str> {
-    e.get(k).and_then(Value::as_str)
-}
 
 fn truncate(mut note: String) -> String {
     if note.len() > MAX_NOTE {
@@ -50,169 +38,214 @@ fn truncate(mut note: String) -> String {
 
 /// The finding in a served event, if it is one. Events of pods without a known namespace and
 /// name cannot be attached to a Pod and give none.
-pub fn finding(e: &Value) -> Option<Finding> {
-    let container = s(e, "container").map(str::to_string);
-    let c = container
+pub fn finding(e: &ServedEvent) -> Option<Finding> {
+    let c = e
+        .container
         .as_deref()
         .map_or_else(|| "a container".to_string(), |n| format!("container {n}"));
-    let (reason, note) = match s(e, "type")? {
-        "OOMKill" if e["victim_is_init"] == false => (
+    let (reason, note) = match &e.kind {
+        LifecycleKind::OomKill {
+            victim_is_init: false,
+            pid,
+            comm,
+            limit_scope,
+            anon_rss_bytes,
+            ..
+        } => (
             "ChildOOMKilled",
             format!(
-                "process {}({}) of {c} was OOM-killed ({} memory limit); the container keeps running{}",
-                s(e, "comm").unwrap_or("?"),
-                e["pid"],
-                s(e, "limit_scope").unwrap_or("unknown"),
-                e["anon_rss_bytes"]
-                    .as_u64()
+                "process {}({pid}) of {c} was OOM-killed ({limit_scope} memory limit); the container keeps running{}",
+                comm.as_deref().unwrap_or("?"),
+                anon_rss_bytes
                     .map(|b| format!(", anon RSS {} MiB", b >> 20))
                     .unwrap_or_default()
             ),
         ),
-        "StopSignalIgnored" => (
+        LifecycleKind::StopSignalIgnored { signal, pid } => (
             "StopSignalIgnored",
             format!(
-                "{c}: PID 1 ({}) has no handler for {} and the kernel dropped it; the container runs until the grace period ends",
-                e["pid"],
-                s(e, "signal").unwrap_or("the stop signal")
+                "{c}: PID 1 ({pid}) has no handler for {signal} and the kernel dropped it; the container runs until the grace period ends"
             ),
         ),
-        "GracePeriodOverrun" => (
+        LifecycleKind::GracePeriodOverrun {
+            observed_grace_s,
+            configured_grace_s,
+        } => (
             "GracePeriodOverrun",
             format!(
-                "{c} did not stop within its grace period{}: killed with SIGKILL after {:.1}s",
-                e["configured_grace_s"]
-                    .as_f64()
+                "{c} did not stop within its grace period{}: killed with SIGKILL after {observed_grace_s:.1}s",
+                configured_grace_s
                     .map(|g| format!(" ({g:.0}s)"))
-                    .unwrap_or_default(),
-                e["observed_grace_s"].as_f64().unwrap_or(0.0)
-            ),
-        ),
-        "ProbeFailed" if e["timed_out"] == true => (
-            "ProbeTimedOut",
-            format!(
-                "{} of {c} killed at its timeout ({} consecutive failures): {}",
-                s(e, "probe").unwrap_or("exec probe"),
-                e["consecutive_failures"],
-                e["argv"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
                     .unwrap_or_default()
             ),
         ),
-        "ProcessCrashed" if e["is_init"] == false => (
+        LifecycleKind::ProbeFailed {
+            timed_out: true,
+            probe,
+            consecutive_failures,
+            argv,
+            ..
+        } => (
+            "ProbeTimedOut",
+            format!(
+                "{} of {c} killed at its timeout ({consecutive_failures} consecutive failures): {}",
+                probe.as_deref().unwrap_or("exec probe"),
+                argv.join(" ")
+            ),
+        ),
+        LifecycleKind::ProcessCrashed {
+            is_init: false,
+            pid,
+            comm,
+            signal,
+            core_dumped,
+        } => (
             "ProcessCrashed",
             format!(
-                "process {}({}) of {c} crashed with {}{}",
-                s(e, "comm").unwrap_or("?"),
-                e["pid"],
-                s(e, "signal").unwrap_or("a signal"),
-                if e["core_dumped"] == true { " (core dumped)" } else { "" }
+                "process {comm}({pid}) of {c} crashed with {signal}{}",
+                if *core_dumped { " (core dumped)" } else { "" }
             ),
         ),
         _ => return None,
     };
+    let (namespace, pod) = e
+        .names
+        .as_ref()
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())?;
     Some(Finding {
-        uid: s(e, "uid")?.to_string(),
-        namespace: s(e, "namespace").filter(|n| !n.is_empty())?.to_string(),
-        pod: s(e, "pod").filter(|n| !n.is_empty())?.to_string(),
-        container,
+        uid: e.uid.to_string(),
+        namespace: namespace.to_string(),
+        pod: pod.to_string(),
+        container: e.container.clone(),
         reason,
         note: truncate(note),
-        time: s(e, "time")?.to_string(),
+        time: format_rfc3339(i128::from(e.ts_wall_ns)),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use podlife_core::lifecycle::{LimitScope, Source};
 
-    fn base(ty: &str) -> Value {
-        json!({"type": ty, "uid": "u1", "namespace": "shop", "pod": "web", "container": "app",
-               "time": "2026-12-06T10:00:00.123456789Z"})
+    /// 2026-12-06T10:00:00.123456789Z
+    const TS: i64 = 1_796_551_200_123_456_789;
+
+    fn served(kind: LifecycleKind) -> ServedEvent {
+        ServedEvent {
+            seq: 1,
+            ts_wall_ns: TS,
+            uid: "u1".into(),
+            names: Some(("shop".into(), "web".into())),
+            container: Some("app".into()),
+            container_id: None,
+            source: Source::Kernel,
+            kind,
+        }
     }
 
-    fn with(ty: &str, fields: Value) -> Value {
-        let mut e = base(ty);
-        for (k, v) in fields.as_object().unwrap() {
-            e[k] = v.clone();
+    fn oom(victim_is_init: bool) -> LifecycleKind {
+        LifecycleKind::OomKill {
+            pid: 42,
+            comm: Some("memhog".into()),
+            victim_is_init,
+            limit_scope: LimitScope::Container,
+            anon_rss_bytes: Some(33_554_432),
+            file_rss_bytes: None,
+            shmem_rss_bytes: None,
+            total_vm_bytes: None,
+            oom_score_adj: None,
         }
-        e
+    }
+
+    fn probe(timed_out: bool, argv: Vec<String>) -> LifecycleKind {
+        LifecycleKind::ProbeFailed {
+            argv,
+            exit_code: None,
+            timed_out,
+            probe: None,
+            consecutive_failures: 3,
+        }
+    }
+
+    fn crash(is_init: bool) -> LifecycleKind {
+        LifecycleKind::ProcessCrashed {
+            pid: 7,
+            comm: "worker".into(),
+            signal: "SIGSEGV".into(),
+            core_dumped: true,
+            is_init,
+        }
     }
 
     #[test]
     fn kernel_only_findings_become_events_and_the_rest_do_not() {
-        let child_oom = with(
-            "OOMKill",
-            json!({"victim_is_init": false, "pid": 42, "comm": "memhog",
-                                               "limit_scope": "container", "anon_rss_bytes": 33554432}),
-        );
-        let f = finding(&child_oom).unwrap();
+        let f = finding(&served(oom(false))).unwrap();
         assert_eq!(f.reason, "ChildOOMKilled");
         assert_eq!(
             f.note,
             "process memhog(42) of container app was OOM-killed (container memory limit); the container keeps running, anon RSS 32 MiB"
         );
+        assert_eq!(f.time, "2026-12-06T10:00:00.123456789Z");
+        assert_eq!((f.namespace.as_str(), f.pod.as_str()), ("shop", "web"));
         let cases = [
             (
-                with("StopSignalIgnored", json!({"pid": 1, "signal": "SIGTERM"})),
+                LifecycleKind::StopSignalIgnored {
+                    signal: "SIGTERM".into(),
+                    pid: 1,
+                },
                 Some("StopSignalIgnored"),
             ),
             (
-                with(
-                    "GracePeriodOverrun",
-                    json!({"observed_grace_s": 30.02, "configured_grace_s": 30.0}),
-                ),
+                LifecycleKind::GracePeriodOverrun {
+                    observed_grace_s: 30.02,
+                    configured_grace_s: Some(30.0),
+                },
                 Some("GracePeriodOverrun"),
             ),
             (
-                with(
-                    "ProbeFailed",
-                    json!({"timed_out": true, "consecutive_failures": 3, "argv": ["cat", "/ready"]}),
-                ),
+                probe(true, vec!["cat".into(), "/ready".into()]),
                 Some("ProbeTimedOut"),
             ),
-            (
-                with(
-                    "ProcessCrashed",
-                    json!({"is_init": false, "pid": 7, "comm": "worker", "signal": "SIGSEGV", "core_dumped": true}),
-                ),
-                Some("ProcessCrashed"),
-            ),
+            (crash(false), Some("ProcessCrashed")),
             // The kubelet reports these itself: no Event from podlife.
-            (with("OOMKill", json!({"victim_is_init": true})), None),
-            (with("ProbeFailed", json!({"timed_out": false})), None),
-            (with("ProcessCrashed", json!({"is_init": true})), None),
-            (base("ContainerStarted"), None),
-            (base("ExecFinished"), None),
+            (oom(true), None),
+            (probe(false, vec![]), None),
+            (crash(true), None),
+            (LifecycleKind::PodAdmitted, None),
+            (
+                LifecycleKind::ExecStarted {
+                    pid: 1,
+                    argv: vec![],
+                },
+                None,
+            ),
         ];
-        for (e, want) in cases {
-            assert_eq!(finding(&e).map(|f| f.reason), want, "{e}");
-            // The writer parses only these kinds: a finding of another would never be seen.
-            if want.is_some() {
-                assert!(KINDS.contains(&e["type"].as_str().unwrap()), "{e}");
-            }
+        for (kind, want) in cases {
+            assert_eq!(
+                finding(&served(kind.clone())).map(|f| f.reason),
+                want,
+                "{kind:?}"
+            );
         }
     }
 
     #[test]
     fn a_pod_without_names_gets_no_event() {
-        let mut e = with("StopSignalIgnored", json!({"pid": 1}));
-        e["namespace"] = Value::Null;
+        let mut e = served(LifecycleKind::StopSignalIgnored {
+            signal: "SIGTERM".into(),
+            pid: 1,
+        });
+        e.names = None;
         assert!(finding(&e).is_none());
-        e["namespace"] = json!("");
+        e.names = Some(("".into(), "web".into()));
         assert!(finding(&e).is_none());
     }
 
     #[test]
     fn a_long_note_is_cut_at_the_api_limit_on_a_char_boundary() {
         let argv: Vec<String> = (0..400).map(|_| "é".to_string()).collect();
-        let e = with(
-            "ProbeFailed",
-            json!({"timed_out": true, "consecutive_failures": 1, "argv": argv}),
-        );
-        let f = finding(&e).unwrap();
+        let f = finding(&served(probe(true, argv))).unwrap();
         assert!(
             f.note.len() <= MAX_NOTE && f.note.ends_with("..."),
             "{}",

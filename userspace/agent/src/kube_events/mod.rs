@@ -16,7 +16,6 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use prometheus::IntCounterVec;
-use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::shared::Published;
@@ -53,18 +52,10 @@ pub async fn run(
     loop {
         let writes = tokio::select! {
             r = live.recv() => match r {
-                // Only the kinds a finding can come from are parsed back (from the JSON the
-                // stream already has).
-                Ok(ev) if finding::KINDS.contains(&ev.event.kind.name()) => {
-                    serde_json::from_str::<Value>(&ev.json)
-                        .ok()
-                        .as_ref()
-                        .and_then(finding::finding)
-                        .and_then(|f| rec.observe(f, ms()))
-                        .into_iter()
-                        .collect()
-                }
-                Ok(_) => Vec::new(),
+                Ok(ev) => finding::finding(&ev.event)
+                    .and_then(|f| rec.observe(f, ms()))
+                    .into_iter()
+                    .collect(),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     counters.dropped.with_label_values(&["lagged"]).inc_by(n);
                     Vec::new()

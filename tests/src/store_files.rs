@@ -56,6 +56,21 @@ pub fn id_of(n: u64) -> u64 {
     *BASE.get_or_init(|| (now_wall_ns() as u64 - 86_400_000_000_000) / 1000) + n
 }
 
+/// The scripts of the stored exec probes among the `events` of an API answer (a page or a
+/// timeline), in order: each names its line (`# probe <n>`).
+pub fn probe_scripts(answer: &Value) -> Vec<&str> {
+    answer["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "ExecFinished")
+                .filter_map(|e| e["argv"][2].as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// What `fill` wrote.
 #[derive(Debug)]
 pub struct Filled {

@@ -81,13 +81,7 @@ fn events_pages_are_bounded_and_the_cursor_walks_everything_once() {
     }
     let k = filled.lines - 3;
     let page = agent.json(&format!("/events?after={}", store_files::id_of(k)));
-    let resumed: Vec<&str> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "ExecFinished")
-        .filter_map(|e| e["argv"][2].as_str())
-        .collect();
+    let resumed = store_files::probe_scripts(&page);
     assert_eq!(
         resumed.len(),
         2,

@@ -41,13 +41,7 @@ fn corrupt_lines_and_a_directory_named_like_a_segment_are_skipped_and_counted() 
 
     let agent = Agent::start_with(&runtime, Some(state.clone()));
     let t = agent.timeline(&store_files::uid(7));
-    let probes: Vec<&str> = t["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "ExecFinished")
-        .filter_map(|e| e["argv"][2].as_str())
-        .collect();
+    let probes = store_files::probe_scripts(&t);
     assert_eq!(
         probes.len() as u64,
         good,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end suite set-up. Root, idempotent, quiet unless something fails.
 #  - Debian packages: containerd, runc, CNI plugins, umoci, busybox-static, gcc for the static
-#    helpers, prometheus for the scrape test, kubernetes-client (kubectl) for the plugin test.
+#    helpers, prometheus for the scrape test, kubernetes-client (kubectl) for the plugin test,
+#    e2fsprogs and util-linux (mkfs.ext4, fsfreeze) for the hung-disk test.
 #  - tracefs mounted (the agent reads tracepoint formats from it).
 #  - The test images, built locally as OCI archives (no registry is reachable here):
 #      pause    tests/images/pause.c    the sandbox init: waits for signals, reaps children
@@ -20,7 +21,7 @@ fail() { echo "tests/setup.sh: $*" >&2; cat "$log" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "run as root (apt-get, containerd, cgroups, eBPF)"
 
 pkgs=(containerd runc containernetworking-plugins umoci busybox-static gcc libc6-dev
-  prometheus iproute2 ca-certificates python3-venv)
+  prometheus iproute2 ca-certificates python3-venv e2fsprogs util-linux)
 # kubectl for the plugin test: any on PATH (other packagings conflict with Debian's), else Debian's.
 command -v kubectl >/dev/null || pkgs+=(kubernetes-client)
 missing=()

@@ -258,6 +258,10 @@ impl Agent {
         );
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn state_dir(&self) -> &Path {
         &self.state
     }

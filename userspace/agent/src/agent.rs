@@ -2,12 +2,13 @@
 //! when the node lacks what podlife needs, readiness after attach + bootstrap + first read.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{MapData, RingBuf};
-use podlife_common::{Counter, TRACK_BOOTSTRAP};
+use podlife_common::TRACK_BOOTSTRAP;
 use podlife_core::redact::Redactor;
 use podlife_core::{CgroupMode, Engine, EngineConfig};
 use tracing::{info, warn};
@@ -15,9 +16,9 @@ use tracing::{info, warn};
 use crate::cgroupfs::CgroupMounts;
 use crate::clock::WallClock;
 use crate::config::Args;
-use crate::kernel::convert::to_kernel_event;
 use crate::kernel::loader::{Capture, LoadOptions};
 use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
 use crate::shared::{Inner, Shared};
 use crate::store::{Limits, Store};
 use crate::{bootstrap, enrich, http, reader};
@@ -118,7 +119,7 @@ where
 {
     let refused = std::sync::Arc::new(http::limits::Refused::default());
     let start_mounts = mounts.clone();
-    let (args, mut capture, ring, shared) = http::while_starting(&mut listener, &refused, async {
+    let (args, capture, ring, shared) = http::while_starting(&mut listener, &refused, async {
         tokio::task::spawn_blocking(move || prepare(args, &start_mounts))
             .await
             .context("start-up task")?
@@ -206,97 +207,47 @@ where
         ));
     }
 
-    // Reader: decode, convert, apply. Ready after the first batch.
-    let s = shared.clone();
-    let max_pause = Duration::from_millis(args.drain_max_ms.max(1));
-    tokio::spawn(async move {
-        let min_pause = Duration::from_millis(args.drain_min_ms.max(1));
-        let result = reader::run(ring, min_pause, max_pause, |batch| {
-            s.progress.reader_loop(WallClock::now_mono_ns());
-            let mut inner = s.lock();
-            for r in batch {
-                inner.metrics.ringbuf_events.inc();
-                match r {
-                    Ok(rec) => inner.on_kernel_event(to_kernel_event(&rec)),
-                    Err(_) => inner.metrics.decode_errors.inc(),
-                }
-            }
-            // Release what the engine's reorder window holds back, now rather than at the tick.
-            let released = inner.engine.expire(WallClock::now_mono_ns());
-            inner.publish(released);
-            let out = std::mem::take(&mut inner.outbox);
-            let ask = std::mem::take(&mut inner.cri_queue);
-            drop(inner);
-            for ev in out {
-                let _ = s.live.send(ev);
-            }
-            for id in ask {
-                let _ = cri_tx.try_send(id);
-            }
-            if !s.ready.swap(true, Ordering::AcqRel) {
-                s.lock().metrics.ready.set(1);
-                info!("ready: first ring-buffer read done");
-            }
-        })
-        .await;
-        if let Err(e) = result {
-            tracing::error!("ring-buffer reader stopped: {e}");
-        }
-    });
-
-    // Ticker: time-based rules, lost-event counter, store flush.
-    let s = shared.clone();
-    let rescan_mounts = mounts.clone();
-    tokio::spawn(async move {
-        let mut lost_seen = 0u64;
-        let mut last_rescan: Option<std::time::Instant> = None;
-        let mut rescan_due = false;
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        loop {
-            tick.tick().await;
-            s.progress.ticker_loop(WallClock::now_mono_ns());
-            let lost = capture.counter(Counter::RingbufLost);
-            // Lost records may include the mkdir of a pod: find what was missed in cgroupfs
-            // and /proc again (at most every 5 s), as at start.
-            rescan_due |= lost > lost_seen;
-            let found =
-                if rescan_due && last_rescan.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
-                    rescan_due = false;
-                    last_rescan = Some(std::time::Instant::now());
-                    Some(track_existing(&mut capture, &rescan_mounts))
-                } else {
-                    None
-                };
-            let mut inner = s.lock();
-            if let Some((cgroups, procs)) = found {
-                enrich::bootstrap_engine(&mut inner, &cgroups, &procs, WallClock::now_mono_ns());
-            }
-            let new_loss = lost.saturating_sub(lost_seen);
-            if new_loss > 0 {
-                inner.metrics.ringbuf_lost.inc_by(new_loss);
-                warn!(
-                    lost = new_loss,
-                    "ring buffer full: events lost (raise --ringbuf-bytes)"
-                );
-                lost_seen = lost;
-            }
-            inner.loss_tick(new_loss, WallClock::now_mono_ns());
-            inner.tick(WallClock::now_mono_ns());
-            let out = std::mem::take(&mut inner.outbox);
-            drop(inner);
-            for ev in out {
-                let _ = s.live.send(ev);
-            }
-        }
-    });
+    // The reader (its own thread, no lock) feeds the pipeline (its own thread) through a
+    // bounded channel: HTTP load and the disk can slow neither.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (batches_tx, batches) = std::sync::mpsc::sync_channel(reader::CHANNEL_BATCHES);
+    let reader = reader::spawn(
+        ring,
+        Duration::from_millis(args.drain_min_ms.max(1)),
+        Duration::from_millis(args.drain_max_ms.max(1)),
+        batches_tx,
+        shared.progress.clone(),
+        stop.clone(),
+    )
+    .context("starting the ring-buffer reader thread")?;
+    let pipeline = Pipeline {
+        shared: shared.clone(),
+        capture,
+        mounts,
+        batches,
+        cri: cri_tx,
+    }
+    .spawn()
+    .context("starting the pipeline thread")?;
 
     http::serve_on(listener, shared.clone(), access, shutdown_signal()).await?;
     info!("shutting down: flushing history");
-    let mut inner = shared.lock();
-    let rest = inner.engine.flush();
-    inner.publish(rest);
-    inner.finish_loss();
-    inner.tick(WallClock::now_mono_ns());
+    // The reader stops, the pipeline drains the channel, releases what the engine holds back
+    // and ends; then the store writes what is queued. A hung disk cannot hold the exit.
+    stop.store(true, Ordering::Relaxed);
+    let s = shared.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let _ = reader.join();
+        let _ = pipeline.join();
+        match s.lock().store.take() {
+            Some(sink) => sink.close(Duration::from_secs(5)),
+            None => true,
+        }
+    });
+    match tokio::time::timeout(Duration::from_secs(10), done).await {
+        Ok(Ok(true)) => {}
+        _ => warn!("history store: the last events may not have reached the disk"),
+    }
     Ok(())
 }
 
@@ -383,7 +334,10 @@ fn prepare(
     });
     match opened {
         Ok((store, loaded)) => {
-            inner.store = Some(store);
+            inner.store = Some(
+                crate::store_writer::StoreSink::spawn(store, limits.pending_bytes)
+                    .context("starting the history store's writer thread")?,
+            );
             inner
                 .metrics
                 .store_skipped_lines

@@ -145,7 +145,7 @@ impl Restore {
                 },
             };
             let kept = inner.history.push(ev);
-            if let Some(store) = inner.store.as_mut() {
+            if let Some(store) = &inner.store {
                 store.append(&kept.to_json(Fields::All));
             }
         }

@@ -82,6 +82,7 @@ pub struct Metrics {
     pub store_skipped_lines: IntCounter,
     pub store_unreadable_segments: IntCounter,
     pub store_dropped: IntCounter,
+    pub store_stalled: IntGauge,
     pub metadata_rejected: IntCounter,
     /// Label sets seen per pod uid, to delete them after the pod is removed.
     series: HashMap<String, HashSet<SeriesKey>>,
@@ -321,6 +322,10 @@ impl Metrics {
             store_dropped: int(
                 "store_dropped_events_total",
                 "Events not written to the history store because its write queue was full",
+            ),
+            store_stalled: gauge(
+                "store_stalled",
+                "1 while the history store's writer has been blocked on the disk for over 10 s (a hung write or fsync); events are still served from memory",
             ),
             metadata_rejected: int(
                 "metadata_rejected_total",

@@ -1,18 +1,18 @@
-//! Liveness that means something: the tasks the agent cannot work without (the ring-buffer
-//! reader, the ticker that flushes the store and fires time-based rules) stamp each loop here,
+//! Liveness that means something: the threads the agent cannot work without (the ring-buffer
+//! reader, the pipeline that applies its batches and fires time-based rules) stamp each loop here,
 //! and /healthz fails when one of them has stopped (died, or blocked), so the kubelet restarts
 //! the agent instead of trusting a process that serves stale timelines.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A task is stalled after this long without a loop (the reader loops every ≤ 10 ms, the
-/// ticker every 250 ms).
+/// A thread is stalled after this long without a loop (the reader loops every ≤ 10 ms, the
+/// pipeline every ≤ 250 ms).
 pub const STALL_NS: u64 = 10_000_000_000;
 
 #[derive(Debug, Default)]
 pub struct Progress {
     reader: AtomicU64,
-    ticker: AtomicU64,
+    pipeline: AtomicU64,
 }
 
 impl Progress {
@@ -20,8 +20,8 @@ impl Progress {
         self.reader.store(now_mono_ns, Ordering::Relaxed);
     }
 
-    pub fn ticker_loop(&self, now_mono_ns: u64) {
-        self.ticker.store(now_mono_ns, Ordering::Relaxed);
+    pub fn pipeline_loop(&self, now_mono_ns: u64) {
+        self.pipeline.store(now_mono_ns, Ordering::Relaxed);
     }
 
     /// The first task that has not looped for `STALL_NS`, with how long; tasks that have not
@@ -29,7 +29,7 @@ impl Progress {
     pub fn stalled(&self, now_mono_ns: u64) -> Option<(&'static str, u64)> {
         [
             ("ring-buffer reader", &self.reader),
-            ("ticker", &self.ticker),
+            ("pipeline", &self.pipeline),
         ]
         .into_iter()
         .find_map(|(name, last)| {
@@ -49,9 +49,9 @@ mod tests {
         let p = Progress::default();
         assert_eq!(p.stalled(u64::MAX / 2), None, "nothing started yet");
         p.reader_loop(1_000);
-        p.ticker_loop(1_000);
+        p.pipeline_loop(1_000);
         assert_eq!(p.stalled(1_000 + STALL_NS), None);
-        p.ticker_loop(2 * STALL_NS);
+        p.pipeline_loop(2 * STALL_NS);
         let (name, idle) = p.stalled(2 * STALL_NS).expect("reader stalled");
         assert_eq!((name, idle), ("ring-buffer reader", 2 * STALL_NS - 1_000));
         p.reader_loop(2 * STALL_NS);

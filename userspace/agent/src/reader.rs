@@ -1,25 +1,30 @@
-//! The ring-buffer reader: drains on a short adaptive timer (the programs submit without
-//! wakeups, which costs a fork storm far less), and at once when the kernel forces a wakeup
-//! (OOM kills).
+//! The ring-buffer reader: its own OS thread, which takes no lock and does nothing but decode,
+//! so neither HTTP load nor a slow pipeline can starve it. It drains on a short adaptive timer
+//! (the programs submit without wakeups, which costs a fork storm far less), and at once when
+//! the kernel forces a wakeup (OOM kills). Batches go to the pipeline through a bounded channel;
+//! when the pipeline falls behind, records wait in the ring, where the kernel counts any loss.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
 use podlife_common::decode::{DecodeError, Record};
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 
+use crate::clock::WallClock;
 use crate::kernel::loader::drain_ring;
+use crate::progress::Progress;
 
-/// Wraps the ring buffer so tokio can wait for the kernel's (forced) wakeups.
-struct RingFd(RingBuf<MapData>);
+pub type Batch = Vec<Result<Record, DecodeError>>;
 
-impl AsRawFd for RingFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-}
+/// Records per batch at most: with `CHANNEL_BATCHES` this bounds what waits between the reader
+/// and the pipeline (the ring buffer holds the rest).
+pub const MAX_BATCH: usize = 4096;
+/// Batches the channel to the pipeline holds.
+pub const CHANNEL_BATCHES: usize = 4;
 
 /// Next pause: shorter while records keep coming, up to `max` when idle.
 pub fn next_pause(current: Duration, read: usize, min: Duration, max: Duration) -> Duration {
@@ -30,31 +35,80 @@ pub fn next_pause(current: Duration, read: usize, min: Duration, max: Duration) 
     }
 }
 
-/// Drain forever, handing each batch to `on_batch`. Returns only if the fd breaks.
-pub async fn run(
-    ring: RingBuf<MapData>,
+/// Start the reader thread. It stops when `stop` is set or the pipeline hangs up.
+pub fn spawn(
+    mut ring: RingBuf<MapData>,
     min_pause: Duration,
     max_pause: Duration,
-    mut on_batch: impl FnMut(Vec<Result<Record, DecodeError>>),
-) -> std::io::Result<()> {
+    to_pipeline: SyncSender<Batch>,
+    progress: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
     let min = min_pause.min(max_pause);
-    // SAFETY: the ring buffer's map fd is owned by `RingFd` and stays open, unchanged, for as
-    // long as the AsyncFd that owns it.
-    let mut fd = unsafe { AsyncFd::register_with_interest(RingFd(ring), Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)?;
-    let mut pause = max_pause;
-    loop {
-        let mut batch = Vec::new();
-        drain_ring(&mut fd.get_mut().0, &mut |r| batch.push(r));
-        let n = batch.len();
-        on_batch(batch);
-        pause = next_pause(pause, n, min, max_pause);
-        tokio::select! {
-            guard = fd.readable_mut() => {
-                guard?.clear_ready();
+    let wakeups = Wakeups::new(ring.as_raw_fd())?;
+    std::thread::Builder::new()
+        .name("ring-reader".into())
+        .spawn(move || {
+            let mut pause = max_pause;
+            let mut waiting: Option<Batch> = None;
+            while !stop.load(Ordering::Relaxed) {
+                progress.reader_loop(WallClock::now_mono_ns());
+                let batch = waiting.take().unwrap_or_else(|| {
+                    let mut batch = Vec::new();
+                    drain_ring(&mut ring, MAX_BATCH, &mut |r| batch.push(r));
+                    batch
+                });
+                let n = batch.len();
+                if n > 0 {
+                    match to_pipeline.try_send(batch) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(batch)) => waiting = Some(batch),
+                        Err(TrySendError::Disconnected(_)) => return,
+                    }
+                }
+                pause = next_pause(pause, n, min, max_pause);
+                if waiting.is_some() {
+                    std::thread::sleep(min);
+                } else if n < MAX_BATCH {
+                    wakeups.wait(pause);
+                }
             }
-            _ = tokio::time::sleep(pause) => {}
+        })
+}
+
+/// Waits for the kernel's wakeups of the ring buffer's readers, edge-triggered: records the
+/// programs submit without a wakeup must not end the pause (level-triggered poll would return
+/// at once whenever one is waiting, and a storm would spin the reader on one-record batches).
+struct Wakeups(std::os::fd::OwnedFd);
+
+impl Wakeups {
+    fn new(ring_fd: i32) -> std::io::Result<Self> {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: plain syscalls; the returned fd is owned from here on.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if ep < 0 {
+            return Err(std::io::Error::last_os_error());
         }
+        let ep = unsafe { std::os::fd::OwnedFd::from_raw_fd(ep) };
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: 0,
+        };
+        // SAFETY: valid epoll fd and event; the ring fd outlives the reader thread.
+        if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, ring_fd, &mut ev) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self(ep))
+    }
+
+    /// Sleep up to `timeout`, less when the kernel forces a wakeup. A signal just ends it early.
+    fn wait(&self, timeout: Duration) {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        let ms = i32::try_from(timeout.as_millis())
+            .unwrap_or(i32::MAX)
+            .max(1);
+        // SAFETY: one event slot for the duration of the call.
+        unsafe { libc::epoll_wait(self.0.as_raw_fd(), &mut ev, 1, ms) };
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use podlife_core::redact::Redactor;
@@ -20,7 +20,7 @@ use crate::history::History;
 use crate::metadata;
 use crate::metrics::{Metrics, PodLabels};
 use crate::oom_scope::{self, MemCounters};
-use crate::store::Store;
+use crate::store_writer::StoreSink;
 
 /// One published event and its JSON: serialized once for the store line and the live stream.
 #[derive(Debug, Clone)]
@@ -47,8 +47,8 @@ pub struct Shared {
     inner: Mutex<Inner>,
     pub ready: AtomicBool,
     pub live: broadcast::Sender<Published>,
-    /// Loops of the reader and ticker, for /healthz.
-    pub progress: crate::progress::Progress,
+    /// Loops of the reader and pipeline threads, for /healthz.
+    pub progress: Arc<crate::progress::Progress>,
     /// What the HTTP bounds refused (exported with /metrics).
     pub http_refused: Arc<crate::http::limits::Refused>,
 }
@@ -76,7 +76,8 @@ pub struct Inner {
     pub history: History,
     pub metrics: Metrics,
     pub clock: WallClock,
-    pub store: Option<Store>,
+    /// The history store's queue (its writer thread does the disk I/O).
+    pub store: Option<StoreSink>,
     pub node: Option<String>,
     runtime_state: Vec<PathBuf>,
     mounts: CgroupMounts,
@@ -111,7 +112,7 @@ impl Inner {
         engine: Engine,
         metrics: Metrics,
         clock: WallClock,
-        store: Option<Store>,
+        store: Option<StoreSink>,
         node: Option<String>,
         runtime_state: Vec<PathBuf>,
         mounts: CgroupMounts,
@@ -296,7 +297,7 @@ impl Inner {
     /// outbox.
     fn keep(&mut self, ev: ServedEvent) {
         let published = Published::new(self.history.push(ev));
-        if let Some(store) = self.store.as_mut() {
+        if let Some(store) = &self.store {
             store.append(&published.json);
         }
         self.outbox.push(published);
@@ -382,16 +383,24 @@ impl Inner {
         }
         self.metrics.tracked_pods.set(stats.pods as i64);
         self.metrics.tracked_processes.set(stats.processes as i64);
-        if let Some(store) = self.store.as_mut() {
-            let dropped = &self.metrics.store_dropped;
-            dropped.inc_by(store.dropped_events.saturating_sub(dropped.get()));
-            if let Err(e) = store
-                .flush(now_wall)
-                .and_then(|_| store.heartbeat(now_wall))
-            {
-                warn!("history store: {e}");
-                self.metrics.store_errors.inc();
+        if let Some(store) = &self.store {
+            let stats = store.stats();
+            for (counter, now) in [
+                (&self.metrics.store_dropped, &stats.dropped),
+                (&self.metrics.store_errors, &stats.errors),
+            ] {
+                counter.inc_by(now.load(Ordering::Relaxed).saturating_sub(counter.get()));
             }
+            let idle = now_mono_ns.saturating_sub(stats.last_loop_ns.load(Ordering::Relaxed));
+            let stalled =
+                stats.last_loop_ns.load(Ordering::Relaxed) != 0 && idle > crate::progress::STALL_NS;
+            if stalled && self.metrics.store_stalled.get() == 0 {
+                warn!(
+                    idle_s = idle / 1_000_000_000,
+                    "history store: the disk does not answer (write or fsync blocked); events are kept in memory and served, the store drops what its queue cannot hold"
+                );
+            }
+            self.metrics.store_stalled.set(i64::from(stalled));
         }
     }
 

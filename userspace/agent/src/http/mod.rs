@@ -341,7 +341,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     )
 }
 
-/// Fails (503, JSON) when the reader or the ticker has stopped looping: see progress.rs.
+/// Fails (503, JSON) when the reader or the pipeline has stopped looping: see progress.rs.
 async fn healthz(State(s): State<Arc<Shared>>) -> Response {
     match s.progress.stalled(WallClock::now_mono_ns()) {
         None => "ok\n".into_response(),

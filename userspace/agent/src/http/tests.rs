@@ -115,7 +115,7 @@ fn healthz_fails_with_json_when_the_reader_stops_looping() {
     };
     let now = WallClock::now_mono_ns();
     s.progress.reader_loop(now);
-    s.progress.ticker_loop(now);
+    s.progress.pipeline_loop(now);
     assert_eq!(rt.block_on(get(s.clone())).0, StatusCode::OK);
     // The reader's last loop was long ago: the agent is alive but blind.
     s.progress.reader_loop(1);

@@ -280,7 +280,7 @@ impl Capture {
         let Some(ring) = self.ring.as_mut() else {
             return 0;
         };
-        drain_ring(ring, &mut f)
+        drain_ring(ring, usize::MAX, &mut f)
     }
 
     /// A kernel-side counter summed over CPUs.
@@ -292,14 +292,16 @@ impl Capture {
     }
 }
 
-/// Read every record available now from a ring buffer (also used by the async reader, which
-/// owns the ring after `Capture::ring` is taken).
+/// Read the records available now from a ring buffer, at most `max` (also used by the reader
+/// thread, which owns the ring after `Capture::ring` is taken).
 pub fn drain_ring(
     ring: &mut RingBuf<MapData>,
+    max: usize,
     f: &mut impl FnMut(Result<Record, DecodeError>),
 ) -> usize {
     let mut n = 0;
-    while let Some(item) = ring.next() {
+    while n < max {
+        let Some(item) = ring.next() else { break };
         f(decode(&item));
         n += 1;
     }

@@ -308,6 +308,8 @@ fn prepare(
     };
     let mut engine = Engine::new(EngineConfig {
         node_name: args.node_name.clone(),
+        // Timelines are served from `History`: the engine keeps no second copy per pod.
+        max_events_per_pod: 0,
         ..EngineConfig::default()
     });
     // The programs report one hierarchy: cgroup v2 where it exists, else v1 memory.

@@ -494,6 +494,22 @@ fn metadata_names_events_even_when_it_arrives_late() {
 }
 
 #[test]
+fn no_timeline_copy_when_the_caller_keeps_history() {
+    let (kept, out) = run(&pod());
+    let mut e = Engine::new(EngineConfig {
+        max_events_per_pod: 0,
+        ..EngineConfig::default()
+    });
+    let mut derived: Vec<_> = pod().iter().flat_map(|k| e.apply(k)).collect();
+    derived.extend(e.flush());
+    assert_eq!(derived, out, "derivation does not depend on the kept copy");
+    let uid = out[0].pod_uid.clone();
+    assert_eq!(kept.timeline_events(&uid).len(), out.len());
+    assert!(e.timeline_events(&uid).is_empty());
+    assert!(e.pod(&uid).is_some(), "the pod itself is still tracked");
+}
+
+#[test]
 fn maps_stay_within_their_bounds() {
     let cfg = EngineConfig {
         max_pods: 3,

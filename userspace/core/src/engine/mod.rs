@@ -22,7 +22,9 @@ mod restore;
 mod signals;
 mod start;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt as _};
 
 pub use model::*;
 pub use queries::{ContainerSummary, PodSummary};
@@ -196,7 +198,10 @@ impl Engine {
 
     /// Keep derived events on their pod's timeline (bounded per pod).
     fn record(&mut self, out: &[LifecycleEvent]) {
-        let max = self.cfg.max_events_per_pod.max(1);
+        let max = self.cfg.max_events_per_pod;
+        if max == 0 {
+            return;
+        }
         for e in out {
             if let Some(p) = self.pods.get_mut(&e.pod_uid) {
                 if p.events.len() >= max {

@@ -1,6 +1,8 @@
 //! What the engine knows about pods, containers and processes, and its limits.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +30,9 @@ pub struct EngineConfig {
     pub max_cgroups: usize,
     /// Exec sessions (probes, kubectl exec) running at once.
     pub max_exec_sessions: usize,
-    /// Derived events kept per pod for its timeline.
+    /// Derived events kept per pod for its timeline (`Engine::timeline`). 0 keeps none: for a
+    /// caller that keeps its own history of what `apply` returns (the agent), the engine's copy
+    /// would only double the memory per pod.
     pub max_events_per_pod: usize,
     /// Kernel events held in the reorder buffer at most.
     pub max_buffered_events: usize,

@@ -1,6 +1,6 @@
 //! podlife agent: the thin layer around the pure engine (podlife-core) that talks to the
 //! kernel, the filesystem and the network.
-pub mod agent;
+pub mod app;
 pub mod bootstrap;
 pub mod cgroupfs;
 pub mod check;
@@ -28,6 +28,8 @@ pub mod progress;
 pub mod reader;
 pub mod record;
 pub mod shared;
+pub mod startup;
 pub mod store;
 pub mod store_writer;
+pub mod tasks;
 pub mod views;

@@ -1,4 +1,4 @@
-//! podlife: wires configuration, logging and the runtime; the agent lives in `agent.rs`.
+//! podlife: wires configuration, logging and the runtime; the agent is wired in `app.rs`.
 
 use std::process::ExitCode;
 
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
                 podlife::record::run(out, *seconds, *all, args.ringbuf_bytes).await
             }
             Some(Command::Check) => podlife::check::main(&args).await,
-            Some(Command::Run) | None => podlife::agent::run(args).await,
+            Some(Command::Run) | None => podlife::app::run(args).await,
         }
     });
     match result {

@@ -100,7 +100,7 @@ impl Pipeline {
         rescan.due |= lost > *lost_seen;
         let found = rescan
             .now()
-            .then(|| crate::agent::track_existing(&mut self.capture, &self.mounts));
+            .then(|| crate::startup::track_existing(&mut self.capture, &self.mounts));
         let s = &self.shared;
         let mut inner = s.lock();
         if let Some((cgroups, procs)) = found {

@@ -24,7 +24,7 @@ pub async fn run(
         ..Default::default()
     };
     let mut capture = Capture::load(&opts, mounts.event_root())?;
-    crate::agent::track_existing(&mut capture, &mounts);
+    crate::startup::track_existing(&mut capture, &mounts);
     let mut sink: Box<dyn std::io::Write> = if out.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {

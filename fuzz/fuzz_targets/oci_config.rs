@@ -6,7 +6,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use podlife::enrich::container_meta;
 use podlife::metadata::{parse_config, Runtime};
 use podlife_core::names::is_dns1123_subdomain;
 use podlife_core::{text::to_text, Engine, EngineConfig, WallClock};
@@ -55,12 +54,12 @@ fn check(data: &[u8], runtime: Runtime, type_key: &str) {
     let events = &fixtures()[0];
     let ids = container_ids(events);
     let mut engine = Engine::new(EngineConfig::default());
-    engine.set_container_metadata(&ids[0], container_meta(meta.clone()));
+    engine.set_container_metadata(&ids[0], meta.clone().container_meta());
     for e in events {
         engine.apply(e);
     }
     engine.flush();
-    engine.set_container_metadata(&ids[1], container_meta(meta));
+    engine.set_container_metadata(&ids[1], meta.container_meta());
     for uid in engine.pod_uids() {
         let t = engine
             .timeline(&uid, WallClock::new(0))

@@ -4,12 +4,9 @@
 use std::collections::{HashMap, HashSet};
 
 use podlife_common::RUNTIME_COMMS;
-use podlife_core::{
-    BootstrapProcess, ContainerKind, ContainerMeta, Fields, LifecycleKind, ServedEvent, Source,
-};
+use podlife_core::{BootstrapProcess, Fields, LifecycleKind, ServedEvent, Source};
 
 use crate::bootstrap::{FoundCgroup, FoundProcess};
-use crate::metadata::OciMeta;
 use crate::shared::Inner;
 use crate::store::Loaded;
 
@@ -38,21 +35,6 @@ pub fn runtime_trees(procs: &[FoundProcess]) -> Vec<u32> {
         }
     }
     out
-}
-
-pub fn container_meta(m: OciMeta) -> ContainerMeta {
-    ContainerMeta {
-        pod_uid: m.pod_uid,
-        pod_name: m.pod_name,
-        namespace: m.pod_namespace,
-        container_name: m.container_name,
-        kind: if m.sandbox {
-            Some(ContainerKind::Sandbox)
-        } else {
-            None
-        },
-        ..Default::default()
-    }
 }
 
 /// Tell the engine about pods and processes that were there before the agent.

@@ -49,6 +49,20 @@ pub struct OciMeta {
 }
 
 impl OciMeta {
+    /// What the engine takes of it.
+    pub fn container_meta(self) -> podlife_core::ContainerMeta {
+        podlife_core::ContainerMeta {
+            pod_uid: self.pod_uid,
+            pod_name: self.pod_name,
+            namespace: self.pod_namespace,
+            container_name: self.container_name,
+            kind: self.sandbox.then_some(podlife_core::ContainerKind::Sandbox),
+            ..Default::default()
+        }
+    }
+}
+
+impl OciMeta {
     /// These names only if the bundle is of `pod_uid`, the pod the kernel's cgroup path names:
     /// another pod's names are never taken for it (the mismatch counts as rejected).
     pub fn of_pod(self, pod_uid: &str) -> OciMeta {

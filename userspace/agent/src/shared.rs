@@ -206,7 +206,7 @@ impl Inner {
                 .metadata_rejected
                 .inc_by(u64::from(meta.rejected));
             self.engine
-                .set_container_metadata(&id, crate::enrich::container_meta(meta));
+                .set_container_metadata(&id, meta.container_meta());
         }
     }
 

@@ -62,7 +62,18 @@ pub struct TracepointOffsets {
     pub setns_nstype: u16,
     pub setns_ret: u16,
     pub unshare_flags: u16,
-    pub _pad: u16,
+    // sock:inet_sock_set_state
+    pub sk_skaddr: u16,
+    pub sk_oldstate: u16,
+    pub sk_newstate: u16,
+    pub sk_sport: u16,
+    pub sk_dport: u16,
+    pub sk_family: u16,
+    pub sk_protocol: u16,
+    pub sk_saddr: u16,
+    pub sk_daddr: u16,
+    pub sk_saddr_v6: u16,
+    pub sk_daddr_v6: u16,
 }
 
 impl TracepointOffsets {
@@ -109,7 +120,17 @@ impl TracepointOffsets {
             setns_nstype: ABSENT,
             setns_ret: ABSENT,
             unshare_flags: ABSENT,
-            _pad: 0,
+            sk_skaddr: ABSENT,
+            sk_oldstate: ABSENT,
+            sk_newstate: ABSENT,
+            sk_sport: ABSENT,
+            sk_dport: ABSENT,
+            sk_family: ABSENT,
+            sk_protocol: ABSENT,
+            sk_saddr: ABSENT,
+            sk_daddr: ABSENT,
+            sk_saddr_v6: ABSENT,
+            sk_daddr_v6: ABSENT,
         }
     }
 }

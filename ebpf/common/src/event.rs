@@ -31,6 +31,7 @@ pub enum EventKind {
     CgroupRmdir = 9,
     CgroupAttach = 10,
     OomVictim = 11,
+    SockState = 12,
 }
 
 impl EventKind {
@@ -47,6 +48,7 @@ impl EventKind {
             9 => Self::CgroupRmdir,
             10 => Self::CgroupAttach,
             11 => Self::OomVictim,
+            12 => Self::SockState,
             _ => return None,
         })
     }
@@ -184,6 +186,36 @@ pub const OOM_HAS_PGTABLES: u32 = 16;
 pub const OOM_HAS_SCORE_ADJ: u32 = 32;
 pub const OOM_HAS_UID: u32 = 64;
 pub const OOM_HAS_COMM: u32 = 128;
+
+/// sock:inet_sock_set_state of a TCP socket. Reported transitions: CLOSE→LISTEN and
+/// LISTEN→CLOSE of a listener in a tracked pod (current is the listening process).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockEvent {
+    pub header: Header,
+    /// The socket's kernel address: the same socket's later transitions carry it too.
+    pub skaddr: u64,
+    /// `TCP_*` states (tcp_states.h): 1 ESTABLISHED, 2 SYN_SENT, 7 CLOSE, 10 LISTEN ...
+    pub oldstate: i32,
+    pub newstate: i32,
+    /// Ports in host byte order (the tracepoint converts them).
+    pub sport: u16,
+    pub dport: u16,
+    /// `AF_INET` (2) or `AF_INET6` (10).
+    pub family: u16,
+    pub protocol: u16,
+    /// IPv4: the first 4 bytes; IPv6: all 16. Network byte order.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+pub const TCP_ESTABLISHED: i32 = 1;
+pub const TCP_SYN_SENT: i32 = 2;
+pub const TCP_CLOSE: i32 = 7;
+pub const TCP_LISTEN: i32 = 10;
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+pub const IPPROTO_TCP: u16 = 6;
 
 /// Indexes of the per-CPU counter array `COUNTERS`.
 #[repr(u32)]

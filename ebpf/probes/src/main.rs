@@ -11,6 +11,7 @@ mod ns;
 mod oom;
 mod process;
 mod signal;
+mod sock;
 
 #[cfg(all(not(test), target_arch = "bpf"))]
 #[panic_handler]

@@ -461,7 +461,9 @@ impl Metrics {
             | LifecycleKind::PodRemoved
             | LifecycleKind::AgentStarted
             | LifecycleKind::AgentGap { .. }
-            | LifecycleKind::EventsLost { .. } => {}
+            | LifecycleKind::EventsLost { .. }
+            | LifecycleKind::ListenerOpened { .. }
+            | LifecycleKind::ListenerClosed { .. } => {}
         }
     }
 

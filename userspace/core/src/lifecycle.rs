@@ -91,6 +91,30 @@ impl LimitScope {
     }
 }
 
+/// Address family of a socket (`ListenerOpened.family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpFamily {
+    Ipv4,
+    Ipv6,
+}
+
+impl IpFamily {
+    pub fn of(addr: &std::net::IpAddr) -> Self {
+        match addr {
+            std::net::IpAddr::V4(_) => Self::Ipv4,
+            std::net::IpAddr::V6(_) => Self::Ipv6,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ipv4 => "ipv4",
+            Self::Ipv6 => "ipv6",
+        }
+    }
+}
+
 // Text renderers and metric labels print them as on the wire.
 macro_rules! display_as_str {
     ($($t:ty),*) => {$(
@@ -101,7 +125,7 @@ macro_rules! display_as_str {
         }
     )*};
 }
-display_as_str!(ExitReason, KilledBy, LimitScope, ContainerKind);
+display_as_str!(ExitReason, KilledBy, LimitScope, ContainerKind, IpFamily);
 
 /// A process as a signal sender.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +220,23 @@ pub enum LifecycleKind {
         core_dumped: bool,
         is_init: bool,
     },
+    // Network lifecycle: listeners of the container's processes (sock:inet_sock_set_state).
+    ListenerOpened {
+        pid: u32,
+        comm: String,
+        port: u16,
+        address: std::net::IpAddr,
+        family: IpFamily,
+    },
+    ListenerClosed {
+        pid: u32,
+        comm: String,
+        port: u16,
+        /// How long it listened; null when it opened before the agent saw it.
+        open_s: Option<f64>,
+        /// Seconds after the container's StopRequested; null when it was not stopping.
+        after_stop_s: Option<f64>,
+    },
     ContainerExited {
         pid: u32,
         exit_code: Option<i32>,
@@ -261,6 +302,8 @@ impl LifecycleKind {
             Self::GracePeriodOverrun { .. } => "GracePeriodOverrun",
             Self::OomKill { .. } => "OOMKill",
             Self::ProcessCrashed { .. } => "ProcessCrashed",
+            Self::ListenerOpened { .. } => "ListenerOpened",
+            Self::ListenerClosed { .. } => "ListenerClosed",
             Self::ContainerExited { .. } => "ContainerExited",
             Self::ContainerRestarted { .. } => "ContainerRestarted",
             Self::SandboxStopped { .. } => "SandboxStopped",

@@ -50,6 +50,12 @@ pub const PROGRAMS: &[(&str, &str, &str, &str)] = &[
         "cgroups",
     ),
     ("mark_victim", "oom", "mark_victim", "oom"),
+    (
+        "inet_sock_set_state",
+        "sock",
+        "inet_sock_set_state",
+        "listeners",
+    ),
 ];
 
 /// Tracepoint fields only newer kernels have: (feature, tracepoint, field, what is lost

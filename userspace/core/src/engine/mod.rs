@@ -6,8 +6,9 @@
 //! directories), `namespaces` (sandbox vs app vs exec evidence), `start` (forks and execs:
 //! containers and sandboxes starting, restarts), `exit` (container and sandbox ends),
 //! `exec_session` (probes and kubectl exec), `signals` (stop requests, ignored stop signals,
-//! grace overruns, OOM kills), `bootstrap` (state found at agent start, metadata), `deletion`
-//! (the API server's deletion request), `restore`, `evict` (bounds and retention), `queries`.
+//! grace overruns, OOM kills), `network` (listeners), `bootstrap` (state found at agent start,
+//! metadata), `deletion` (the API server's deletion request), `restore`, `evict` (bounds and
+//! retention), `queries`.
 
 mod bootstrap;
 mod cgroups;
@@ -17,6 +18,7 @@ mod exec_session;
 mod exit;
 pub mod model;
 mod namespaces;
+mod network;
 mod queries;
 mod restore;
 mod signals;
@@ -191,6 +193,14 @@ impl Engine {
             KernelEventKind::SignalGenerate { .. } => self.on_signal(ev, out),
             KernelEventKind::OomVictim { .. } => self.on_oom(ev, out),
             KernelEventKind::SignalDeliver { .. } => {}
+            KernelEventKind::TcpState {
+                sk,
+                old,
+                new,
+                saddr,
+                sport,
+                ..
+            } => self.on_tcp_state(ev, *sk, (*old, *new), (*saddr, *sport), out),
         }
     }
 

@@ -74,6 +74,11 @@ pub struct TracepointOffsets {
     pub sk_daddr: u16,
     pub sk_saddr_v6: u16,
     pub sk_daddr_v6: u16,
+    // tcp:tcp_send_reset
+    pub rst_reason: u16,
+    pub rst_saddr: u16,
+    pub rst_daddr: u16,
+    pub _pad: u16,
 }
 
 impl TracepointOffsets {
@@ -131,6 +136,10 @@ impl TracepointOffsets {
             sk_daddr: ABSENT,
             sk_saddr_v6: ABSENT,
             sk_daddr_v6: ABSENT,
+            rst_reason: ABSENT,
+            rst_saddr: ABSENT,
+            rst_daddr: ABSENT,
+            _pad: 0,
         }
     }
 }
@@ -164,6 +173,9 @@ impl ProbeConfig {
         }
     }
 }
+
+/// Entries of the `POD_ADDRS` map (pod IPs: the agent adds them at sandbox start).
+pub const MAX_POD_ADDRS: u32 = 4096;
 
 /// Values of the `TRACKED_TGIDS` map: why a process tree is followed.
 pub const TRACK_RUNTIME: u8 = 1;

@@ -25,6 +25,7 @@ pub enum Record {
     CgroupAttach(CgroupEvent),
     OomVictim(OomEvent),
     SockState(SockEvent),
+    TcpReset(ResetEvent),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +76,7 @@ unsafe impl Plain for NsEvent {}
 unsafe impl Plain for CgroupEvent {}
 unsafe impl Plain for OomEvent {}
 unsafe impl Plain for SockEvent {}
+unsafe impl Plain for ResetEvent {}
 
 fn read<T: Plain>(kind: u32, bytes: &[u8]) -> Result<T, DecodeError> {
     let need = size_of::<T>();
@@ -112,6 +114,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         EventKind::CgroupAttach => Record::CgroupAttach(read(k, bytes)?),
         EventKind::OomVictim => Record::OomVictim(read(k, bytes)?),
         EventKind::SockState => Record::SockState(read(k, bytes)?),
+        EventKind::TcpReset => Record::TcpReset(read(k, bytes)?),
     })
 }
 
@@ -139,6 +142,7 @@ impl Record {
             Record::CgroupMkdir(e) | Record::CgroupRmdir(e) | Record::CgroupAttach(e) => &e.header,
             Record::OomVictim(e) => &e.header,
             Record::SockState(e) => &e.header,
+            Record::TcpReset(e) => &e.header,
         }
     }
 }
@@ -269,6 +273,17 @@ mod tests {
             daddr,
         };
         assert_eq!(decode(as_bytes(&s)), Ok(Record::SockState(s)));
+        let r = ResetEvent {
+            header: header(EventKind::TcpReset),
+            family: AF_INET,
+            sport: 8080,
+            dport: 40_000,
+            _pad: 0,
+            reason: RESET_NO_SOCKET,
+            saddr: daddr,
+            daddr: saddr,
+        };
+        assert_eq!(decode(as_bytes(&r)), Ok(Record::TcpReset(r)));
     }
 
     #[test]

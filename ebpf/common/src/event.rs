@@ -32,6 +32,7 @@ pub enum EventKind {
     CgroupAttach = 10,
     OomVictim = 11,
     SockState = 12,
+    TcpReset = 13,
 }
 
 impl EventKind {
@@ -49,6 +50,7 @@ impl EventKind {
             10 => Self::CgroupAttach,
             11 => Self::OomVictim,
             12 => Self::SockState,
+            13 => Self::TcpReset,
             _ => return None,
         })
     }
@@ -216,6 +218,28 @@ pub const TCP_LISTEN: i32 = 10;
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
 pub const IPPROTO_TCP: u16 = 6;
+
+/// tcp:tcp_send_reset of a reset sent because no socket took the segment (a SYN to a port
+/// nobody listens on), from an address in `POD_ADDRS`. Current is whoever ran the softirq.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetEvent {
+    pub header: Header,
+    /// `AF_INET` or `AF_INET6` of the refused connection.
+    pub family: u16,
+    /// The refusing (pod) port and the client's port, host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    pub _pad: u16,
+    /// `sk_rst_reason` (1 = NO_SOCKET).
+    pub reason: u32,
+    /// Refusing (pod) and client addresses as IPv6; IPv4 mapped (`::ffff:a.b.c.d`).
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+/// `SK_RST_REASON_NO_SOCKET`: nothing listened on the port (or the connection was unknown).
+pub const RESET_NO_SOCKET: u32 = 1;
 
 /// Indexes of the per-CPU counter array `COUNTERS`.
 #[repr(u32)]

@@ -10,6 +10,7 @@ mod emit;
 mod ns;
 mod oom;
 mod process;
+mod reset;
 mod signal;
 mod sock;
 

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod oom_scope;
 pub mod otlp;
 pub mod pod_facts;
+pub mod pod_net;
 pub mod proc_argv;
 pub mod progress;
 pub mod reader;

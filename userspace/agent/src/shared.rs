@@ -94,6 +94,8 @@ pub struct Inner {
     pub cri_grace: HashMap<String, f64>,
     /// Started containers whose CRI metadata is still to be asked for.
     pub cri_queue: Vec<CriAsk>,
+    /// Pod addresses to add (true) to or remove from the kernel's reset filter, by the ticker.
+    pub pod_addr_changes: Vec<(std::net::IpAddr, bool)>,
     /// Ring-buffer loss, grouped into episodes.
     loss: crate::loss::LossEpisodes,
     /// Redacts argv before it is stored or served (built-in rules plus --redact-pattern).
@@ -116,6 +118,8 @@ impl Inner {
         runtime_state: Vec<PathBuf>,
         mounts: CgroupMounts,
     ) -> Self {
+        let mut engine = engine;
+        engine.set_wall_clock(podlife_core::WallClock::new(clock.offset_ns));
         Self {
             engine,
             history: History::new(10_000, 2_000, 200_000),
@@ -132,6 +136,7 @@ impl Inner {
             incomplete: HashSet::new(),
             cri_grace: HashMap::new(),
             cri_queue: Vec::new(),
+            pod_addr_changes: Vec::new(),
             loss: Default::default(),
             redactor: Redactor::default(),
         }
@@ -277,6 +282,7 @@ impl Inner {
                     _ => {}
                 }
             }
+            self.track_pod_addresses(&ev);
             let labels = self.labels(&ev);
             // Names travel with the event (and into the store), so a removed pod keeps them
             // in history for as long as its events are kept, across restarts too.
@@ -289,6 +295,26 @@ impl Inner {
                 self.forget_at.push((due, labels.uid.clone()));
             }
             self.keep(ev);
+        }
+    }
+
+    /// A started sandbox's addresses become the pod's (engine, and the kernel's reset filter
+    /// at the next tick); a removed pod's are dropped.
+    fn track_pod_addresses(&mut self, ev: &ServedEvent) {
+        let changes = match ev.kind {
+            LifecycleKind::SandboxStarted { pid } => crate::pod_net::sandbox_addresses(pid)
+                .into_iter()
+                .filter(|a| self.engine.set_pod_address(&ev.uid, *a))
+                .map(|a| (a, true))
+                .collect(),
+            LifecycleKind::PodRemoved => (self.engine.forget_pod_addresses(&ev.uid).into_iter())
+                .map(|a| (a, false))
+                .collect(),
+            _ => Vec::new(),
+        };
+        // Bounded: the kernel map holds MAX_POD_ADDRESSES; changes wait here one tick at most.
+        if self.pod_addr_changes.len() + changes.len() <= podlife_core::MAX_POD_ADDRESSES {
+            self.pod_addr_changes.extend(changes);
         }
     }
 
@@ -335,6 +361,8 @@ impl Inner {
         if self.clock.refresh() {
             tracing::info!("wall clock moved: new monotonic-to-wall offset");
         }
+        self.engine
+            .set_wall_clock(podlife_core::WallClock::new(self.clock.offset_ns));
         let out = self.engine.expire(now_mono_ns);
         self.publish(out);
         let now_wall = self.clock.wall_ns(now_mono_ns);

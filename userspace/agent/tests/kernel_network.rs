@@ -178,3 +178,73 @@ fn host_listeners_and_connections_never_reach_the_ring_buffer() {
     kill(pid2, libc::SIGKILL);
     let _ = wait(&mut nc);
 }
+
+/// Resets sent from `port` (the refusing side), as (refusing address, client address, client port).
+fn resets(seen: &Seen, port: u16) -> Vec<(IpAddr, IpAddr, u16)> {
+    seen.0
+        .iter()
+        .filter_map(|e| match e.kind {
+            K::TcpReset {
+                saddr,
+                sport,
+                daddr,
+                dport,
+            } if sport == port => Some((saddr, daddr, dport)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn connections_refused_by_a_pod_address_are_reported_and_no_others() {
+    // Loopback stands in for pod addresses: every 127/8 address is this machine's.
+    let pod: IpAddr = "127.0.0.2".parse().unwrap();
+    let other: IpAddr = "127.0.0.3".parse().unwrap();
+    let mut cap = capture();
+    cap.add_pod_address(pod).expect("add a pod address");
+    let port = free_port();
+    if !tracepoint_has_field("tcp", "tcp_send_reset", "reason") {
+        // Before 6.10 the tracepoint has no reason and skips socket-less resets: the feature
+        // `refused_connections` is off (checked by `capture`) and nothing may come.
+        assert!(TcpStream::connect((pod, port)).is_err());
+        let seen = drain_for(&mut cap, Duration::from_millis(300));
+        assert!(resets(&seen, port).is_empty(), "{:?}", resets(&seen, port));
+        return;
+    }
+    for _ in 0..3 {
+        let err = TcpStream::connect((pod, port)).expect_err("nothing listens there");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
+    // Refused by an address that is not a pod's, and accepted by a pod address: not reported.
+    assert!(TcpStream::connect((other, port)).is_err());
+    let listener = TcpListener::bind((pod, 0)).expect("bind on the pod address");
+    let open = listener.local_addr().unwrap().port();
+    drop(TcpStream::connect((pod, open)).expect("a listener is there"));
+    drop(listener);
+    let seen = drain_until(&mut cap, "three resets", &[], |s| {
+        resets(s, port).len() >= 3
+    });
+    let more = drain_for(&mut cap, Duration::from_millis(200));
+    let all: Vec<_> = resets(&seen, port)
+        .into_iter()
+        .chain(resets(&more, port))
+        .collect();
+    assert_eq!(all.len(), 3, "one reset per refused connect: {all:?}");
+    for (saddr, daddr, dport) in &all {
+        assert_eq!((*saddr, daddr.is_loopback()), (pod, true), "{all:?}");
+        assert_ne!(*dport, 0, "the client's port");
+    }
+    let ports: std::collections::HashSet<_> = all.iter().map(|r| r.2).collect();
+    assert_eq!(ports.len(), 3, "three clients: {all:?}");
+    assert!(resets(&seen, open).is_empty() && resets(&more, open).is_empty());
+
+    // The pod is gone: its address is no longer reported.
+    cap.remove_pod_address(pod).expect("remove the address");
+    assert!(TcpStream::connect((pod, port)).is_err());
+    let after = drain_for(&mut cap, Duration::from_millis(200));
+    assert!(
+        resets(&after, port).is_empty(),
+        "{:?}",
+        resets(&after, port)
+    );
+}

@@ -209,6 +209,14 @@ pub enum KernelEventKind {
         daddr: std::net::IpAddr,
         dport: u16,
     },
+    /// tcp:tcp_send_reset with reason NO_SOCKET from a pod address: `saddr:sport` refused a
+    /// connection from `daddr:dport` (nothing listened). Current is meaningless (softirq).
+    TcpReset {
+        saddr: std::net::IpAddr,
+        sport: u16,
+        daddr: std::net::IpAddr,
+        dport: u16,
+    },
 }
 
 /// CLONE_* and CLONE_NEW* bits used by the rules.

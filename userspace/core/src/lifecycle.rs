@@ -115,6 +115,28 @@ impl IpFamily {
     }
 }
 
+/// Where the pod stood when it refused connections (`ConnectionsRefused.phase`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnPhase {
+    /// No container of the pod listened on the port yet.
+    Starting,
+    /// A container listened on it before (it closed or crashed since).
+    Running,
+    /// The pod or one of its containers was asked to stop.
+    Terminating,
+}
+
+impl ConnPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Terminating => "terminating",
+        }
+    }
+}
+
 // Text renderers and metric labels print them as on the wire.
 macro_rules! display_as_str {
     ($($t:ty),*) => {$(
@@ -125,7 +147,14 @@ macro_rules! display_as_str {
         }
     )*};
 }
-display_as_str!(ExitReason, KilledBy, LimitScope, ContainerKind, IpFamily);
+display_as_str!(
+    ExitReason,
+    KilledBy,
+    LimitScope,
+    ContainerKind,
+    IpFamily,
+    ConnPhase
+);
 
 /// A process as a signal sender.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +266,15 @@ pub enum LifecycleKind {
         /// Seconds after the container's StopRequested; null when it was not stopping.
         after_stop_s: Option<f64>,
     },
+    /// Connections to a pod address refused (nothing listened on the port) within one second;
+    /// `container` is the one that listened on the port, if any did.
+    ConnectionsRefused {
+        port: u16,
+        count: u32,
+        first: String,
+        last: String,
+        phase: ConnPhase,
+    },
     ContainerExited {
         pid: u32,
         exit_code: Option<i32>,
@@ -304,6 +342,7 @@ impl LifecycleKind {
             Self::ProcessCrashed { .. } => "ProcessCrashed",
             Self::ListenerOpened { .. } => "ListenerOpened",
             Self::ListenerClosed { .. } => "ListenerClosed",
+            Self::ConnectionsRefused { .. } => "ConnectionsRefused",
             Self::ContainerExited { .. } => "ContainerExited",
             Self::ContainerRestarted { .. } => "ContainerRestarted",
             Self::SandboxStopped { .. } => "SandboxStopped",

@@ -22,6 +22,8 @@ fn is_problem(k: &K) -> bool {
         | K::ProcessCrashed { .. }
         | K::AgentGap { .. }
         | K::EventsLost { .. } => true,
+        // Refused before anything listened is a probe or client too early; later, it is lost traffic.
+        K::ConnectionsRefused { phase, .. } => *phase != crate::lifecycle::ConnPhase::Starting,
         _ => false,
     }
 }
@@ -51,7 +53,10 @@ fn detail(e: &TimelineEvent) -> String {
     let secs = |label: &str, v: f64, digits: usize| (label.to_string(), format!("{v:.digits$}s"));
     push("", e.container.clone());
     let k = &e.kind;
-    if let K::ListenerOpened { port, .. } | K::ListenerClosed { port, .. } = k {
+    if let K::ListenerOpened { port, .. }
+    | K::ListenerClosed { port, .. }
+    | K::ConnectionsRefused { port, .. } = k
+    {
         push("", Some(format!(":{port}")));
     }
     if let K::ContainerStarted { argv, .. }
@@ -119,6 +124,9 @@ fn detail(e: &TimelineEvent) -> String {
     }
     if let K::ProcessCrashed { comm, .. } = k {
         push("comm", Some(comm.clone()));
+    }
+    if let K::ConnectionsRefused { count, phase, .. } = k {
+        push("", Some(format!("×{count} while {phase}")));
     }
     if let K::EventsLost { lost, first, last } = k {
         push("lost", some(lost));

@@ -259,3 +259,149 @@ fn listeners_kept_per_container_are_bounded() {
     assert_eq!(fields(closed[0])["open_s"], Value::Null);
     assert!(fields(closed[1])["open_s"].as_f64().is_some());
 }
+
+fn reset(ts: u64, addr: &str, port: u16) -> KernelEvent {
+    KernelEvent {
+        ts_ns: ts,
+        tgid: 0,
+        tid: 0,
+        cgroup_id: 1,
+        comm: "swapper/0".into(),
+        kind: KernelEventKind::TcpReset {
+            saddr: addr.parse().unwrap(),
+            sport: port,
+            daddr: "10.231.5.1".parse().unwrap(),
+            dport: 40_000,
+        },
+    }
+}
+
+/// The recording up to `until` with `extra` events merged, the pod's address told first.
+fn with_address(extra: Vec<KernelEvent>, uid: &str, until: u64) -> (Engine, Vec<LifecycleEvent>) {
+    let mut events = recorded();
+    events.retain(|e| e.ts_ns < until);
+    events.extend(extra);
+    events.sort_by_key(|e| e.ts_ns);
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.set_wall_clock(WallClock::new(1_000_000_000_000_000_000));
+    assert!(engine.set_pod_address(uid, "10.231.5.2".parse().unwrap()));
+    let mut out: Vec<_> = events.iter().flat_map(|e| engine.apply(e)).collect();
+    out.extend(engine.flush());
+    (engine, out)
+}
+
+#[test]
+fn connections_refused_per_port_and_second_with_the_pod_s_phase() {
+    let App {
+        pid,
+        cgroup: cg,
+        start,
+        stop,
+        exit,
+        uid,
+    } = app();
+    let listen = start + (stop - start) / 2;
+    let close = stop + (exit - stop) / 3;
+    let mut extra = vec![
+        // Before anything listened on 8080: starting (two within a second: one event).
+        reset(start + 1000, "10.231.5.2", 8080),
+        reset(start + 2000, "10.231.5.2", 8080),
+        // Another port, and another address (not this pod's): not 8080's, not reported.
+        reset(start + 3000, "10.231.5.2", 9090),
+        reset(start + 4000, "10.231.5.9", 8080),
+        sock(listen, pid, cg, 0xa0, TcpState::Close, TcpState::Listen),
+        sock(close, pid, cg, 0xa0, TcpState::Listen, TcpState::Close),
+    ];
+    // After the listener closed during the stop: terminating, three in one second.
+    for i in 0..3 {
+        extra.push(reset(close + 1 + i, "10.231.5.2", 8080));
+    }
+    let (_, out) = with_address(extra, &uid, u64::MAX);
+    let refused = find(&out, "ConnectionsRefused");
+    let summary: Vec<_> = refused
+        .iter()
+        .map(|e| {
+            let f = fields(e);
+            (
+                f["port"].clone(),
+                f["count"].clone(),
+                f["phase"].clone(),
+                e.container_id.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (json!(8080), json!(2), json!("starting"), false),
+            (json!(9090), json!(1), json!("starting"), false),
+            (json!(8080), json!(3), json!("terminating"), true),
+        ]
+    );
+    let last = refused[2];
+    assert_eq!(last.ts_ns, close + 1, "dated at the first refusal");
+    let f = fields(last);
+    let wall = WallClock::new(1_000_000_000_000_000_000);
+    assert_eq!(
+        (f["first"].clone(), f["last"].clone()),
+        (
+            json!(wall.rfc3339(close + 1)),
+            json!(wall.rfc3339(close + 3))
+        )
+    );
+    let started = find(&out, "ContainerStarted")[0];
+    assert_eq!(
+        last.container_id, started.container_id,
+        "the port's listener's container"
+    );
+}
+
+#[test]
+fn refusals_more_than_a_second_apart_are_separate_events() {
+    let App {
+        stop, exit, uid, ..
+    } = app();
+    // The recording cut before the exit: the pod stays terminating.
+    let t = stop + (exit - stop) / 2;
+    let (_, out) = with_address(
+        vec![
+            reset(t, "10.231.5.2", 8080),
+            reset(t + 999 * MS, "10.231.5.2", 8080),
+            reset(t + 1000 * MS, "10.231.5.2", 8080),
+        ],
+        &uid,
+        t,
+    );
+    let counts: Vec<_> = find(&out, "ConnectionsRefused")
+        .iter()
+        .map(|e| fields(e)["count"].clone())
+        .collect();
+    assert_eq!(counts, [json!(2), json!(1)]);
+}
+
+#[test]
+fn a_removed_pod_refuses_nothing() {
+    let App { exit, uid, .. } = app();
+    // The recording ends with the pod's removal; its address may be another pod's by then.
+    let late = reset(exit + 5_000 * MS, "10.231.5.2", 8080);
+    let (_, out) = with_address(vec![late], &uid, u64::MAX);
+    assert_eq!(find(&out, "PodRemoved").len(), 1);
+    assert!(find(&out, "ConnectionsRefused").is_empty());
+}
+
+#[test]
+fn a_removed_pod_s_addresses_are_forgotten_and_bounded() {
+    let mut engine = Engine::new(EngineConfig::default());
+    let a: std::net::IpAddr = "10.231.5.2".parse().unwrap();
+    assert!(engine.set_pod_address("u1", a));
+    assert_eq!(engine.forget_pod_addresses("u1"), vec![a]);
+    assert!(engine.forget_pod_addresses("u1").is_empty());
+    for i in 0..MAX_POD_ADDRESSES as u32 {
+        assert!(engine.set_pod_address("u", std::net::Ipv4Addr::from(i).into()));
+    }
+    assert!(!engine.set_pod_address("u", a), "full");
+    assert!(
+        engine.set_pod_address("u2", std::net::Ipv4Addr::from(0).into()),
+        "a known address moves"
+    );
+}

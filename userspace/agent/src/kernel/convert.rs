@@ -150,6 +150,15 @@ pub fn to_kernel_event(r: &Record) -> KernelEvent {
                 dport: e.dport,
             },
         ),
+        Record::TcpReset(e) => event(
+            &e.header,
+            KernelEventKind::TcpReset {
+                saddr: IpAddr::V6(Ipv6Addr::from(e.saddr)).to_canonical(),
+                sport: e.sport,
+                daddr: IpAddr::V6(Ipv6Addr::from(e.daddr)).to_canonical(),
+                dport: e.dport,
+            },
+        ),
     }
 }
 
@@ -434,6 +443,27 @@ mod tests {
                 sport: 8080,
                 daddr: "::".parse().unwrap(),
                 dport: 0,
+            })
+        );
+        // Reset addresses come IPv4-mapped for IPv4: served as IPv4.
+        let mapped = |a: &str| a.parse::<Ipv6Addr>().unwrap().octets();
+        let r = ResetEvent {
+            header: header(EventKind::TcpReset),
+            family: AF_INET,
+            sport: 8080,
+            dport: 40_000,
+            _pad: 0,
+            reason: RESET_NO_SOCKET,
+            saddr: mapped("::ffff:10.231.5.2"),
+            daddr: mapped("fd00::1"),
+        };
+        assert_eq!(
+            convert(&r),
+            with_header(KernelEventKind::TcpReset {
+                saddr: "10.231.5.2".parse().unwrap(),
+                sport: 8080,
+                daddr: "fd00::1".parse().unwrap(),
+                dport: 40_000,
             })
         );
     }

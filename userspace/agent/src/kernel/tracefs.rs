@@ -150,6 +150,10 @@ pub fn offsets(formats: &HashMap<String, Format>) -> TracepointOffsets {
     o.sk_daddr = get(k, "daddr");
     o.sk_saddr_v6 = get(k, "saddr_v6");
     o.sk_daddr_v6 = get(k, "daddr_v6");
+    let r = "tcp/tcp_send_reset";
+    o.rst_reason = get(r, "reason");
+    o.rst_saddr = get(r, "saddr");
+    o.rst_daddr = get(r, "daddr");
     o
 }
 

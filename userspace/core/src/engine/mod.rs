@@ -27,6 +27,7 @@ mod start;
 use std::collections::{HashMap, VecDeque};
 
 pub use model::*;
+pub use network::MAX_POD_ADDRESSES;
 pub use queries::{ContainerSummary, PodSummary};
 
 pub use crate::lifecycle::*;
@@ -71,6 +72,7 @@ pub struct Engine {
     last_sweep_ns: u64,
     evictions: Evictions,
     failures: AttributionFailures,
+    net: network::NetIndex,
 }
 
 impl Engine {
@@ -102,6 +104,7 @@ impl Engine {
             last_sweep_ns: 0,
             evictions: Evictions::default(),
             failures: AttributionFailures::default(),
+            net: network::NetIndex::default(),
         }
     }
 
@@ -139,6 +142,7 @@ impl Engine {
     pub fn flush(&mut self) -> Vec<LifecycleEvent> {
         let mut out = Vec::new();
         self.release(u64::MAX, self.max_ts, true, &mut out);
+        self.flush_refused(u64::MAX, &mut out);
         self.record(&out);
         out
     }
@@ -151,6 +155,7 @@ impl Engine {
         self.release(until, now_ns.max(self.max_ts), false, &mut out);
         self.record(&out);
         self.release_pending_deletions(&mut out);
+        self.flush_refused(now_ns, &mut out);
         self.sweep(now_ns);
         out
     }
@@ -201,6 +206,9 @@ impl Engine {
                 sport,
                 ..
             } => self.on_tcp_state(ev, *sk, (*old, *new), (*saddr, *sport), out),
+            KernelEventKind::TcpReset { saddr, sport, .. } => {
+                self.on_tcp_reset(ev.ts_ns, (*saddr, *sport), out)
+            }
         }
     }
 

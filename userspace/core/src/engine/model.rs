@@ -263,6 +263,9 @@ pub struct NetState {
     pub listeners: Vec<Listener>,
     /// Time of the container's first listen.
     pub first_listen_ns: Option<u64>,
+    /// Ports it ever listened on (bounded by [`MAX_LISTENERS`]): a refused connection to one
+    /// of them is the container's.
+    pub ports: Vec<u16>,
 }
 
 /// Listeners kept per container: a server listens on a few ports; past this, a close is

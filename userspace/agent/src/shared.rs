@@ -258,6 +258,8 @@ impl Inner {
         for e in events {
             let wall = self.clock.wall_ns(e.ts_ns);
             let mut ev = ServedEvent::new(e, wall as i64);
+            // Also for a sandbox found again after a restart: the new kernel map is empty.
+            self.track_pod_addresses(&ev);
             // Found again after a restart (bootstrap scan, API watch re-list): not news.
             let refound = matches!(
                 ev.source,
@@ -282,7 +284,6 @@ impl Inner {
                     _ => {}
                 }
             }
-            self.track_pod_addresses(&ev);
             let labels = self.labels(&ev);
             // Names travel with the event (and into the store), so a removed pod keeps them
             // in history for as long as its events are kept, across restarts too.

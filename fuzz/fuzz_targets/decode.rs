@@ -19,6 +19,8 @@ fn record_bytes(r: &Record) -> &[u8] {
         Record::Setns(e) | Record::Unshare(e) => as_bytes(e),
         Record::CgroupMkdir(e) | Record::CgroupRmdir(e) | Record::CgroupAttach(e) => as_bytes(e),
         Record::OomVictim(e) => as_bytes(e),
+        Record::SockState(e) => as_bytes(e),
+        Record::TcpReset(e) => as_bytes(e),
     }
 }
 

@@ -62,6 +62,22 @@ pub struct TracepointOffsets {
     pub setns_nstype: u16,
     pub setns_ret: u16,
     pub unshare_flags: u16,
+    // sock:inet_sock_set_state
+    pub sk_skaddr: u16,
+    pub sk_oldstate: u16,
+    pub sk_newstate: u16,
+    pub sk_sport: u16,
+    pub sk_dport: u16,
+    pub sk_family: u16,
+    pub sk_protocol: u16,
+    pub sk_saddr: u16,
+    pub sk_daddr: u16,
+    pub sk_saddr_v6: u16,
+    pub sk_daddr_v6: u16,
+    // tcp:tcp_send_reset
+    pub rst_reason: u16,
+    pub rst_saddr: u16,
+    pub rst_daddr: u16,
     pub _pad: u16,
 }
 
@@ -109,6 +125,20 @@ impl TracepointOffsets {
             setns_nstype: ABSENT,
             setns_ret: ABSENT,
             unshare_flags: ABSENT,
+            sk_skaddr: ABSENT,
+            sk_oldstate: ABSENT,
+            sk_newstate: ABSENT,
+            sk_sport: ABSENT,
+            sk_dport: ABSENT,
+            sk_family: ABSENT,
+            sk_protocol: ABSENT,
+            sk_saddr: ABSENT,
+            sk_daddr: ABSENT,
+            sk_saddr_v6: ABSENT,
+            sk_daddr_v6: ABSENT,
+            rst_reason: ABSENT,
+            rst_saddr: ABSENT,
+            rst_daddr: ABSENT,
             _pad: 0,
         }
     }
@@ -143,6 +173,9 @@ impl ProbeConfig {
         }
     }
 }
+
+/// Entries of the `POD_ADDRS` map (pod IPs: the agent adds them at sandbox start).
+pub const MAX_POD_ADDRS: u32 = 4096;
 
 /// Values of the `TRACKED_TGIDS` map: why a process tree is followed.
 pub const TRACK_RUNTIME: u8 = 1;

@@ -24,6 +24,8 @@ pub enum Record {
     CgroupRmdir(CgroupEvent),
     CgroupAttach(CgroupEvent),
     OomVictim(OomEvent),
+    SockState(SockEvent),
+    TcpReset(ResetEvent),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +75,8 @@ unsafe impl Plain for SignalEvent {}
 unsafe impl Plain for NsEvent {}
 unsafe impl Plain for CgroupEvent {}
 unsafe impl Plain for OomEvent {}
+unsafe impl Plain for SockEvent {}
+unsafe impl Plain for ResetEvent {}
 
 fn read<T: Plain>(kind: u32, bytes: &[u8]) -> Result<T, DecodeError> {
     let need = size_of::<T>();
@@ -109,6 +113,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         EventKind::CgroupRmdir => Record::CgroupRmdir(read(k, bytes)?),
         EventKind::CgroupAttach => Record::CgroupAttach(read(k, bytes)?),
         EventKind::OomVictim => Record::OomVictim(read(k, bytes)?),
+        EventKind::SockState => Record::SockState(read(k, bytes)?),
+        EventKind::TcpReset => Record::TcpReset(read(k, bytes)?),
     })
 }
 
@@ -135,6 +141,8 @@ impl Record {
             Record::Setns(e) | Record::Unshare(e) => &e.header,
             Record::CgroupMkdir(e) | Record::CgroupRmdir(e) | Record::CgroupAttach(e) => &e.header,
             Record::OomVictim(e) => &e.header,
+            Record::SockState(e) => &e.header,
+            Record::TcpReset(e) => &e.header,
         }
     }
 }
@@ -248,6 +256,34 @@ mod tests {
             victim_comm: target_comm,
         };
         assert_eq!(decode(as_bytes(&o)), Ok(Record::OomVictim(o)));
+        let mut saddr = [0; 16];
+        saddr[..4].copy_from_slice(&[10, 88, 0, 7]);
+        let mut daddr = [0; 16];
+        daddr[15] = 1;
+        let s = SockEvent {
+            header: header(EventKind::SockState),
+            skaddr: 0xffff_8880_1234_5678,
+            oldstate: TCP_CLOSE,
+            newstate: TCP_LISTEN,
+            sport: 8080,
+            dport: 443,
+            family: AF_INET6,
+            protocol: IPPROTO_TCP,
+            saddr,
+            daddr,
+        };
+        assert_eq!(decode(as_bytes(&s)), Ok(Record::SockState(s)));
+        let r = ResetEvent {
+            header: header(EventKind::TcpReset),
+            family: AF_INET,
+            sport: 8080,
+            dport: 40_000,
+            _pad: 0,
+            reason: RESET_NO_SOCKET,
+            saddr: daddr,
+            daddr: saddr,
+        };
+        assert_eq!(decode(as_bytes(&r)), Ok(Record::TcpReset(r)));
     }
 
     #[test]

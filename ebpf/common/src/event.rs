@@ -31,6 +31,8 @@ pub enum EventKind {
     CgroupRmdir = 9,
     CgroupAttach = 10,
     OomVictim = 11,
+    SockState = 12,
+    TcpReset = 13,
 }
 
 impl EventKind {
@@ -47,6 +49,8 @@ impl EventKind {
             9 => Self::CgroupRmdir,
             10 => Self::CgroupAttach,
             11 => Self::OomVictim,
+            12 => Self::SockState,
+            13 => Self::TcpReset,
             _ => return None,
         })
     }
@@ -184,6 +188,58 @@ pub const OOM_HAS_PGTABLES: u32 = 16;
 pub const OOM_HAS_SCORE_ADJ: u32 = 32;
 pub const OOM_HAS_UID: u32 = 64;
 pub const OOM_HAS_COMM: u32 = 128;
+
+/// sock:inet_sock_set_state of a TCP socket. Reported transitions: CLOSE→LISTEN and
+/// LISTEN→CLOSE of a listener in a tracked pod (current is the listening process).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockEvent {
+    pub header: Header,
+    /// The socket's kernel address: the same socket's later transitions carry it too.
+    pub skaddr: u64,
+    /// `TCP_*` states (tcp_states.h): 1 ESTABLISHED, 2 SYN_SENT, 7 CLOSE, 10 LISTEN ...
+    pub oldstate: i32,
+    pub newstate: i32,
+    /// Ports in host byte order (the tracepoint converts them).
+    pub sport: u16,
+    pub dport: u16,
+    /// `AF_INET` (2) or `AF_INET6` (10).
+    pub family: u16,
+    pub protocol: u16,
+    /// IPv4: the first 4 bytes; IPv6: all 16. Network byte order.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+pub const TCP_ESTABLISHED: i32 = 1;
+pub const TCP_SYN_SENT: i32 = 2;
+pub const TCP_CLOSE: i32 = 7;
+pub const TCP_LISTEN: i32 = 10;
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+pub const IPPROTO_TCP: u16 = 6;
+
+/// tcp:tcp_send_reset of a reset sent because no socket took the segment (a SYN to a port
+/// nobody listens on), from an address in `POD_ADDRS`. Current is whoever ran the softirq.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetEvent {
+    pub header: Header,
+    /// `AF_INET` or `AF_INET6` of the refused connection.
+    pub family: u16,
+    /// The refusing (pod) port and the client's port, host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    pub _pad: u16,
+    /// `sk_rst_reason` (1 = NO_SOCKET).
+    pub reason: u32,
+    /// Refusing (pod) and client addresses as IPv6; IPv4 mapped (`::ffff:a.b.c.d`).
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+/// `SK_RST_REASON_NO_SOCKET`: nothing listened on the port (or the connection was unknown).
+pub const RESET_NO_SOCKET: u32 = 1;
 
 /// Indexes of the per-CPU counter array `COUNTERS`.
 #[repr(u32)]

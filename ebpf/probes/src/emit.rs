@@ -45,6 +45,11 @@ pub static TRACKED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0)
 #[map]
 pub static TRACKED_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(16384, 0);
 
+/// Pod addresses (IPv6, IPv4 mapped), filled by the agent: resets they send are reported.
+#[map]
+pub static POD_ADDRS: HashMap<[u8; 16], u8> =
+    HashMap::with_max_entries(podlife_common::MAX_POD_ADDRS, 0);
+
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 

@@ -10,7 +10,9 @@ mod emit;
 mod ns;
 mod oom;
 mod process;
+mod reset;
 mod signal;
+mod sock;
 
 #[cfg(all(not(test), target_arch = "bpf"))]
 #[panic_handler]

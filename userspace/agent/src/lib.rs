@@ -23,6 +23,7 @@ pub mod oom_scope;
 pub mod otlp;
 pub mod pipeline;
 pub mod pod_facts;
+pub mod pod_net;
 pub mod proc_argv;
 pub mod progress;
 pub mod reader;

@@ -57,6 +57,7 @@ pub struct Metrics {
     stop_signals_ignored: IntCounterVec,
     grace_overruns: IntCounterVec,
     crashes: IntCounterVec,
+    connections_refused: IntCounterVec,
     termination_seconds: HistogramVec,
     exec_seconds: HistogramVec,
     pub ringbuf_events: IntCounter,
@@ -111,6 +112,7 @@ enum Family {
     Ignored,
     Overrun,
     Crash,
+    Refused,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, extra: &[&str]) -> IntCounterVec {
@@ -278,6 +280,13 @@ impl Metrics {
                 "Failed exec probes by reason",
                 &["reason"],
             ),
+            connections_refused: counter(
+                r,
+                "connections_refused_total",
+                "Connections a pod address refused (nothing listened on the port), by the pod's \
+                 phase: starting, running, terminating",
+                &["phase"],
+            ),
             stop_signals_ignored: counter(
                 r,
                 "stop_signals_ignored_total",
@@ -365,6 +374,7 @@ impl Metrics {
             Family::Ignored => &self.stop_signals_ignored,
             Family::Overrun => &self.grace_overruns,
             Family::Crash => &self.crashes,
+            Family::Refused => &self.connections_refused,
         }
     }
 
@@ -466,7 +476,13 @@ impl Metrics {
             | LifecycleKind::PodRemoved
             | LifecycleKind::AgentStarted
             | LifecycleKind::AgentGap { .. }
-            | LifecycleKind::EventsLost { .. } => {}
+            | LifecycleKind::EventsLost { .. }
+            | LifecycleKind::ListenerOpened { .. }
+            | LifecycleKind::ListenerClosed { .. } => {}
+            LifecycleKind::ConnectionsRefused { count, phase, .. } => {
+                self.series_of(Family::Refused, labels, &[phase.as_str()])
+                    .inc_by(u64::from(*count));
+            }
         }
     }
 
@@ -657,6 +673,32 @@ mod tests {
     }
 
     /// Every family of the registry with one sample each: one event of every kind it counts.
+    fn refused(count: u32) -> ServedEvent {
+        ev(LifecycleKind::ConnectionsRefused {
+            port: 8080,
+            count,
+            first: String::new(),
+            last: String::new(),
+            phase: podlife_core::ConnPhase::Terminating,
+        })
+    }
+
+    #[test]
+    fn refused_connections_count_each_connection_by_phase() {
+        let mut m = Metrics::new("test");
+        m.observe(&labels(), &refused(14));
+        m.observe(&labels(), &refused(3));
+        let text = m.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("podlife_connections_refused_total{"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            line.contains("phase=\"terminating\"") && line.ends_with(" 17"),
+            "{line}"
+        );
+    }
+
     fn every_family() -> Metrics {
         let mut m = Metrics::new("test");
         for event in [
@@ -684,6 +726,7 @@ mod tests {
                 core_dumped: false,
                 is_init: false,
             }),
+            refused(14),
         ] {
             m.observe(&labels(), &event);
         }

@@ -118,7 +118,18 @@ impl Pipeline {
         inner.loss_tick(new_loss, WallClock::now_mono_ns());
         inner.tick(WallClock::now_mono_ns());
         let out = std::mem::take(&mut inner.outbox);
+        let addrs = std::mem::take(&mut inner.pod_addr_changes);
         drop(inner);
+        for (addr, add) in addrs {
+            let r = if add {
+                self.capture.add_pod_address(addr)
+            } else {
+                self.capture.remove_pod_address(addr)
+            };
+            if let Err(e) = r {
+                warn!(%addr, add, "pod address not updated in the reset filter: {e}");
+            }
+        }
         for ev in out {
             let _ = s.live.send(ev);
         }

@@ -95,6 +95,8 @@ pub struct Inner {
     pub cri_grace: HashMap<String, f64>,
     /// Started containers whose CRI metadata is still to be asked for.
     pub cri_queue: Vec<CriAsk>,
+    /// Pod addresses to add (true) to or remove from the kernel's reset filter, by the ticker.
+    pub pod_addr_changes: Vec<(std::net::IpAddr, bool)>,
     /// Ring-buffer loss, grouped into episodes.
     loss: crate::loss::LossEpisodes,
     /// Redacts argv before it is stored or served (built-in rules plus --redact-pattern).
@@ -117,6 +119,8 @@ impl Inner {
         runtime_state: Vec<PathBuf>,
         mounts: CgroupMounts,
     ) -> Self {
+        let mut engine = engine;
+        engine.set_wall_clock(podlife_core::WallClock::new(clock.offset_ns));
         Self {
             engine,
             history: History::new(10_000, 2_000, 200_000),
@@ -133,6 +137,7 @@ impl Inner {
             incomplete: HashSet::new(),
             cri_grace: HashMap::new(),
             cri_queue: Vec::new(),
+            pod_addr_changes: Vec::new(),
             loss: Default::default(),
             redactor: Redactor::default(),
         }
@@ -254,6 +259,8 @@ impl Inner {
         for e in events {
             let wall = self.clock.wall_ns(e.ts_ns);
             let mut ev = ServedEvent::new(e, wall as i64);
+            // Also for a sandbox found again after a restart: the new kernel map is empty.
+            self.track_pod_addresses(&ev);
             // Found again after a restart (bootstrap scan, API watch re-list): not news.
             let refound = matches!(
                 ev.source,
@@ -290,6 +297,26 @@ impl Inner {
                 self.forget_at.push((due, labels.uid.clone()));
             }
             self.keep(ev);
+        }
+    }
+
+    /// A started sandbox's addresses become the pod's (engine, and the kernel's reset filter
+    /// at the next tick); a removed pod's are dropped.
+    fn track_pod_addresses(&mut self, ev: &ServedEvent) {
+        let changes = match ev.kind {
+            LifecycleKind::SandboxStarted { pid } => crate::pod_net::sandbox_addresses(pid)
+                .into_iter()
+                .filter(|a| self.engine.set_pod_address(&ev.uid, *a))
+                .map(|a| (a, true))
+                .collect(),
+            LifecycleKind::PodRemoved => (self.engine.forget_pod_addresses(&ev.uid).into_iter())
+                .map(|a| (a, false))
+                .collect(),
+            _ => Vec::new(),
+        };
+        // Bounded: the kernel map holds MAX_POD_ADDRESSES; changes wait here one tick at most.
+        if self.pod_addr_changes.len() + changes.len() <= podlife_core::MAX_POD_ADDRESSES {
+            self.pod_addr_changes.extend(changes);
         }
     }
 
@@ -336,6 +363,8 @@ impl Inner {
         if self.clock.refresh() {
             tracing::info!("wall clock moved: new monotonic-to-wall offset");
         }
+        self.engine
+            .set_wall_clock(podlife_core::WallClock::new(self.clock.offset_ns));
         let out = self.engine.expire(now_mono_ns);
         self.publish(out);
         let now_wall = self.clock.wall_ns(now_mono_ns);

@@ -96,6 +96,29 @@ impl SignalHandler {
     }
 }
 
+/// TCP socket states (`TCP_*` of the kernel's tcp_states.h) that the rules name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpState {
+    Established,
+    SynSent,
+    Close,
+    Listen,
+    Other(i32),
+}
+
+impl TcpState {
+    pub fn from_raw(v: i32) -> Self {
+        match v {
+            1 => Self::Established,
+            2 => Self::SynSent,
+            7 => Self::Close,
+            10 => Self::Listen,
+            o => Self::Other(o),
+        }
+    }
+}
+
 /// si_code of a signal sent by the kernel itself (SI_KERNEL).
 pub const SI_KERNEL: i32 = 0x80;
 /// si_code of kill(2) (SI_USER).
@@ -173,6 +196,26 @@ pub enum KernelEventKind {
         shmem_rss_kb: Option<u64>,
         pgtables_kb: Option<u64>,
         oom_score_adj: Option<i32>,
+    },
+    /// sock:inet_sock_set_state of a TCP socket. Listener transitions run in the listening
+    /// process's context; a connection's later transitions may run in softirq (any current).
+    TcpState {
+        /// Kernel address of the socket: follows one socket across its transitions.
+        sk: u64,
+        old: TcpState,
+        new: TcpState,
+        saddr: std::net::IpAddr,
+        sport: u16,
+        daddr: std::net::IpAddr,
+        dport: u16,
+    },
+    /// tcp:tcp_send_reset with reason NO_SOCKET from a pod address: `saddr:sport` refused a
+    /// connection from `daddr:dport` (nothing listened). Current is meaningless (softirq).
+    TcpReset {
+        saddr: std::net::IpAddr,
+        sport: u16,
+        daddr: std::net::IpAddr,
+        dport: u16,
     },
 }
 

@@ -91,6 +91,52 @@ impl LimitScope {
     }
 }
 
+/// Address family of a socket (`ListenerOpened.family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpFamily {
+    Ipv4,
+    Ipv6,
+}
+
+impl IpFamily {
+    pub fn of(addr: &std::net::IpAddr) -> Self {
+        match addr {
+            std::net::IpAddr::V4(_) => Self::Ipv4,
+            std::net::IpAddr::V6(_) => Self::Ipv6,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ipv4 => "ipv4",
+            Self::Ipv6 => "ipv6",
+        }
+    }
+}
+
+/// Where the pod stood when it refused connections (`ConnectionsRefused.phase`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnPhase {
+    /// No container of the pod listened on the port yet.
+    Starting,
+    /// A container listened on it before (it closed or crashed since).
+    Running,
+    /// The pod or one of its containers was asked to stop.
+    Terminating,
+}
+
+impl ConnPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Terminating => "terminating",
+        }
+    }
+}
+
 // Text renderers and metric labels print them as on the wire.
 macro_rules! display_as_str {
     ($($t:ty),*) => {$(
@@ -101,7 +147,14 @@ macro_rules! display_as_str {
         }
     )*};
 }
-display_as_str!(ExitReason, KilledBy, LimitScope, ContainerKind);
+display_as_str!(
+    ExitReason,
+    KilledBy,
+    LimitScope,
+    ContainerKind,
+    IpFamily,
+    ConnPhase
+);
 
 /// A process as a signal sender.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +249,32 @@ pub enum LifecycleKind {
         core_dumped: bool,
         is_init: bool,
     },
+    // Network lifecycle: listeners of the container's processes (sock:inet_sock_set_state).
+    ListenerOpened {
+        pid: u32,
+        comm: String,
+        port: u16,
+        address: std::net::IpAddr,
+        family: IpFamily,
+    },
+    ListenerClosed {
+        pid: u32,
+        comm: String,
+        port: u16,
+        /// How long it listened; null when it opened before the agent saw it.
+        open_s: Option<f64>,
+        /// Seconds after the container's StopRequested; null when it was not stopping.
+        after_stop_s: Option<f64>,
+    },
+    /// Connections to a pod address refused (nothing listened on the port) within one second;
+    /// `container` is the one that listened on the port, if any did.
+    ConnectionsRefused {
+        port: u16,
+        count: u32,
+        first: String,
+        last: String,
+        phase: ConnPhase,
+    },
     ContainerExited {
         pid: u32,
         exit_code: Option<i32>,
@@ -261,6 +340,9 @@ impl LifecycleKind {
             Self::GracePeriodOverrun { .. } => "GracePeriodOverrun",
             Self::OomKill { .. } => "OOMKill",
             Self::ProcessCrashed { .. } => "ProcessCrashed",
+            Self::ListenerOpened { .. } => "ListenerOpened",
+            Self::ListenerClosed { .. } => "ListenerClosed",
+            Self::ConnectionsRefused { .. } => "ConnectionsRefused",
             Self::ContainerExited { .. } => "ContainerExited",
             Self::ContainerRestarted { .. } => "ContainerRestarted",
             Self::SandboxStopped { .. } => "SandboxStopped",

@@ -22,6 +22,8 @@ fn is_problem(k: &K) -> bool {
         | K::ProcessCrashed { .. }
         | K::AgentGap { .. }
         | K::EventsLost { .. } => true,
+        // Refused before anything listened is a probe or client too early; later, it is lost traffic.
+        K::ConnectionsRefused { phase, .. } => *phase != crate::lifecycle::ConnPhase::Starting,
         _ => false,
     }
 }
@@ -51,6 +53,12 @@ fn detail(e: &TimelineEvent) -> String {
     let secs = |label: &str, v: f64, digits: usize| (label.to_string(), format!("{v:.digits$}s"));
     push("", e.container.clone());
     let k = &e.kind;
+    if let K::ListenerOpened { port, .. }
+    | K::ListenerClosed { port, .. }
+    | K::ConnectionsRefused { port, .. } = k
+    {
+        push("", Some(format!(":{port}")));
+    }
     if let K::ContainerStarted { argv, .. }
     | K::ExecStarted { argv, .. }
     | K::ExecFinished { argv, .. }
@@ -68,10 +76,27 @@ fn detail(e: &TimelineEvent) -> String {
         | K::OomKill { pid, .. }
         | K::ProcessCrashed { pid, .. }
         | K::ContainerExited { pid, .. }
-        | K::SandboxStopped { pid, .. } => Some(*pid),
+        | K::SandboxStopped { pid, .. }
+        | K::ListenerOpened { pid, .. }
+        | K::ListenerClosed { pid, .. } => Some(*pid),
         _ => None,
     };
     push("pid", pid.map(|p| p.to_string()));
+    if let K::ListenerOpened { comm, address, .. } = k {
+        push("comm", Some(comm.clone()));
+        push("on", some(address));
+    }
+    if let K::ListenerClosed {
+        comm,
+        open_s,
+        after_stop_s,
+        ..
+    } = k
+    {
+        push("comm", Some(comm.clone()));
+        push("", open_s.map(|s| format!("open {s:.3}s")));
+        push("", after_stop_s.map(|s| format!("{s:.3}s after stop")));
+    }
     let exit = match k {
         K::ExecFinished { exit_code, .. }
         | K::ProbeFailed { exit_code, .. }
@@ -99,6 +124,9 @@ fn detail(e: &TimelineEvent) -> String {
     }
     if let K::ProcessCrashed { comm, .. } = k {
         push("comm", Some(comm.clone()));
+    }
+    if let K::ConnectionsRefused { count, phase, .. } = k {
+        push("", Some(format!("×{count} while {phase}")));
     }
     if let K::EventsLost { lost, first, last } = k {
         push("lost", some(lost));
@@ -213,8 +241,11 @@ pub fn to_text(t: &Timeline) -> String {
                 } else {
                     "?"
                 };
+                let listen = c
+                    .time_to_listen_s
+                    .map_or(String::new(), |s| format!(", listening after {s:.3}s"));
                 format!(
-                    "{} ({}, {}, restarts {})",
+                    "{} ({}, {}, restarts {}{listen})",
                     c.name.as_deref().unwrap_or(fallback),
                     c.kind.as_deref().unwrap_or("?"),
                     c.state,
@@ -397,6 +428,7 @@ mod tests {
                 kind: Some("app".into()),
                 restarts: 0,
                 state: "Exited".into(),
+                time_to_listen_s: None,
             }],
             events: vec![
                 event(0, Source::Kernel, K::PodAdmitted),

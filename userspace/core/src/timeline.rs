@@ -65,13 +65,16 @@ pub fn format_rfc3339(wall_ns: i128) -> String {
     )
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineContainer {
     pub name: Option<String>,
     pub id: String,
     pub kind: Option<String>,
     pub restarts: u32,
     pub state: String,
+    /// ContainerStarted → first ListenerOpened (seconds); null until it listens.
+    #[serde(default)]
+    pub time_to_listen_s: Option<f64>,
 }
 
 /// One event as served: wall-clock `time` first, then the event's own fields.

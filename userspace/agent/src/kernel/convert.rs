@@ -2,7 +2,10 @@
 
 use podlife_common::decode::{trim_nul, Record};
 use podlife_common::*;
-use podlife_core::{ExitStatus, KernelEvent, KernelEventKind, SignalHandler, SignalResult};
+use podlife_core::{
+    ExitStatus, KernelEvent, KernelEventKind, SignalHandler, SignalResult, TcpState,
+};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(trim_nul(bytes)).into_owned()
@@ -31,6 +34,15 @@ fn event(h: &Header, kind: KernelEventKind) -> KernelEvent {
 
 fn opt(present: u32, bit: u32, v: u64) -> Option<u64> {
     (present & bit != 0).then_some(v)
+}
+
+/// An address of a socket record: 4 bytes for AF_INET, 16 otherwise (network byte order).
+fn ip(family: u16, bytes: &[u8; 16]) -> IpAddr {
+    if family == AF_INET {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*bytes))
+    }
 }
 
 pub fn to_kernel_event(r: &Record) -> KernelEvent {
@@ -124,6 +136,27 @@ pub fn to_kernel_event(r: &Record) -> KernelEvent {
                 shmem_rss_kb: opt(e.present, OOM_HAS_SHMEM_RSS, e.shmem_rss_kb),
                 pgtables_kb: opt(e.present, OOM_HAS_PGTABLES, e.pgtables_kb),
                 oom_score_adj: (e.present & OOM_HAS_SCORE_ADJ != 0).then_some(e.oom_score_adj),
+            },
+        ),
+        Record::SockState(e) => event(
+            &e.header,
+            KernelEventKind::TcpState {
+                sk: e.skaddr,
+                old: TcpState::from_raw(e.oldstate),
+                new: TcpState::from_raw(e.newstate),
+                saddr: ip(e.family, &e.saddr),
+                sport: e.sport,
+                daddr: ip(e.family, &e.daddr),
+                dport: e.dport,
+            },
+        ),
+        Record::TcpReset(e) => event(
+            &e.header,
+            KernelEventKind::TcpReset {
+                saddr: IpAddr::V6(Ipv6Addr::from(e.saddr)).to_canonical(),
+                sport: e.sport,
+                daddr: IpAddr::V6(Ipv6Addr::from(e.daddr)).to_canonical(),
+                dport: e.dport,
             },
         ),
     }
@@ -367,6 +400,70 @@ mod tests {
                 shmem_rss_kb: None,
                 pgtables_kb: None,
                 oom_score_adj: None,
+            })
+        );
+        let mut saddr = [0; 16];
+        saddr[..4].copy_from_slice(&[10, 88, 0, 7]);
+        let mut k = SockEvent {
+            header: header(EventKind::SockState),
+            skaddr: 0xffff_8880_0000_0040,
+            oldstate: TCP_CLOSE,
+            newstate: TCP_LISTEN,
+            sport: 8080,
+            dport: 0,
+            family: AF_INET,
+            protocol: IPPROTO_TCP,
+            saddr,
+            daddr: [0; 16],
+        };
+        assert_eq!(
+            convert(&k),
+            with_header(KernelEventKind::TcpState {
+                sk: 0xffff_8880_0000_0040,
+                old: TcpState::Close,
+                new: TcpState::Listen,
+                saddr: "10.88.0.7".parse().unwrap(),
+                sport: 8080,
+                daddr: "0.0.0.0".parse().unwrap(),
+                dport: 0,
+            })
+        );
+        // IPv6 takes all 16 bytes; an unnamed state keeps its number.
+        k.family = AF_INET6;
+        k.saddr = [0; 16];
+        k.saddr[15] = 1;
+        k.newstate = 12;
+        assert_eq!(
+            convert(&k),
+            with_header(KernelEventKind::TcpState {
+                sk: 0xffff_8880_0000_0040,
+                old: TcpState::Close,
+                new: TcpState::Other(12),
+                saddr: "::1".parse().unwrap(),
+                sport: 8080,
+                daddr: "::".parse().unwrap(),
+                dport: 0,
+            })
+        );
+        // Reset addresses come IPv4-mapped for IPv4: served as IPv4.
+        let mapped = |a: &str| a.parse::<Ipv6Addr>().unwrap().octets();
+        let r = ResetEvent {
+            header: header(EventKind::TcpReset),
+            family: AF_INET,
+            sport: 8080,
+            dport: 40_000,
+            _pad: 0,
+            reason: RESET_NO_SOCKET,
+            saddr: mapped("::ffff:10.231.5.2"),
+            daddr: mapped("fd00::1"),
+        };
+        assert_eq!(
+            convert(&r),
+            with_header(KernelEventKind::TcpReset {
+                saddr: "10.231.5.2".parse().unwrap(),
+                sport: 8080,
+                daddr: "fd00::1".parse().unwrap(),
+                dport: 40_000,
             })
         );
     }

@@ -2,6 +2,7 @@
 //! and hands out the ring buffer and the tracking maps. A tracepoint the kernel lacks degrades
 //! its feature only.
 
+use std::net::IpAddr;
 use std::path::Path;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
@@ -50,6 +51,13 @@ pub const PROGRAMS: &[(&str, &str, &str, &str)] = &[
         "cgroups",
     ),
     ("mark_victim", "oom", "mark_victim", "oom"),
+    (
+        "inet_sock_set_state",
+        "sock",
+        "inet_sock_set_state",
+        "listeners",
+    ),
+    ("tcp_send_reset", "tcp", "tcp_send_reset", "resets"),
 ];
 
 /// Tracepoint fields only newer kernels have: (feature, tracepoint, field, what is lost
@@ -67,6 +75,13 @@ pub const FIELD_FEATURES: &[(&str, &str, &str, &str)] = &[
         "oom/mark_victim",
         "anon_rss",
         "OOM kills are reported without the victim's memory, comm and oom_score_adj",
+    ),
+    (
+        "refused_connections",
+        "tcp/tcp_send_reset",
+        "reason",
+        "connections refused by pods are not reported (before 6.10 the tracepoint has no reset \
+         reason and does not fire for resets without a socket)",
     ),
 ];
 
@@ -124,6 +139,7 @@ pub struct Capture {
     pub ring: Option<RingBuf<MapData>>,
     tracked_tgids: BpfHashMap<MapData, u32, u8>,
     tracked_cgroups: BpfHashMap<MapData, u64, u8>,
+    pod_addrs: BpfHashMap<MapData, [u8; 16], u8>,
     counters: PerCpuArray<MapData, u64>,
     pub features: Vec<Feature>,
 }
@@ -245,6 +261,12 @@ impl Capture {
                     source,
                 }
             })?;
+        let pod_addrs = BpfHashMap::try_from(take(&mut ebpf, "POD_ADDRS")?).map_err(|source| {
+            LoadError::Map {
+                name: "POD_ADDRS",
+                source,
+            }
+        })?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?).map_err(|source| {
             LoadError::Map {
                 name: "COUNTERS",
@@ -256,6 +278,7 @@ impl Capture {
             ring: Some(ring),
             tracked_tgids,
             tracked_cgroups,
+            pod_addrs,
             counters,
             features,
         })
@@ -269,6 +292,16 @@ impl Capture {
     /// Report events of processes in this cgroup (v2 id).
     pub fn track_cgroup(&mut self, id: u64) -> Result<(), aya::maps::MapError> {
         self.tracked_cgroups.insert(id, 1, 0)
+    }
+
+    /// Report refused connections to this pod address (bounded: `MAX_POD_ADDRS`).
+    pub fn add_pod_address(&mut self, addr: IpAddr) -> Result<(), aya::maps::MapError> {
+        self.pod_addrs.insert(addr_key(addr), 1, 0)
+    }
+
+    /// The pod is gone: its address may go to another pod.
+    pub fn remove_pod_address(&mut self, addr: IpAddr) -> Result<(), aya::maps::MapError> {
+        self.pod_addrs.remove(&addr_key(addr))
     }
 
     pub fn tracked_tgid_count(&self) -> usize {
@@ -306,6 +339,14 @@ pub fn drain_ring(
         n += 1;
     }
     n
+}
+
+/// The key of an address in `POD_ADDRS`: IPv6 bytes, IPv4 mapped (as the program builds it).
+fn addr_key(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
 }
 
 fn feature(name: &'static str, reason: Option<String>) -> Feature {

@@ -138,6 +138,22 @@ pub fn offsets(formats: &HashMap<String, Format>) -> TracepointOffsets {
     }
     o.setns_ret = get("syscalls/sys_exit_setns", "ret");
     o.unshare_flags = get("syscalls/sys_enter_unshare", "unshare_flags");
+    let k = "sock/inet_sock_set_state";
+    o.sk_skaddr = get(k, "skaddr");
+    o.sk_oldstate = get(k, "oldstate");
+    o.sk_newstate = get(k, "newstate");
+    o.sk_sport = get(k, "sport");
+    o.sk_dport = get(k, "dport");
+    o.sk_family = get(k, "family");
+    o.sk_protocol = get(k, "protocol");
+    o.sk_saddr = get(k, "saddr");
+    o.sk_daddr = get(k, "daddr");
+    o.sk_saddr_v6 = get(k, "saddr_v6");
+    o.sk_daddr_v6 = get(k, "daddr_v6");
+    let r = "tcp/tcp_send_reset";
+    o.rst_reason = get(r, "reason");
+    o.rst_saddr = get(r, "saddr");
+    o.rst_daddr = get(r, "daddr");
     o
 }
 

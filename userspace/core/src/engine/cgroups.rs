@@ -222,6 +222,7 @@ impl Engine {
                 stop: None,
                 attempt: 0,
                 exec_counts: HashMap::new(),
+                net: NetState::default(),
             },
         );
         self.container_order.push_back(cid.to_string());

@@ -6,8 +6,9 @@
 //! directories), `namespaces` (sandbox vs app vs exec evidence), `start` (forks and execs:
 //! containers and sandboxes starting, restarts), `exit` (container and sandbox ends),
 //! `exec_session` (probes and kubectl exec), `signals` (stop requests, ignored stop signals,
-//! grace overruns, OOM kills), `bootstrap` (state found at agent start, metadata), `deletion`
-//! (the API server's deletion request), `restore`, `evict` (bounds and retention), `queries`.
+//! grace overruns, OOM kills), `network` (listeners), `bootstrap` (state found at agent start,
+//! metadata), `deletion` (the API server's deletion request), `restore`, `evict` (bounds and
+//! retention), `queries`.
 
 mod bootstrap;
 mod cgroups;
@@ -17,6 +18,7 @@ mod exec_session;
 mod exit;
 pub mod model;
 mod namespaces;
+mod network;
 mod queries;
 mod restore;
 mod signals;
@@ -27,6 +29,7 @@ use std::collections::VecDeque;
 use foldhash::{HashMap, HashMapExt as _};
 
 pub use model::*;
+pub use network::MAX_POD_ADDRESSES;
 pub use queries::{ContainerSummary, PodSummary};
 
 pub use crate::lifecycle::*;
@@ -71,6 +74,7 @@ pub struct Engine {
     last_sweep_ns: u64,
     evictions: Evictions,
     failures: AttributionFailures,
+    net: network::NetIndex,
 }
 
 impl Engine {
@@ -102,6 +106,7 @@ impl Engine {
             last_sweep_ns: 0,
             evictions: Evictions::default(),
             failures: AttributionFailures::default(),
+            net: network::NetIndex::default(),
         }
     }
 
@@ -139,6 +144,7 @@ impl Engine {
     pub fn flush(&mut self) -> Vec<LifecycleEvent> {
         let mut out = Vec::new();
         self.release(u64::MAX, self.max_ts, true, &mut out);
+        self.flush_refused(u64::MAX, &mut out);
         self.record(&out);
         out
     }
@@ -151,6 +157,7 @@ impl Engine {
         self.release(until, now_ns.max(self.max_ts), false, &mut out);
         self.record(&out);
         self.release_pending_deletions(&mut out);
+        self.flush_refused(now_ns, &mut out);
         self.sweep(now_ns);
         out
     }
@@ -193,6 +200,17 @@ impl Engine {
             KernelEventKind::SignalGenerate { .. } => self.on_signal(ev, out),
             KernelEventKind::OomVictim { .. } => self.on_oom(ev, out),
             KernelEventKind::SignalDeliver { .. } => {}
+            KernelEventKind::TcpState {
+                sk,
+                old,
+                new,
+                saddr,
+                sport,
+                ..
+            } => self.on_tcp_state(ev, *sk, (*old, *new), (*saddr, *sport), out),
+            KernelEventKind::TcpReset { saddr, sport, .. } => {
+                self.on_tcp_reset(ev.ts_ns, (*saddr, *sport), out)
+            }
         }
     }
 

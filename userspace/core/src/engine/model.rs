@@ -247,7 +247,34 @@ pub struct Container {
     pub stop: Option<StopRequest>,
     pub attempt: u32,
     pub exec_counts: HashMap<Vec<String>, ExecStats>,
+    /// Sockets of the container: listeners open now, startup timing.
+    pub net: NetState,
 }
+
+/// A listening socket of a container.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Kernel address of the socket: its close carries the same.
+    pub sk: u64,
+    pub port: u16,
+    pub opened_ns: u64,
+}
+
+/// What the container's sockets did (engine/network.rs).
+#[derive(Debug, Clone, Default)]
+pub struct NetState {
+    /// Open listeners, bounded by [`MAX_LISTENERS`]; the oldest is forgotten at the bound.
+    pub listeners: Vec<Listener>,
+    /// Time of the container's first listen.
+    pub first_listen_ns: Option<u64>,
+    /// Ports it ever listened on (bounded by [`MAX_LISTENERS`]): a refused connection to one
+    /// of them is the container's.
+    pub ports: Vec<u16>,
+}
+
+/// Listeners kept per container: a server listens on a few ports; past this, a close is
+/// reported without `open_s`.
+pub const MAX_LISTENERS: usize = 32;
 
 impl Container {
     pub fn is_sandbox(&self) -> bool {

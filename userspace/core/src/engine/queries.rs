@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::network::secs;
 use super::*;
 use crate::cgroup_path::Qos;
 use crate::timeline::{Timeline, TimelineContainer, TimelineEvent, WallClock};
@@ -14,6 +15,8 @@ pub struct ContainerSummary {
     pub restarts: u32,
     pub state: ContainerState,
     pub pid: Option<u32>,
+    /// ContainerStarted → its first ListenerOpened, in seconds.
+    pub time_to_listen_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,6 +82,10 @@ impl Engine {
                 restarts: c.attempt,
                 state: c.state(),
                 pid: c.init_pid,
+                time_to_listen_s: c
+                    .started_ns
+                    .zip(c.net.first_listen_ns)
+                    .map(|(start, listen)| secs(start, listen)),
             })
             .collect();
         Some(PodSummary {
@@ -141,6 +148,7 @@ impl Engine {
                     kind: c.kind.map(|k| k.as_str().to_string()),
                     restarts: c.restarts,
                     state: c.state.as_str().to_string(),
+                    time_to_listen_s: c.time_to_listen_s,
                 })
                 .collect(),
             events: events

@@ -456,6 +456,8 @@ impl Metrics {
             | LifecycleKind::SandboxStarted { .. }
             | LifecycleKind::ContainerCreated { .. }
             | LifecycleKind::ExecStarted { .. }
+            | LifecycleKind::PreStopStarted { .. }
+            | LifecycleKind::PreStopFinished { .. }
             | LifecycleKind::StopRequested { .. }
             | LifecycleKind::SandboxStopped { .. }
             | LifecycleKind::PodRemoved

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::engine::ContainerKind;
+pub use crate::prestop::HandlerKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,7 +102,7 @@ macro_rules! display_as_str {
         }
     )*};
 }
-display_as_str!(ExitReason, KilledBy, LimitScope, ContainerKind);
+display_as_str!(ExitReason, KilledBy, LimitScope, ContainerKind, HandlerKind);
 
 /// A process as a signal sender.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +212,24 @@ pub enum LifecycleKind {
         backoff_s: f64,
         crash_loop: bool,
     },
+    /// The kubelet started the container's preStop hook: an exec session matching the
+    /// handler of the container config (exec), or the deletion of a pod whose hook is a sleep.
+    PreStopStarted {
+        handler: HandlerKind,
+        argv: Option<Vec<String>>,
+        port: Option<u16>,
+        path: Option<String>,
+        pid: Option<u32>,
+    },
+    /// The hook ended: `grace_used` is its share of the grace period (null when the grace is
+    /// unknown); `killed_at_grace` when it was still running as the grace ran out.
+    PreStopFinished {
+        handler: HandlerKind,
+        exit_code: Option<i32>,
+        duration_ms: f64,
+        grace_used: Option<f64>,
+        killed_at_grace: bool,
+    },
     SandboxStopped {
         pid: u32,
         exit_code: Option<i32>,
@@ -241,7 +260,10 @@ impl LifecycleKind {
             Self::ContainerStarted { argv, .. }
             | Self::ExecStarted { argv, .. }
             | Self::ExecFinished { argv, .. }
-            | Self::ProbeFailed { argv, .. } => Some(argv),
+            | Self::ProbeFailed { argv, .. }
+            | Self::PreStopStarted {
+                argv: Some(argv), ..
+            } => Some(argv),
             _ => None,
         }
     }
@@ -263,6 +285,8 @@ impl LifecycleKind {
             Self::ProcessCrashed { .. } => "ProcessCrashed",
             Self::ContainerExited { .. } => "ContainerExited",
             Self::ContainerRestarted { .. } => "ContainerRestarted",
+            Self::PreStopStarted { .. } => "PreStopStarted",
+            Self::PreStopFinished { .. } => "PreStopFinished",
             Self::SandboxStopped { .. } => "SandboxStopped",
             Self::PodRemoved => "PodRemoved",
             Self::AgentStarted => "AgentStarted",

@@ -5,7 +5,7 @@
 //! Rule families live in their own files: `cgroups` (pods and containers from cgroup
 //! directories), `namespaces` (sandbox vs app vs exec evidence), `start` (forks and execs:
 //! containers and sandboxes starting, restarts), `exit` (container and sandbox ends),
-//! `exec_session` (probes and kubectl exec), `signals` (stop requests, ignored stop signals,
+//! `exec_session` (probes and kubectl exec), `prestop` (preStop hooks), `signals` (stop requests, ignored stop signals,
 //! grace overruns, OOM kills), `bootstrap` (state found at agent start, metadata), `deletion`
 //! (the API server's deletion request), `restore`, `evict` (bounds and retention), `queries`.
 
@@ -17,6 +17,7 @@ mod exec_session;
 mod exit;
 pub mod model;
 mod namespaces;
+mod prestop;
 mod queries;
 mod restore;
 mod signals;

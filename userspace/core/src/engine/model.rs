@@ -119,6 +119,8 @@ pub struct ContainerMeta {
     pub probes: Vec<ExecProbe>,
     /// The kubelet's restart count of this container, when the runtime tells it.
     pub attempt: Option<u32>,
+    /// The container's preStop hook (CRI annotation, pod spec).
+    pub prestop: Option<crate::prestop::PreStop>,
 }
 
 /// The controller of a pod (its ownerReference with `controller: true`).
@@ -352,6 +354,8 @@ pub struct ExecSession {
     pub started_ns: u64,
     pub argv: Vec<String>,
     pub seq: u64,
+    /// The session is the container's exec preStop hook.
+    pub prestop: bool,
 }
 
 /// A pod or container cgroup directory (cgroup v2 id, or a v1 id on a pure v1 node).

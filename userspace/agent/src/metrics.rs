@@ -556,6 +556,7 @@ mod tests {
             attempt: 1,
             backoff_s: 10.0,
             crash_loop: false,
+            cause: None,
         })
     }
 

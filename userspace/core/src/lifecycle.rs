@@ -92,6 +92,36 @@ impl LimitScope {
     }
 }
 
+/// What ended the instance before a restart (`ContainerRestarted.cause`, the restarts metric's
+/// label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartCause {
+    Oom,
+    /// The runtime's stop after failed probes of the container (a liveness probe by the spec,
+    /// or a recurring exec failing when no spec is known).
+    LivenessProbe,
+    /// Killed by a crash signal (SIGSEGV, SIGABRT, ...).
+    Crash,
+    /// Exited with a non-zero code on its own.
+    ErrorExit,
+    GraceOverrun,
+    RuntimeStop,
+}
+
+impl RestartCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Oom => "oom",
+            Self::LivenessProbe => "liveness_probe",
+            Self::Crash => "crash",
+            Self::ErrorExit => "error_exit",
+            Self::GraceOverrun => "grace_overrun",
+            Self::RuntimeStop => "runtime_stop",
+        }
+    }
+}
+
 // Text renderers and metric labels print them as on the wire.
 macro_rules! display_as_str {
     ($($t:ty),*) => {$(
@@ -102,7 +132,14 @@ macro_rules! display_as_str {
         }
     )*};
 }
-display_as_str!(ExitReason, KilledBy, LimitScope, ContainerKind, HandlerKind);
+display_as_str!(
+    ExitReason,
+    KilledBy,
+    LimitScope,
+    ContainerKind,
+    HandlerKind,
+    RestartCause
+);
 
 /// A process as a signal sender.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +248,9 @@ pub enum LifecycleKind {
         attempt: u32,
         backoff_s: f64,
         crash_loop: bool,
+        /// What ended the instance before; null when nothing explains it (a completion, an
+        /// exit before the agent saw it).
+        cause: Option<RestartCause>,
     },
     /// The kubelet started the container's preStop hook: an exec session matching the
     /// handler of the container config (exec), or the deletion of a pod whose hook is a sleep.

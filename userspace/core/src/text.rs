@@ -197,9 +197,11 @@ fn detail(e: &TimelineEvent) -> String {
         attempt,
         backoff_s,
         crash_loop,
+        cause,
     } = k
     {
         push("attempt", some(attempt));
+        push("cause", cause.map(|c| c.to_string()));
         let (l, v) = secs("backoff", *backoff_s, 1);
         push(&l, Some(v));
         if *crash_loop {

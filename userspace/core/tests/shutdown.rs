@@ -1,7 +1,7 @@
 //! The shutdown story: preStop hooks (exec matched to the container's handler, sleep told
 //! from the deletion), termination summaries and their outcomes, restart causes.
 
-use podlife_core::kernel_event::clone::CLONE_NEWNS;
+use podlife_core::kernel_event::clone::{CLONE_NEWIPC, CLONE_NEWNS};
 use podlife_core::*;
 
 mod builders;
@@ -211,4 +211,68 @@ fn the_timeline_sums_up_the_shutdown_in_json_and_text() {
     assert!(text.contains("shutdown order: app"), "{text}");
     assert!(text.contains("clean"), "{text}");
     assert!(text.contains("preStop 1.000s"), "{text}");
+}
+
+fn oom_of(pid: u32) -> KernelEvent {
+    let kind = KernelEventKind::OomVictim {
+        pid,
+        victim_comm: Some("sh".into()),
+        total_vm_kb: None,
+        anon_rss_kb: Some(64),
+        file_rss_kb: None,
+        shmem_rss_kb: None,
+        pgtables_kb: None,
+        oom_score_adj: None,
+    };
+    ev(30 * MS, pid, 21, "sh", kind)
+}
+
+#[test]
+fn a_restart_says_what_ended_the_instance_before_it() {
+    // (how the app's init 200 ends, cause of the restart that follows)
+    let term = |t| signal(t, 700, 1, "runc", 200, 15, 0);
+    let failing_probe = |t, p| {
+        let mut v = exec_session(t, p, &["check"]);
+        v.push(exit(t + 5 * MS, p + 1, 21, 0x100));
+        v
+    };
+    let mut liveness = failing_probe(20 * MS, 500);
+    liveness.extend(failing_probe(40 * MS, 510));
+    liveness.push(term(60 * MS));
+    let cases: Vec<(Vec<KernelEvent>, u32, Option<&str>)> = vec![
+        (vec![], 0x100, Some("error_exit")),
+        (vec![], 0x0, None),
+        (
+            vec![signal(20 * MS, 200, 21, "sh", 200, 11, 0)],
+            0x8b,
+            Some("crash"),
+        ),
+        (vec![oom_of(200)], 0x9, Some("oom")),
+        (vec![term(20 * MS)], 0xf, Some("runtime_stop")),
+        (
+            vec![term(20 * MS), signal(2_020 * MS, 701, 1, "runc", 200, 9, 0)],
+            0x9,
+            Some("grace_overrun"),
+        ),
+        (liveness, 0xf, Some("liveness_probe")),
+    ];
+    const NEXT: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+    for (i, (before, raw, cause)) in cases.into_iter().enumerate() {
+        let mut events = pod();
+        events.extend(before);
+        events.extend([
+            exit(3 * SEC, 200, 21, raw),
+            mkdir(13 * SEC, 0, 40, &format!("{POD}/{NEXT}")),
+            ns(13 * SEC + 1, 800, 40, true, CLONE_NEWIPC),
+            exec(13 * SEC + 2, 801, 40, "/bin/sh", &["sh", "-c", "work"]),
+        ]);
+        let (_, out) = run(&events);
+        let r = find(&out, "ContainerRestarted");
+        assert_eq!(
+            json(r, "cause").as_str(),
+            cause,
+            "case {i}: {:?}",
+            names(&out)
+        );
+    }
 }

@@ -69,7 +69,7 @@ impl Engine {
     }
 
     /// The probe type of a command from the pod's spec (container probes first).
-    fn spec_probe(&self, uid: &str, cid: &str, argv: &[String]) -> Option<String> {
+    pub(super) fn spec_probe(&self, uid: &str, cid: &str, argv: &[String]) -> Option<String> {
         let c = self.containers.get(cid)?;
         if let Some(p) = c.meta.probes.iter().find(|p| p.argv == argv) {
             return Some(p.probe_type.clone());

@@ -193,6 +193,8 @@ pub struct RestartState {
     pub attempt: u32,
     /// Back-off delays seen so far (last few).
     pub backoffs: Vec<f64>,
+    /// What ended the last instance.
+    pub last_cause: Option<crate::lifecycle::RestartCause>,
 }
 
 pub struct Pod {

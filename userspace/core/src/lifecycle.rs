@@ -110,6 +110,15 @@ pub enum RestartCause {
 }
 
 impl RestartCause {
+    pub const ALL: [Self; 6] = [
+        Self::Oom,
+        Self::LivenessProbe,
+        Self::Crash,
+        Self::ErrorExit,
+        Self::GraceOverrun,
+        Self::RuntimeStop,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Oom => "oom",

@@ -78,6 +78,8 @@ pub struct CtrOpts {
     pub grace_s: Option<i64>,
     /// One of the test images (`busybox` when None): busybox, memhog, crasher.
     pub image: Option<&'static str>,
+    /// An exec preStop hook: its command, annotated on the container as the kubelet does.
+    pub prestop: Option<Vec<String>>,
 }
 
 impl CtrOpts {
@@ -241,6 +243,11 @@ impl Kubelet {
         std::fs::create_dir_all(&log_dir).expect("container log dir");
         let attempt = opts.attempt.to_string();
         let grace = opts.grace_s.unwrap_or(30).to_string();
+        // The kubelet's JSON of the pod spec's lifecycle.preStop handler.
+        let prestop = opts
+            .prestop
+            .as_ref()
+            .map(|cmd| serde_json::json!({"exec": {"command": cmd}}).to_string());
         let config = ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: name.into(),
@@ -268,7 +275,10 @@ impl Kubelet {
                 ),
                 ("io.kubernetes.container.terminationMessagePolicy", "File"),
                 ("io.kubernetes.pod.terminationGracePeriod", &grace),
-            ]),
+            ])
+            .into_iter()
+            .chain(prestop.map(|p| ("io.kubernetes.container.preStopHandler".to_string(), p)))
+            .collect(),
             linux: Some(LinuxContainerConfig {
                 // What the kubelet sends for a container without requests: minimal shares,
                 // the CFS period, the BestEffort OOM score (containerd clamps it to its own).
@@ -307,6 +317,23 @@ impl Kubelet {
         let c = self.create_container(pod, name, cmd, opts);
         self.cri.start_container(&c.id);
         c
+    }
+
+    /// The kubelet's stop of a container with an exec preStop hook: the hook through ExecSync,
+    /// bounded by the grace period, then StopContainer with what is left of the grace (at
+    /// least the kubelet's minimum of 2 s). The hook's exit code, or the runtime's error when
+    /// it ran out of time.
+    pub fn stop_with_prestop(
+        &mut self,
+        c: &Container,
+        hook: &[&str],
+        grace_s: i64,
+    ) -> Result<i32, tonic::Status> {
+        let started = std::time::Instant::now();
+        let hook_result = self.cri.exec_sync(&c.id, hook, grace_s);
+        let left = grace_s - started.elapsed().as_secs() as i64;
+        self.cri.stop_container(&c.id, left.max(2));
+        hook_result
     }
 
     /// What the container wrote (the CRI log file, one `<time> <stream> <tag> <text>` a line).

@@ -36,6 +36,7 @@ fn exit_3_restarted_twice_with_growing_back_off() {
     assert_eq!(r[0]["container_id"], ids[1].as_str());
     assert_eq!(r[1]["container_id"], ids[2].as_str());
     assert!(r.iter().all(|e| e["container"] == "app"));
+    assert!(r.iter().all(|e| e["cause"] == "error_exit"), "{t}");
     let (b1, b2) = (
         r[0]["backoff_s"].as_f64().unwrap(),
         r[1]["backoff_s"].as_f64().unwrap(),
@@ -66,4 +67,9 @@ fn exit_3_restarted_twice_with_growing_back_off() {
         "{m}"
     );
     assert_eq!(metric(&m, "podlife_container_starts_total", &labels), 3.0);
+    let by_cause = |cause| {
+        let l = [("uid", pod.uid.as_str()), ("cause", cause)];
+        metric(&m, "podlife_container_restarts_total", &l)
+    };
+    assert_eq!((by_cause("error_exit"), by_cause("oom")), (2.0, 0.0), "{m}");
 }

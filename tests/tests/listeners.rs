@@ -193,6 +193,32 @@ fn run(env: &mut Env, name: &str, opts: PodOpts, port: u16) {
     let t = env.agent.wait_for(&pod.uid, "the exit", WAIT, |t| {
         has(t, "ContainerExited", &app.id)
     });
+    // The termination summary tells the same story: the listener closed after the stop
+    // signal, and what was refused meanwhile decides the outcome.
+    let summary = t["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["id"] == app.id.as_str()))
+        .map(|c| c["termination"].clone())
+        .unwrap_or_else(|| panic!("no container {} in {t}", app.id));
+    let refused_in_events: u64 = events_of(&t, "ConnectionsRefused", &app.id)
+        .iter()
+        .map(|e| e["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        summary["refused_while_terminating"].as_u64(),
+        Some(refused_in_events),
+        "{summary}"
+    );
+    assert!(
+        summary["listener_closed_after_s"].as_f64().is_some(),
+        "{summary}"
+    );
+    let want = if refused_in_events > 0 {
+        "refused_connections"
+    } else {
+        "clean"
+    };
+    assert_eq!(summary["outcome"], want, "{summary}");
     let closed = &events_of(&t, "ListenerClosed", &app.id);
     assert_eq!(closed.len(), 1, "{t}");
     let closed = closed[0];

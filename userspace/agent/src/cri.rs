@@ -1,5 +1,5 @@
 //! Metadata the OCI bundle does not carry, from the runtime's CRI socket: the kubelet's
-//! container annotations (termination grace period, restart count), and a pod's names from
+//! container annotations (termination grace period, restart count, preStop handler), and a pod's names from
 //! `PodSandboxStatus`, which the runtime keeps from the kubelet's `RunPodSandbox` request (the
 //! API server's pod, never a tenant's annotation) and which so win over the bundle's.
 //! Optional: without a socket everything else works.
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use podlife_core::names::{is_dns1123_label, is_dns1123_subdomain, is_pod_uid};
+use podlife_core::{PreStop, PRESTOP_ANNOTATION};
 use podlife_cri::v1::runtime_service_client::RuntimeServiceClient;
 use podlife_cri::v1::{ContainerStatusRequest, PodSandboxMetadata, PodSandboxStatusRequest};
 use tokio::net::UnixStream;
@@ -20,6 +21,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 pub struct CriMeta {
     pub grace_period_s: Option<f64>,
     pub restart_count: Option<u32>,
+    pub prestop: Option<PreStop>,
 }
 
 /// Pick out what podlife uses from a container's CRI annotations.
@@ -31,6 +33,11 @@ pub fn parse_annotations(a: &HashMap<String, String>) -> CriMeta {
         restart_count: a
             .get("io.kubernetes.container.restartCount")
             .and_then(|v| v.parse().ok()),
+        prestop: a.get(PRESTOP_ANNOTATION).and_then(|v| {
+            PreStop::from_annotation(v)
+                .map_err(|e| tracing::debug!("{e}"))
+                .ok()
+        }),
     }
 }
 
@@ -161,6 +168,10 @@ mod tests {
             ("io.kubernetes.pod.terminationGracePeriod", "30"),
             ("io.kubernetes.container.restartCount", "2"),
             ("io.kubernetes.container.hash", "abc"),
+            (
+                PRESTOP_ANNOTATION,
+                r#"{"exec":{"command":["sh","-c","sleep 1"]}}"#,
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.into(), v.into()))
@@ -169,10 +180,23 @@ mod tests {
             parse_annotations(&a),
             CriMeta {
                 grace_period_s: Some(30.0),
-                restart_count: Some(2)
+                restart_count: Some(2),
+                prestop: Some(PreStop::Exec {
+                    argv: vec!["sh".into(), "-c".into(), "sleep 1".into()]
+                }),
             }
         );
         assert_eq!(parse_annotations(&HashMap::new()), CriMeta::default());
+        // A handler the agent cannot read is left out, the rest is kept.
+        let bad: HashMap<String, String> = [
+            ("io.kubernetes.pod.terminationGracePeriod", "5"),
+            (PRESTOP_ANNOTATION, "{\"exec\":"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+        assert_eq!(parse_annotations(&bad).prestop, None);
+        assert_eq!(parse_annotations(&bad).grace_period_s, Some(5.0));
     }
 
     #[tokio::test]

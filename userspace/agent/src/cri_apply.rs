@@ -1,7 +1,7 @@
-//! What the runtime's CRI answers, applied to the shared state: grace periods of containers,
-//! and pod names from `PodSandboxStatus`, which override the bundle's.
+//! What the runtime's CRI answers, applied to the shared state: grace periods and preStop
+//! handlers of containers (the engine matches the hook's exec session to it), and pod names from `PodSandboxStatus`, which override the bundle's.
 
-use podlife_core::PodMeta;
+use podlife_core::{ContainerMeta, PodMeta};
 
 use crate::cri::{Cri, CriAsk, SandboxNames};
 use crate::shared::{Inner, Shared};
@@ -11,8 +11,18 @@ pub async fn answer(cri: &mut Cri, shared: &Shared, ask: CriAsk) {
     match ask {
         CriAsk::Container(id) => match cri.container(&id).await {
             Ok(meta) => {
+                let mut inner = shared.lock();
+                if meta.grace_period_s.is_some() || meta.prestop.is_some() {
+                    inner.engine.set_container_metadata(
+                        &id,
+                        ContainerMeta {
+                            grace_period_s: meta.grace_period_s,
+                            prestop: meta.prestop,
+                            ..Default::default()
+                        },
+                    );
+                }
                 if let Some(g) = meta.grace_period_s {
-                    let mut inner = shared.lock();
                     if inner.cri_grace.len() > 50_000 {
                         inner.cri_grace.clear();
                     }

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use podlife_core::{LifecycleKind, ServedEvent};
+use podlife_core::{LifecycleKind, RestartCause, ServedEvent};
 use prometheus::{
     histogram_opts, opts, Encoder as _, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Registry, TextEncoder,
@@ -45,6 +45,18 @@ pub const KUBE_EVENT_RESULTS: [&str; 4] = ["created", "patched", "aggregated", "
 pub const KUBE_EVENT_DROPS: [&str; 3] = ["rate_limited", "lagged", "series_evicted"];
 /// `reason` label values of podlife_http_refused_total.
 pub const HTTP_REFUSED: [&str; 4] = ["connections", "requests", "streams", "timeouts"];
+
+/// The `cause` label of restarts: every value of `ContainerRestarted.cause`, and this for null.
+const UNKNOWN_CAUSE: &str = "unknown";
+const RESTART_CAUSES: [&str; 7] = [
+    "oom",
+    "liveness_probe",
+    "crash",
+    "error_exit",
+    "grace_overrun",
+    "runtime_stop",
+    UNKNOWN_CAUSE,
+];
 
 pub struct Metrics {
     pub registry: Registry,
@@ -261,7 +273,12 @@ impl Metrics {
                 "Container exits by reason",
                 &["reason"],
             ),
-            container_restarts: counter(r, "container_restarts_total", "Container restarts", &[]),
+            container_restarts: counter(
+                r,
+                "container_restarts_total",
+                "Container restarts by what ended the instance before (unknown: nothing did)",
+                &["cause"],
+            ),
             oom_kills: counter(
                 r,
                 "container_oom_kills_total",
@@ -414,8 +431,12 @@ impl Metrics {
                 // hides its first increment from increase() and rate(), and the alerts on
                 // restarts and overruns would fire one event late. Their label sets are known
                 // from the start, so they are exported at 0 from then on.
-                for family in [Family::Restarts, Family::Ignored, Family::Overrun] {
+                for family in [Family::Ignored, Family::Overrun] {
                     self.series_of(family, labels, &[]);
+                }
+                // Every cause: the first restart of any cause is then an increase.
+                for cause in RESTART_CAUSES {
+                    self.series_of(Family::Restarts, labels, &[cause]);
                 }
             }
             LifecycleKind::ContainerExited {
@@ -428,7 +449,10 @@ impl Metrics {
                     self.observe_termination(*t);
                 }
             }
-            LifecycleKind::ContainerRestarted { .. } => self.inc(Family::Restarts, labels, &[]),
+            LifecycleKind::ContainerRestarted { cause, .. } => {
+                let cause = cause.map_or(UNKNOWN_CAUSE, RestartCause::as_str);
+                self.inc(Family::Restarts, labels, &[cause]);
+            }
             LifecycleKind::OomKill {
                 limit_scope,
                 victim_is_init,
@@ -471,6 +495,8 @@ impl Metrics {
             | LifecycleKind::SandboxStarted { .. }
             | LifecycleKind::ContainerCreated { .. }
             | LifecycleKind::ExecStarted { .. }
+            | LifecycleKind::PreStopStarted { .. }
+            | LifecycleKind::PreStopFinished { .. }
             | LifecycleKind::StopRequested { .. }
             | LifecycleKind::SandboxStopped { .. }
             | LifecycleKind::PodRemoved
@@ -575,6 +601,7 @@ mod tests {
             attempt: 1,
             backoff_s: 10.0,
             crash_loop: false,
+            cause: None,
         })
     }
 
@@ -639,7 +666,11 @@ mod tests {
     fn per_container_counters_read_by_alerts_are_exported_at_zero_from_the_start() {
         let mut m = Metrics::new("test");
         let l = r#"{container="app",namespace="default",pod="web",uid="u-1"}"#;
-        let restarts = format!("podlife_container_restarts_total{l}");
+        let restarts = format!(
+            "podlife_container_restarts_total{{cause=\"unknown\",{}",
+            &l[1..]
+        );
+        let oom_restarts = restarts.replace("unknown", "oom");
         let ignored = format!("podlife_stop_signals_ignored_total{l}");
         let overruns = format!("podlife_grace_period_overruns_total{l}");
         assert_eq!(
@@ -653,7 +684,7 @@ mod tests {
             sample(&text, &format!("podlife_container_starts_total{l}")),
             Some(1.0)
         );
-        for s in [&restarts, &ignored, &overruns] {
+        for s in [&restarts, &oom_restarts, &ignored, &overruns] {
             assert_eq!(
                 sample(&text, s),
                 Some(0.0),
@@ -670,6 +701,14 @@ mod tests {
         m.forget_pod("u-1");
         let text = m.encode();
         assert!(!text.contains("uid=\"u-1\""), "{text}");
+    }
+
+    #[test]
+    fn every_restart_cause_has_its_label_value() {
+        for c in RestartCause::ALL {
+            assert!(RESTART_CAUSES.contains(&c.as_str()), "{c}");
+        }
+        assert_eq!(RESTART_CAUSES.len(), RestartCause::ALL.len() + 1);
     }
 
     /// Every family of the registry with one sample each: one event of every kind it counts.

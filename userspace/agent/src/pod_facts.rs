@@ -2,7 +2,7 @@
 //! probes, container kinds and ids, and the deletion request. Pure: no client, no clock.
 
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, Probe};
-use podlife_core::{ContainerKind, ContainerMeta, ExecProbe, Owner, PodMeta};
+use podlife_core::{ContainerKind, ContainerMeta, ExecProbe, Owner, PodMeta, PreStop};
 
 /// The API server accepted the pod's deletion.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +26,12 @@ pub struct PodFacts {
 fn runtime_id(s: &str) -> Option<String> {
     let id = s.split_once("://").map_or(s, |(_, id)| id);
     (!id.is_empty()).then(|| id.to_string())
+}
+
+/// The preStop handler of the spec, read as the kubelet's annotation is (its JSON).
+fn prestop(c: &Container) -> Option<PreStop> {
+    let handler = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
+    PreStop::from_value(&serde_json::to_value(handler).ok()?).ok()
 }
 
 fn exec_probes(c: &Container) -> Vec<ExecProbe> {
@@ -126,6 +132,7 @@ pub fn pod_facts(pod: &Pod) -> Option<PodFacts> {
                     container_name: Some(st.name.clone()),
                     kind: spec.map(|(_, k)| *k),
                     probes: spec.map(|(c, _)| exec_probes(c)).unwrap_or_default(),
+                    prestop: spec.and_then(|(c, _)| prestop(c)),
                     ..Default::default()
                 },
             ))
@@ -236,6 +243,13 @@ mod tests {
         );
         let app = &f.containers[2];
         assert_eq!(app.0.len(), 64, "scheme stripped: {}", app.0);
+        assert_eq!(
+            app.1.prestop,
+            Some(PreStop::Exec {
+                argv: argv(&["sh", "-c", "sleep 5"])
+            })
+        );
+        assert_eq!(f.containers[1].1.prestop, None);
         assert_eq!(app.1.pod_uid.as_deref(), Some(f.uid.as_str()));
         assert_eq!(
             app.1.probes,

@@ -1,5 +1,6 @@
 //! What the API serves, built from the engine's live state and the served history.
 
+use podlife_core::termination::{summarize, ContainerInfo, Step};
 use podlife_core::{Fields, LifecycleKind, Timeline, TimelineEvent};
 use serde_json::{json, Map, Value};
 
@@ -94,11 +95,53 @@ impl Inner {
         })
     }
 
-    pub fn timeline_json(&self, uid: &str) -> Option<Value> {
-        let mut obj = match self.summary(uid)? {
-            Value::Object(m) => m,
-            _ => return None,
+    /// The pod's summary with its shutdown: `termination` of each container (null while
+    /// running), `shutdown_order` and `sidecars_outlived_apps`, from the served events.
+    fn summary_with_shutdown(&self, uid: &str) -> Option<Map<String, Value>> {
+        let Value::Object(mut obj) = self.summary(uid)? else {
+            return None;
         };
+        let events = self.events_in_time_order(uid);
+        let steps: Vec<Step> = events
+            .iter()
+            .map(|e| Step {
+                ns: e.ts_wall_ns.into(),
+                container_id: e.container_id.as_deref(),
+                kind: &e.kind,
+            })
+            .collect();
+        let containers = obj["containers"].as_array().cloned().unwrap_or_default();
+        let infos: Vec<ContainerInfo> = containers
+            .iter()
+            .filter_map(|c| {
+                let id = c["id"].as_str()?;
+                Some(ContainerInfo {
+                    id,
+                    name: c["name"].as_str(),
+                    kind: serde_json::from_value(c["kind"].clone()).ok(),
+                    grace_s: self.engine.grace_of(id),
+                })
+            })
+            .collect();
+        let mut shutdown = summarize(&steps, &infos);
+        if let Some(Value::Array(list)) = obj.get_mut("containers") {
+            for c in list.iter_mut().filter_map(Value::as_object_mut) {
+                let term = c["id"]
+                    .as_str()
+                    .and_then(|id| shutdown.terminations.remove(id));
+                c.insert("termination".into(), json!(term));
+            }
+        }
+        obj.insert("shutdown_order".into(), json!(shutdown.order));
+        obj.insert(
+            "sidecars_outlived_apps".into(),
+            json!(shutdown.sidecars_outlived_apps),
+        );
+        Some(obj)
+    }
+
+    pub fn timeline_json(&self, uid: &str) -> Option<Value> {
+        let mut obj = self.summary_with_shutdown(uid)?;
         let events: Vec<Value> = self
             .events_in_time_order(uid)
             .into_iter()
@@ -120,10 +163,9 @@ impl Inner {
     /// The timeline as text, by core's renderer: the header from the pod's summary (the
     /// same fields as the JSON timeline), then its served events.
     pub fn timeline_text(&self, uid: &str) -> Option<String> {
-        let mut summary = self.summary(uid)?;
-        if let Some(m) = summary.as_object_mut() {
-            m.insert("events".into(), json!([]));
-        }
+        let mut summary = self.summary_with_shutdown(uid)?;
+        summary.insert("events".into(), json!([]));
+        let summary = Value::Object(summary);
         let fallback = || Timeline {
             uid: uid.into(),
             namespace: None,
@@ -133,6 +175,8 @@ impl Inner {
             node: self.node.clone(),
             state: "Unknown".into(),
             containers: Vec::new(),
+            shutdown_order: Vec::new(),
+            sidecars_outlived_apps: None,
             events: Vec::new(),
         };
         // The summary is built from typed values: it reads back; the fallback still serves the

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::engine::ContainerKind;
+pub use crate::prestop::HandlerKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -137,6 +138,45 @@ impl ConnPhase {
     }
 }
 
+/// What ended the instance before a restart (`ContainerRestarted.cause`, the restarts metric's
+/// label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartCause {
+    Oom,
+    /// The runtime's stop after failed probes of the container (a liveness probe by the spec,
+    /// or a recurring exec failing when no spec is known).
+    LivenessProbe,
+    /// Killed by a crash signal (SIGSEGV, SIGABRT, ...).
+    Crash,
+    /// Exited with a non-zero code on its own.
+    ErrorExit,
+    GraceOverrun,
+    RuntimeStop,
+}
+
+impl RestartCause {
+    pub const ALL: [Self; 6] = [
+        Self::Oom,
+        Self::LivenessProbe,
+        Self::Crash,
+        Self::ErrorExit,
+        Self::GraceOverrun,
+        Self::RuntimeStop,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Oom => "oom",
+            Self::LivenessProbe => "liveness_probe",
+            Self::Crash => "crash",
+            Self::ErrorExit => "error_exit",
+            Self::GraceOverrun => "grace_overrun",
+            Self::RuntimeStop => "runtime_stop",
+        }
+    }
+}
+
 // Text renderers and metric labels print them as on the wire.
 macro_rules! display_as_str {
     ($($t:ty),*) => {$(
@@ -153,7 +193,9 @@ display_as_str!(
     LimitScope,
     ContainerKind,
     IpFamily,
-    ConnPhase
+    ConnPhase,
+    HandlerKind,
+    RestartCause
 );
 
 /// A process as a signal sender.
@@ -289,6 +331,27 @@ pub enum LifecycleKind {
         attempt: u32,
         backoff_s: f64,
         crash_loop: bool,
+        /// What ended the instance before; null when nothing explains it (a completion, an
+        /// exit before the agent saw it).
+        cause: Option<RestartCause>,
+    },
+    /// The kubelet started the container's preStop hook: an exec session matching the
+    /// handler of the container config (exec), or the deletion of a pod whose hook is a sleep.
+    PreStopStarted {
+        handler: HandlerKind,
+        argv: Option<Vec<String>>,
+        port: Option<u16>,
+        path: Option<String>,
+        pid: Option<u32>,
+    },
+    /// The hook ended: `grace_used` is its share of the grace period (null when the grace is
+    /// unknown); `killed_at_grace` when it was still running as the grace ran out.
+    PreStopFinished {
+        handler: HandlerKind,
+        exit_code: Option<i32>,
+        duration_ms: f64,
+        grace_used: Option<f64>,
+        killed_at_grace: bool,
     },
     SandboxStopped {
         pid: u32,
@@ -320,7 +383,10 @@ impl LifecycleKind {
             Self::ContainerStarted { argv, .. }
             | Self::ExecStarted { argv, .. }
             | Self::ExecFinished { argv, .. }
-            | Self::ProbeFailed { argv, .. } => Some(argv),
+            | Self::ProbeFailed { argv, .. }
+            | Self::PreStopStarted {
+                argv: Some(argv), ..
+            } => Some(argv),
             _ => None,
         }
     }
@@ -345,6 +411,8 @@ impl LifecycleKind {
             Self::ConnectionsRefused { .. } => "ConnectionsRefused",
             Self::ContainerExited { .. } => "ContainerExited",
             Self::ContainerRestarted { .. } => "ContainerRestarted",
+            Self::PreStopStarted { .. } => "PreStopStarted",
+            Self::PreStopFinished { .. } => "PreStopFinished",
             Self::SandboxStopped { .. } => "SandboxStopped",
             Self::PodRemoved => "PodRemoved",
             Self::AgentStarted => "AgentStarted",

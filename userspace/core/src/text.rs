@@ -5,6 +5,7 @@
 
 use crate::lifecycle::{ExitReason, LifecycleKind as K, Source};
 use crate::terminal::write_line;
+use crate::termination::Outcome;
 use crate::timeline::{Timeline, TimelineEvent};
 
 fn is_problem(k: &K) -> bool {
@@ -15,6 +16,11 @@ fn is_problem(k: &K) -> bool {
             timed_out,
             ..
         } => *timed_out || *exit_code != Some(0),
+        K::PreStopFinished {
+            exit_code,
+            killed_at_grace,
+            ..
+        } => *killed_at_grace || exit_code.is_some_and(|c| c != 0),
         K::ProbeFailed { .. }
         | K::StopSignalIgnored { .. }
         | K::GracePeriodOverrun { .. }
@@ -62,15 +68,31 @@ fn detail(e: &TimelineEvent) -> String {
     if let K::ContainerStarted { argv, .. }
     | K::ExecStarted { argv, .. }
     | K::ExecFinished { argv, .. }
-    | K::ProbeFailed { argv, .. } = k
+    | K::ProbeFailed { argv, .. }
+    | K::PreStopStarted {
+        argv: Some(argv), ..
+    } = k
     {
         push("", Some(format!("`{}`", argv.join(" "))));
+    }
+    if let K::PreStopStarted { handler, .. } | K::PreStopFinished { handler, .. } = k {
+        push("handler", some(handler));
+    }
+    if let K::PreStopStarted {
+        port,
+        path: Some(path),
+        ..
+    } = k
+    {
+        let port = port.map_or("?".into(), |p| p.to_string());
+        push("", Some(format!("GET :{port}{path}")));
     }
     let pid = match k {
         K::SandboxStarted { pid }
         | K::ContainerStarted { pid, .. }
         | K::ExecStarted { pid, .. }
         | K::ExecFinished { pid, .. }
+        | K::PreStopStarted { pid: Some(pid), .. }
         | K::StopRequested { pid, .. }
         | K::StopSignalIgnored { pid, .. }
         | K::OomKill { pid, .. }
@@ -100,6 +122,7 @@ fn detail(e: &TimelineEvent) -> String {
     let exit = match k {
         K::ExecFinished { exit_code, .. }
         | K::ProbeFailed { exit_code, .. }
+        | K::PreStopFinished { exit_code, .. }
         | K::ContainerExited { exit_code, .. }
         | K::SandboxStopped { exit_code, .. } => *exit_code,
         _ => None,
@@ -132,8 +155,22 @@ fn detail(e: &TimelineEvent) -> String {
         push("lost", some(lost));
         push("", Some(format!("between {first} and {last}")));
     }
-    if let K::ExecFinished { duration_ms, .. } = k {
+    if let K::ExecFinished { duration_ms, .. } | K::PreStopFinished { duration_ms, .. } = k {
         push("", Some(format!("took {duration_ms:.1}ms")));
+    }
+    if let K::PreStopFinished {
+        grace_used,
+        killed_at_grace,
+        ..
+    } = k
+    {
+        push(
+            "",
+            grace_used.map(|g| format!("{:.0}% of the grace", g * 100.0)),
+        );
+        if *killed_at_grace {
+            push("", Some("KILLED AT GRACE".into()));
+        }
     }
     if let K::ExecFinished {
         timed_out: true, ..
@@ -188,9 +225,11 @@ fn detail(e: &TimelineEvent) -> String {
         attempt,
         backoff_s,
         crash_loop,
+        cause,
     } = k
     {
         push("attempt", some(attempt));
+        push("cause", cause.map(|c| c.to_string()));
         let (l, v) = secs("backoff", *backoff_s, 1);
         push(&l, Some(v));
         if *crash_loop {
@@ -208,6 +247,59 @@ fn detail(e: &TimelineEvent) -> String {
         push(&l, Some(v));
     }
     d.join("  ")
+}
+
+/// The termination summary of each container that stopped, and the shutdown order.
+fn shutdown_block(t: &Timeline, out: &mut String) {
+    let stopped: Vec<_> = t
+        .containers
+        .iter()
+        .filter_map(|c| c.termination.as_ref().map(|term| (c, term)))
+        .collect();
+    if stopped.is_empty() {
+        return;
+    }
+    out.push('\n');
+    let verdict = match t.sidecars_outlived_apps {
+        Some(false) => "  ! a sidecar exited before the app containers",
+        _ => "",
+    };
+    write_line(
+        out,
+        format_args!("shutdown order: {}{verdict}", t.shutdown_order.join(", ")),
+    );
+    let s = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.3}s"));
+    for (c, term) in stopped {
+        let outcome = term.outcome.map_or("stopping", |o| o.as_str());
+        let mark = if matches!(term.outcome, None | Some(Outcome::Clean)) {
+            ' '
+        } else {
+            '!'
+        };
+        let mut d = vec![format!("requested {}", term.requested_at)];
+        if let Some(p) = term.prestop_s {
+            d.push(format!("preStop {p:.3}s"));
+        }
+        if term.stop_signal_at.is_some() {
+            d.push(format!(
+                "exited {} after the stop signal",
+                s(term.exited_after_s)
+            ));
+        }
+        d.push(format!(
+            "grace used {} of {}",
+            s(term.observed_grace_s),
+            s(term.configured_grace_s)
+        ));
+        write_line(
+            out,
+            format_args!(
+                "{mark} {:<12} {outcome:<22} {}",
+                c.name.as_deref().unwrap_or(&c.id),
+                d.join("  ")
+            ),
+        );
+    }
 }
 
 /// Render a timeline as aligned text. Times are relative to the first event, from `ts_ns`
@@ -281,6 +373,7 @@ pub fn to_text(t: &Timeline) -> String {
             ),
         );
     }
+    shutdown_block(t, &mut out);
     if let Some(e) = t.events.first() {
         out.push('\n');
         write_line(
@@ -323,6 +416,8 @@ mod tests {
             node: Some("node-1".into()),
             state: "Terminating".into(),
             containers: vec![],
+            shutdown_order: Vec::new(),
+            sidecars_outlived_apps: None,
             events: vec![
                 event(
                     1_000_000_000,
@@ -378,6 +473,8 @@ mod tests {
             node: None,
             state: "Running".into(),
             containers: vec![],
+            shutdown_order: Vec::new(),
+            sidecars_outlived_apps: None,
             events: vec![
                 event(
                     1,
@@ -429,7 +526,10 @@ mod tests {
                 restarts: 0,
                 state: "Exited".into(),
                 time_to_listen_s: None,
+                termination: None,
             }],
+            shutdown_order: Vec::new(),
+            sidecars_outlived_apps: None,
             events: vec![
                 event(0, Source::Kernel, K::PodAdmitted),
                 event(

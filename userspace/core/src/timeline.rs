@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::cgroup_path::Qos;
 use crate::engine::Owner;
 use crate::lifecycle::{LifecycleEvent, LifecycleKind, Source};
+use crate::termination::Termination;
 
 /// realtime − monotonic in nanoseconds, measured by the caller (the agent) and handed in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +76,9 @@ pub struct TimelineContainer {
     /// ContainerStarted → first ListenerOpened (seconds); null until it listens.
     #[serde(default)]
     pub time_to_listen_s: Option<f64>,
+    /// How it stopped (termination.rs); null while running.
+    #[serde(default)]
+    pub termination: Option<Termination>,
 }
 
 /// One event as served: wall-clock `time` first, then the event's own fields.
@@ -128,6 +132,12 @@ pub struct Timeline {
     pub node: Option<String>,
     pub state: String,
     pub containers: Vec<TimelineContainer>,
+    /// Container names in the order they exited during the pod's shutdown.
+    #[serde(default)]
+    pub shutdown_order: Vec<String>,
+    /// Whether the native sidecars exited after the app containers; null when not both.
+    #[serde(default)]
+    pub sidecars_outlived_apps: Option<bool>,
     pub events: Vec<TimelineEvent>,
 }
 

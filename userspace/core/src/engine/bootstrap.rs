@@ -89,7 +89,8 @@ impl Engine {
             container_name,
             kind,
             grace_period_s,
-            attempt
+            attempt,
+            prestop
         );
         if !meta.probes.is_empty() {
             m.probes = meta.probes.clone();

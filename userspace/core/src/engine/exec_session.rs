@@ -42,6 +42,7 @@ impl Engine {
             p.container_id = Some(ContainerId::from(cid));
         }
         self.seq += 1;
+        let prestop = self.is_exec_prestop(cid, argv);
         self.sessions.insert(
             ev.tgid,
             ExecSession {
@@ -49,8 +50,13 @@ impl Engine {
                 started_ns: ev.ts_ns,
                 argv: argv.to_vec(),
                 seq: self.seq,
+                prestop,
             },
         );
+        if prestop {
+            out.push(self.prestop_started(ev.ts_ns, &uid, cid, argv, ev.tgid));
+            return;
+        }
         out.push(self.event(
             ev.ts_ns,
             &uid,
@@ -63,7 +69,7 @@ impl Engine {
     }
 
     /// The probe type of a command from the pod's spec (container probes first).
-    fn spec_probe(&self, uid: &str, cid: &str, argv: &[String]) -> Option<String> {
+    pub(super) fn spec_probe(&self, uid: &str, cid: &str, argv: &[String]) -> Option<String> {
         let c = self.containers.get(cid)?;
         if let Some(p) = c.meta.probes.iter().find(|p| p.argv == argv) {
             return Some(p.probe_type.clone());
@@ -94,6 +100,12 @@ impl Engine {
             && proc
                 .and_then(|p| p.kill.as_ref())
                 .is_some_and(|k| k.sig == SIGKILL && is_exec_supervisor(&k.sender.comm));
+        if s.prestop {
+            let exit_code = code.or(signal.map(|s| 128 + s));
+            let killed = (signal == Some(SIGKILL)).then_some(timed_out);
+            self.exec_prestop_finished(ev.ts_ns, uid, &s, exit_code, killed, out);
+            return;
+        }
         let failed = timed_out || code != Some(0);
         let spec = self.spec_probe(uid, &s.container_id, &s.argv);
         let (recurrence, window) = (

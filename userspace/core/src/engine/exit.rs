@@ -150,11 +150,13 @@ impl Engine {
             .map(|s| ev.ts_ns.saturating_sub(s.ts) as f64 / 1e9);
         let keys = restart_keys(c);
         let attempt = c.attempt;
+        let cause = self.restart_cause(uid, cid, &v, signal);
         if let Some(pod) = self.pods.get_mut(uid) {
             for k in keys {
                 let r = pod.restarts.entry(k).or_default();
                 r.last_exit_ns = Some(ev.ts_ns);
                 r.attempt = attempt;
+                r.last_cause = cause;
             }
         }
         out.push(self.event(
@@ -171,6 +173,49 @@ impl Engine {
                 termination_s,
             },
         ));
+    }
+
+    /// What a restart after this exit would be caused by. A runtime stop is the kubelet's
+    /// liveness kill when a probe of the container had failed within the last minute.
+    fn restart_cause(
+        &self,
+        uid: &str,
+        cid: &str,
+        v: &Verdict,
+        signal: Option<i32>,
+    ) -> Option<RestartCause> {
+        match (v.reason, v.killed_by) {
+            (ExitReason::OomKilled, _) => Some(RestartCause::Oom),
+            (_, Some(KilledBy::GraceOverrun)) => Some(RestartCause::GraceOverrun),
+            (_, Some(KilledBy::RuntimeStop)) => Some(if self.liveness_failing(uid, cid) {
+                RestartCause::LivenessProbe
+            } else {
+                RestartCause::RuntimeStop
+            }),
+            (ExitReason::Signaled, _) if signal.is_some_and(is_crash_signal) => {
+                Some(RestartCause::Crash)
+            }
+            (ExitReason::Error, _) => Some(RestartCause::ErrorExit),
+            _ => None,
+        }
+    }
+
+    /// A probe of the container failed last before its stop: a liveness probe by the spec,
+    /// or, without a spec for it, a recurring command.
+    fn liveness_failing(&self, uid: &str, cid: &str) -> bool {
+        const RECENT_NS: u64 = 60 * 1_000_000_000;
+        let Some(c) = self.containers.get(cid) else {
+            return false;
+        };
+        let stop = c.stop.as_ref().map_or(u64::MAX, |s| s.ts);
+        c.exec_counts.iter().any(|(argv, st)| {
+            let recent = st.last_ns <= stop && stop.saturating_sub(st.last_ns) <= RECENT_NS;
+            let probe = match self.spec_probe(uid, cid, argv) {
+                Some(kind) => kind == "liveness",
+                None => st.runs >= self.cfg.probe_recurrence,
+            };
+            st.consecutive_failures > 0 && recent && probe
+        })
     }
 
     /// Remember a pid's exit for a while: a fork or attach of it arriving late is stale.

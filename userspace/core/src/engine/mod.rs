@@ -5,10 +5,10 @@
 //! Rule families live in their own files: `cgroups` (pods and containers from cgroup
 //! directories), `namespaces` (sandbox vs app vs exec evidence), `start` (forks and execs:
 //! containers and sandboxes starting, restarts), `exit` (container and sandbox ends),
-//! `exec_session` (probes and kubectl exec), `signals` (stop requests, ignored stop signals,
-//! grace overruns, OOM kills), `network` (listeners), `bootstrap` (state found at agent start,
-//! metadata), `deletion` (the API server's deletion request), `restore`, `evict` (bounds and
-//! retention), `queries`.
+//! `exec_session` (probes and kubectl exec), `prestop` (preStop hooks), `signals` (stop
+//! requests, ignored stop signals, grace overruns, OOM kills), `network` (listeners, refused
+//! connections), `bootstrap` (state found at agent start, metadata), `deletion` (the API
+//! server's deletion request), `restore`, `evict` (bounds and retention), `queries`.
 
 mod bootstrap;
 mod cgroups;
@@ -19,6 +19,7 @@ mod exit;
 pub mod model;
 mod namespaces;
 mod network;
+mod prestop;
 mod queries;
 mod restore;
 mod signals;

@@ -123,6 +123,8 @@ pub struct ContainerMeta {
     pub probes: Vec<ExecProbe>,
     /// The kubelet's restart count of this container, when the runtime tells it.
     pub attempt: Option<u32>,
+    /// The container's preStop hook (CRI annotation, pod spec).
+    pub prestop: Option<crate::prestop::PreStop>,
 }
 
 /// The controller of a pod (its ownerReference with `controller: true`).
@@ -195,6 +197,8 @@ pub struct RestartState {
     pub attempt: u32,
     /// Back-off delays seen so far (last few).
     pub backoffs: Vec<f64>,
+    /// What ended the last instance.
+    pub last_cause: Option<crate::lifecycle::RestartCause>,
 }
 
 pub struct Pod {
@@ -383,6 +387,8 @@ pub struct ExecSession {
     pub started_ns: u64,
     pub argv: Vec<String>,
     pub seq: u64,
+    /// The session is the container's exec preStop hook.
+    pub prestop: bool,
 }
 
 /// A pod or container cgroup directory (cgroup v2 id, or a v1 id on a pure v1 node).

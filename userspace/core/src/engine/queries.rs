@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::network::secs;
 use super::*;
 use crate::cgroup_path::Qos;
+use crate::termination::{summarize, ContainerInfo, Step};
 use crate::timeline::{Timeline, TimelineContainer, TimelineEvent, WallClock};
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +132,25 @@ impl Engine {
         let p = self.pods.get(uid)?;
         let mut events: Vec<&LifecycleEvent> = p.events.iter().collect();
         events.sort_by_key(|e| e.ts_ns);
+        let steps: Vec<Step> = events
+            .iter()
+            .map(|e| Step {
+                ns: clock.wall_ns(e.ts_ns),
+                container_id: e.container_id.as_deref(),
+                kind: &e.kind,
+            })
+            .collect();
+        let infos: Vec<ContainerInfo> = s
+            .containers
+            .iter()
+            .map(|c| ContainerInfo {
+                id: &c.id,
+                name: c.name.as_deref(),
+                kind: c.kind,
+                grace_s: self.grace_of(&c.id),
+            })
+            .collect();
+        let mut shutdown = summarize(&steps, &infos);
         Some(Timeline {
             uid: s.uid,
             namespace: s.namespace,
@@ -143,6 +163,7 @@ impl Engine {
                 .containers
                 .into_iter()
                 .map(|c| TimelineContainer {
+                    termination: shutdown.terminations.remove(&c.id),
                     name: c.name,
                     id: c.id,
                     kind: c.kind.map(|k| k.as_str().to_string()),
@@ -151,6 +172,8 @@ impl Engine {
                     time_to_listen_s: c.time_to_listen_s,
                 })
                 .collect(),
+            shutdown_order: shutdown.order,
+            sidecars_outlived_apps: shutdown.sidecars_outlived_apps,
             events: events
                 .into_iter()
                 .map(|e| TimelineEvent::new(e, clock))

@@ -129,6 +129,7 @@ impl Engine {
                 pod.state = PodState::Terminating;
             }
         }
+        self.sleep_prestop(ts, &uid, cid, out);
         out.push(self.event(
             ts,
             &uid,

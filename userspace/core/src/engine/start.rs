@@ -227,6 +227,7 @@ impl Engine {
                     last_exit_ns: None,
                     attempt,
                     backoffs: backoffs.clone(),
+                    last_cause: None,
                 },
             );
         }
@@ -241,6 +242,7 @@ impl Engine {
                 attempt,
                 backoff_s: (backoff_s * 1e6).round() / 1e6,
                 crash_loop,
+                cause: prev.last_cause,
             },
         ));
     }

@@ -1,0 +1,112 @@
+//! Exec preStop hooks as the kubelet runs them: the handler annotated on the container, the
+//! hook through ExecSync, then StopContainer with the rest of the grace period. A hook that
+//! ends in time (`sleep 1`, then a clean stop) and one that outlives the grace (killed by the
+//! runtime at the exec timeout, then the stop).
+
+use podlife_e2e::agent::{events_of, has};
+use podlife_e2e::{CtrOpts, Env, PodOpts, WAIT};
+use serde_json::{json, Value};
+
+fn with_hook(hook: &[&str], grace_s: i64) -> CtrOpts {
+    CtrOpts {
+        grace_s: Some(grace_s),
+        prestop: Some(hook.iter().map(|s| s.to_string()).collect()),
+        ..CtrOpts::default()
+    }
+}
+
+/// The position of the first event of `ty` of the container in the timeline.
+fn position(t: &Value, ty: &str, id: &str) -> usize {
+    t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|e| e["type"] == ty && e["container_id"] == id)
+        .unwrap_or_else(|| panic!("no {ty} in {t}"))
+}
+
+/// Start `app` with the hook and wait until the agent has its CRI metadata (asked for at the
+/// start: the kubelet's hook comes much later than in these tests).
+fn start(
+    env: &mut Env,
+    name: &str,
+    hook: &[&str],
+    grace_s: i64,
+) -> (podlife_e2e::Pod, podlife_e2e::Container) {
+    let pod = env.run_pod(name, PodOpts::default());
+    let app = env.run_container(
+        &pod,
+        "app",
+        &["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"],
+        with_hook(hook, grace_s),
+    );
+    env.agent.wait_for(&pod.uid, "app start", WAIT, |t| {
+        has(t, "ContainerStarted", &app.id)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    (pod, app)
+}
+
+#[test]
+fn an_exec_hook_then_a_clean_stop() {
+    let mut env = Env::start();
+    let hook = ["sh", "-c", "sleep 1"];
+    let (pod, app) = start(&mut env, "prestop-clean", &hook, 10);
+    let code = env.stop_with_prestop(&app, &hook, 10).unwrap();
+    assert_eq!(code, 0);
+    let status = env.cri.wait_exited(&app.id);
+    assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"));
+
+    let t = env.agent.wait_for(&pod.uid, "app exit", WAIT, |t| {
+        has(t, "ContainerExited", &app.id)
+    });
+    let started = &events_of(&t, "PreStopStarted", &app.id)[0];
+    assert_eq!(started["handler"], "exec");
+    assert_eq!(started["argv"], json!(hook));
+    assert!(started["pid"].as_u64().is_some(), "{started}");
+    let done = &events_of(&t, "PreStopFinished", &app.id)[0];
+    assert_eq!(done["handler"], "exec");
+    assert_eq!(done["exit_code"], 0);
+    let ms = done["duration_ms"].as_f64().unwrap();
+    assert!((1000.0..1800.0).contains(&ms), "{done}");
+    let used = done["grace_used"].as_f64().unwrap();
+    assert!((0.1..0.18).contains(&used), "{done}");
+    assert_eq!(done["killed_at_grace"], false);
+    // The hook's session is the hook, not an exec of its own.
+    assert!(
+        !events_of(&t, "ExecStarted", &app.id)
+            .iter()
+            .any(|e| e["argv"] == json!(hook)),
+        "{t}"
+    );
+    assert!(position(&t, "PreStopFinished", &app.id) < position(&t, "StopRequested", &app.id));
+    let exit = &events_of(&t, "ContainerExited", &app.id)[0];
+    assert_eq!(exit["reason"], "Completed");
+    assert!(
+        events_of(&t, "GracePeriodOverrun", &app.id).is_empty(),
+        "{t}"
+    );
+}
+
+#[test]
+fn a_hook_that_runs_past_the_grace_period() {
+    let mut env = Env::start();
+    let hook = ["sleep", "30"];
+    let (pod, app) = start(&mut env, "prestop-overrun", &hook, 2);
+    let hook_result = env.stop_with_prestop(&app, &hook, 2);
+    assert!(
+        hook_result.is_err(),
+        "the runtime ends the hook at the grace: {hook_result:?}"
+    );
+    env.cri.wait_exited(&app.id);
+
+    let t = env.agent.wait_for(&pod.uid, "app exit", WAIT, |t| {
+        has(t, "ContainerExited", &app.id) && has(t, "PreStopFinished", &app.id)
+    });
+    let done = &events_of(&t, "PreStopFinished", &app.id)[0];
+    assert_eq!(done["killed_at_grace"], true, "{t}");
+    assert_eq!(done["exit_code"], 137);
+    let used = done["grace_used"].as_f64().unwrap();
+    assert!(used > 0.9, "{done}");
+    assert!(position(&t, "PreStopStarted", &app.id) < position(&t, "StopRequested", &app.id));
+}

@@ -82,6 +82,10 @@ impl Containerd {
         let dir = PathBuf::from(format!("/tmp/podlife-e2e-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("cni")).expect("e2e dir");
+        let runc_binary = match crate::layout::Layout::from_env().runc_binary(&dir) {
+            Some(bin) => format!("\n        BinaryName = \"{}\"", bin.display()),
+            None => String::new(),
+        };
         let socket = dir.join("containerd.sock");
         let state = dir.join("state");
         let network = format!("e2e-{tag}");
@@ -114,7 +118,7 @@ state = "{state}"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
-        Root = "{runc_root}"
+        Root = "{runc_root}"{runc_binary}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_BIN}"
     conf_dir = "{cni}"

@@ -50,7 +50,7 @@ pub struct Pod {
     pub namespace: String,
     pub sandbox_id: String,
     pub config: PodSandboxConfig,
-    /// The pod cgroup, `/kubepods/burstable/pod<uid>`.
+    /// The pod cgroup, `/kubepods/burstable/pod<uid>` or its systemd-style twin (layout.rs).
     pub cgroup: String,
 }
 
@@ -80,6 +80,9 @@ pub struct CtrOpts {
     pub image: Option<&'static str>,
     /// An exec preStop hook: its command, annotated on the container as the kubelet does.
     pub prestop: Option<Vec<String>>,
+    /// `memory.oom.group` = 1 in the container cgroup, as the kubelet sets it on cgroup v2
+    /// (since 1.28, unless singleProcessOOMKill): an OOM kill takes the whole container.
+    pub oom_group: bool,
 }
 
 impl CtrOpts {
@@ -147,7 +150,8 @@ impl Kubelet {
         }
     }
 
-    /// The kubelet creates /kubepods/<qos>/pod<uid> in every hierarchy before the sandbox,
+    /// The kubelet creates the pod cgroup (/kubepods/<qos>/pod<uid>, or the systemd-style slice
+    /// of layout.rs) in every hierarchy before the sandbox,
     /// then RunPodSandbox with cgroup_parent, the metadata, labels and namespace options.
     pub fn run_pod(&mut self, name: &str, opts: PodOpts) -> Pod {
         self.run_pod_in(NAMESPACE, name, opts)
@@ -157,7 +161,7 @@ impl Kubelet {
     pub fn run_pod_in(&mut self, namespace: &str, name: &str, opts: PodOpts) -> Pod {
         let uid = new_uid();
         let namespace = namespace.to_string();
-        let cgroup = format!("/kubepods/burstable/pod{uid}");
+        let cgroup = crate::layout::Layout::from_env().pod_cgroup(&uid);
         for h in hierarchies() {
             let dir = h.join(cgroup.trim_start_matches('/'));
             std::fs::create_dir_all(&dir)
@@ -287,6 +291,11 @@ impl Kubelet {
                     cpu_shares: 2,
                     oom_score_adj: 1000,
                     memory_limit_in_bytes: opts.memory_limit.unwrap_or(0),
+                    unified: if opts.oom_group {
+                        map(&[("memory.oom.group", "1")])
+                    } else {
+                        HashMap::new()
+                    },
                     ..Default::default()
                 }),
                 security_context: Some(LinuxContainerSecurityContext {
@@ -334,6 +343,19 @@ impl Kubelet {
         let left = grace_s - started.elapsed().as_secs() as i64;
         self.cri.stop_container(&c.id, left.max(2));
         hook_result
+    }
+
+    /// Panics unless a running container's cgroup is where this run's layout puts it (in the
+    /// cgroup v2 hierarchy): a test that means to run in the systemd layout really does.
+    pub fn assert_container_cgroup(&self, pod: &Pod, c: &Container) {
+        let layout = crate::layout::Layout::from_env();
+        let rel = layout.container_cgroup(&pod.cgroup, &c.id);
+        let dir = crate::pod_cgroups::unified().join(rel.trim_start_matches('/'));
+        assert!(
+            dir.join("cgroup.procs").exists(),
+            "{layout:?} layout: no container cgroup at {}",
+            dir.display()
+        );
     }
 
     /// What the container wrote (the CRI log file, one `<time> <stream> <tag> <text>` a line).

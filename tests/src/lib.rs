@@ -10,6 +10,7 @@ pub mod apiserver;
 pub mod containerd;
 pub mod cri;
 pub mod kubelet;
+pub mod layout;
 pub mod memcg;
 pub mod pod_cgroups;
 pub mod store_files;

@@ -13,6 +13,7 @@ fn exec_probes_success_failure_and_timeout() {
     env.agent.wait_for(&pod.uid, "app start", WAIT, |t| {
         has(t, "ContainerStarted", &app.id)
     });
+    env.assert_container_cgroup(&pod, &app);
     assert_eq!(
         env.cri
             .exec_sync(&app.id, &["sh", "-c", "exit 0"], 5)

@@ -12,6 +12,7 @@ fn sandbox_stop_and_remove() {
     let t = env.agent.wait_for(&pod.uid, "sidecar start", WAIT, |t| {
         has(t, "ContainerStarted", &app.id)
     });
+    env.assert_container_cgroup(&pod, &app);
     let pause = events(&t, "SandboxStarted")[0]["pid"].clone();
     env.remove_pod(&pod);
     let t = env.agent.wait_for(&pod.uid, "PodRemoved", WAIT, |t| {

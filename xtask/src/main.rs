@@ -13,12 +13,16 @@ const HELP: &str = "cargo xtask <task>
 
   setup        install the toolchain and test dependencies (apt, bpf-linker); idempotent
   run [ARGS]   setup, build the release agent and run it on this node (ARGS go to podlife)
-  test         setup, then every suite: lint, unit, fuzz, kernel, end-to-end, vm, dashboards, deploy
+  test         setup, then every suite: lint, unit, fuzz, kernel, end-to-end, vm + vm-e2e,
+               dashboards, deploy
   unit         engine and agent unit tests (no root)
   kernel       kernel suite: loads the real eBPF programs (root)
   vm [ARGS]    kernel matrix: the kernel suite on Debian's 6.1 and 6.12 in qemu (KVM or TCG)
                (`cargo xtask vm --help`; see docs/PORTABILITY.md)
   e2e          end-to-end suite: real containerd + runc pods through the CRI (root)
+  vm-e2e [ARGS]
+               the e2e suite's pod scenarios in the 6.12 VM (cgroup v2), cgroupfs and
+               systemd-style cgroup layouts (`cargo xtask vm-e2e --help`)
   bench        benchmarks (see docs/BENCHMARKS.md)
   lint         cargo fmt --check and clippy -D warnings (userspace, then the eBPF crate)
   fuzz [TARGET [SECS]]
@@ -49,7 +53,8 @@ fn main() -> Result<()> {
             suites::bench(&rest)
         }
         "lint" => suites::lint(),
-        "vm" => vm::run(&rest),
+        "vm" => vm::run(&rest, vm::Suite::Kernel),
+        "vm-e2e" => vm::run(&rest, vm::Suite::E2e),
         "fuzz" => fuzz::task(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{HELP}");

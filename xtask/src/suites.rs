@@ -111,7 +111,13 @@ pub fn deploy() -> Result<()> {
 /// The kernel suite on the other kernels of the matrix (docs/PORTABILITY.md).
 pub fn vm() -> Result<()> {
     require_root("vm")?;
-    crate::vm::run(&[])
+    crate::vm::run(&[], crate::vm::Suite::Kernel)
+}
+
+/// The e2e suite's pod scenarios in the 6.12 VM, both cgroup layouts (docs/PORTABILITY.md).
+pub fn vm_e2e() -> Result<()> {
+    require_root("vm-e2e")?;
+    crate::vm::run(&[], crate::vm::Suite::E2e)
 }
 
 type Suite = (&'static str, fn() -> Result<()>);
@@ -119,7 +125,7 @@ type Suite = (&'static str, fn() -> Result<()>);
 /// Every suite, in order of cost; stops at the first failure.
 pub fn all() -> Result<()> {
     setup::all()?;
-    let suites: [Suite; 8] = [
+    let suites: [Suite; 9] = [
         ("lint", lint),
         ("unit", unit),
         ("fuzz", crate::fuzz::suite),
@@ -127,6 +133,7 @@ pub fn all() -> Result<()> {
         ("e2e", e2e),
         // After e2e, whose release build it shares.
         ("vm", vm),
+        ("vm-e2e", vm_e2e),
         ("dashboards", dashboards),
         ("deploy", deploy),
     ];

@@ -110,6 +110,28 @@ pub fn classify(
     }
 }
 
+/// How far apart the victims of one group kill can be marked. The kernel kills them in one
+/// pass, microseconds apart natively; a slow console (every kill is logged) stretches that to
+/// tens of milliseconds.
+pub const GROUP_KILL_WINDOW_NS: u64 = 1_000_000_000;
+
+/// The scope of a kill the counters call `Node` right after a kill in the same container
+/// whose limit was hit: the rest of that OOM. With cgroup v2's `memory.oom.group` (the
+/// kubelet's default there since 1.28) one limit hit kills every process of the container, and
+/// the counters move once, for the first victim.
+pub fn group_member(scope: Scope, previous: Option<(u64, Scope)>, ts_ns: u64) -> Scope {
+    match previous {
+        Some((at, prev))
+            if scope == Scope::Node
+                && prev != Scope::Node
+                && ts_ns.saturating_sub(at) <= GROUP_KILL_WINDOW_NS =>
+        {
+            prev
+        }
+        _ => scope,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +143,28 @@ mod tests {
             max_usage: Some(peak),
             oom_local: None,
         }
+    }
+
+    #[test]
+    fn the_other_victims_of_a_group_kill_share_its_scope() {
+        let first = Some((1_000, Scope::Container));
+        // The init, 20 ms after the child: the counters moved once, for the child.
+        assert_eq!(
+            group_member(Scope::Node, first, 20_001_000),
+            Scope::Container
+        );
+        assert_eq!(
+            group_member(Scope::Node, Some((1_000, Scope::Pod)), 2_000),
+            Scope::Pod
+        );
+        // A node OOM much later in the same container is its own.
+        assert_eq!(
+            group_member(Scope::Node, first, 1_000 + 2 * GROUP_KILL_WINDOW_NS),
+            Scope::Node
+        );
+        // New counters win; nothing before: as classified.
+        assert_eq!(group_member(Scope::Pod, first, 2_000), Scope::Pod);
+        assert_eq!(group_member(Scope::Node, None, 2_000), Scope::Node);
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub struct Inner {
     mounts: CgroupMounts,
     /// Memory counters of pod and container cgroups at their creation (OOM limit scope).
     mem_baseline: HashMap<String, MemCounters>,
+    /// (kernel ns, scope) of the last OOM kill classified per container cgroup: the other
+    /// victims of a group kill (memory.oom.group) share its scope.
+    last_oom: HashMap<String, (u64, oom_scope::Scope)>,
     /// Container ids whose runtime bundle was already looked up.
     meta_done: HashSet<String>,
     /// (wall ns when due, uid): pods whose metric series are deleted then.
@@ -131,6 +134,7 @@ impl Inner {
             runtime_state,
             mounts,
             mem_baseline: HashMap::new(),
+            last_oom: HashMap::new(),
             meta_done: HashSet::new(),
             forget_at: Vec::new(),
             outbox: Vec::new(),
@@ -176,11 +180,12 @@ impl Inner {
             KernelEventKind::CgroupAttach { path, .. } => path,
             KernelEventKind::OomVictim { pid, .. } => {
                 let own = if ev.tgid == *pid { ev.cgroup_id } else { 0 };
-                self.classify_oom(*pid, own);
+                self.classify_oom(*pid, own, ev.ts_ns);
                 return;
             }
             KernelEventKind::CgroupRmdir { path, .. } => {
                 self.mem_baseline.remove(path.as_str());
+                self.last_oom.remove(path.as_str());
                 return;
             }
             _ => return,
@@ -234,7 +239,7 @@ impl Inner {
         }
     }
 
-    fn classify_oom(&mut self, pid: u32, cgroup_id: u64) {
+    fn classify_oom(&mut self, pid: u32, cgroup_id: u64, ts_ns: u64) {
         let Some((container, pod)) = self.engine.container_cgroup_of(pid, cgroup_id) else {
             return;
         };
@@ -247,6 +252,10 @@ impl Inner {
         let c_then = self.mem_baseline.get(&container).copied().unwrap_or(zero);
         let p_then = self.mem_baseline.get(&pod).copied().unwrap_or(zero);
         let scope = oom_scope::classify((&c_then, &c_now), (&p_then, &p_now));
+        let scope = oom_scope::group_member(scope, self.last_oom.get(&container).copied(), ts_ns);
+        if self.last_oom.len() < 100_000 {
+            self.last_oom.insert(container.clone(), (ts_ns, scope));
+        }
         tracing::info!(pid, scope = scope.as_str(), container = %container, ?c_then, ?c_now, ?p_then, ?p_now, "OOM kill: limit scope from memory counters");
         self.mem_baseline.insert(container, c_now);
         self.mem_baseline.insert(pod, p_now);

@@ -107,9 +107,13 @@ fn forged_pod_below_a_systemd_container_stays_the_containers() {
         "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice",
         TENANT.replace('-', "_")
     );
-    let e = run(&pod, &format!("cri-containerd-{CID}.scope"), None);
-    let (container, _) = e.container_cgroup_of(77, 13).expect("pid 77 placed");
-    assert!(container.ends_with(CID), "{container}");
+    let scope = format!("cri-containerd-{CID}.scope");
+    let e = run(&pod, &scope, None);
+    // The scope the kernel named, where the agent reads the container's memory counters.
+    assert_eq!(
+        e.container_cgroup_of(77, 13),
+        Some((format!("{pod}/{scope}"), pod.clone()))
+    );
     assert_eq!(e.pod_uids(), vec![TENANT.to_string()]);
     assert!(e
         .timeline_events(TENANT)

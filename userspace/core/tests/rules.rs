@@ -101,22 +101,7 @@ fn child_oom_is_silent_for_the_container() {
     let mut events = pod();
     events.push(fork(20 * MS, 200, 21, 202));
     events.push(signal(30 * MS, 202, 21, "hog", 202, 9, 0x80));
-    events.push(ev(
-        30 * MS + 1,
-        202,
-        21,
-        "hog",
-        KernelEventKind::OomVictim {
-            pid: 202,
-            victim_comm: Some("hog".into()),
-            total_vm_kb: Some(100),
-            anon_rss_kb: Some(64),
-            file_rss_kb: None,
-            shmem_rss_kb: None,
-            pgtables_kb: None,
-            oom_score_adj: Some(1000),
-        },
-    ));
+    events.push(oom_victim(30 * MS + 1, 202, 202));
     events.push(exit(31 * MS, 202, 21, 0x9));
     let (engine, out) = run(&events);
     let oom = find(&out, "OOMKill");
@@ -128,6 +113,51 @@ fn child_oom_is_silent_for_the_container() {
         engine.pod(UID).unwrap().containers[1].state,
         ContainerState::Running
     );
+}
+
+fn oom_victim(ts: u64, context: u32, pid: u32) -> KernelEvent {
+    ev(
+        ts,
+        context,
+        21,
+        "hog",
+        KernelEventKind::OomVictim {
+            pid,
+            victim_comm: Some("hog".into()),
+            total_vm_kb: Some(100),
+            anon_rss_kb: Some(64),
+            file_rss_kb: None,
+            shmem_rss_kb: None,
+            pgtables_kb: None,
+            oom_score_adj: Some(1000),
+        },
+    )
+}
+
+/// cgroup v2 with memory.oom.group (the kubelet's default there since 1.28): one limit hit by
+/// a child kills every process of the container, all from the allocating child's context —
+/// the child (the chosen victim), then the init. Both are OOM kills, and the container ends
+/// OOMKilled, not as a silent child kill (seen in the 6.12 VM, `cargo xtask vm-e2e`).
+#[test]
+fn oom_group_kill_takes_the_init_with_the_child() {
+    let mut events = pod();
+    events.push(fork(20 * MS, 200, 21, 202));
+    events.push(signal(30 * MS, 202, 21, "hog", 202, 9, 0x80));
+    events.push(oom_victim(30 * MS + 1, 202, 202));
+    events.push(signal(30 * MS + 2, 202, 21, "hog", 200, 9, 0x80));
+    events.push(oom_victim(30 * MS + 3, 202, 200));
+    events.push(exit(31 * MS, 202, 21, 0x9));
+    events.push(exit(31 * MS + 1, 200, 21, 0x9));
+    let (_, out) = run(&events);
+    let ooms: Vec<_> = out.iter().filter(|e| e.kind.name() == "OOMKill").collect();
+    assert_eq!(ooms.len(), 2, "{:?}", names(&out));
+    assert_eq!(json(ooms[0], "pid"), 202);
+    assert_eq!(json(ooms[0], "victim_is_init"), false);
+    assert_eq!(json(ooms[1], "pid"), 200);
+    assert_eq!(json(ooms[1], "victim_is_init"), true);
+    let exit = find(&out, "ContainerExited");
+    assert_eq!(json(exit, "reason"), "OOMKilled");
+    assert_eq!(json(exit, "killed_by"), "oom_killer");
 }
 
 #[test]

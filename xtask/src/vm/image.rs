@@ -1,5 +1,5 @@
-//! What the VMs boot from: the kernel suite's binaries (from cargo's build messages) and the
-//! initramfs around them.
+//! What the VMs boot from: the suite's test binaries and the agent (from cargo's build
+//! messages) and the initramfs around them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _, Result};
 
-use super::{cache, root};
+use super::{cache, e2e, root, Suite};
 use crate::initramfs::{Entry, Tree};
 use crate::setup::output;
 
@@ -33,8 +33,18 @@ fn json_str(line: &str, key: &str, from: usize) -> Option<String> {
     None
 }
 
-/// Executables of the podlife package's kernel-suite tests and of the agent, from cargo's artifact messages.
-fn parse_artifacts(json: &str) -> Result<Binaries> {
+/// Whether an integration test target belongs to the suite: the kernel suite is the podlife
+/// package's kernel_* and skeleton_kernel (kube_api needs no kernel); the e2e suite's VM subset
+/// is listed in e2e.rs.
+fn wanted(suite: Suite, name: &str) -> bool {
+    match suite {
+        Suite::Kernel => name.starts_with("kernel_") || name.ends_with("_kernel"),
+        Suite::E2e => e2e::TESTS.contains(&name),
+    }
+}
+
+/// Executables of the suite's tests and of the agent, from cargo's artifact messages.
+fn parse_artifacts(json: &str, suite: Suite) -> Result<Binaries> {
     let mut tests = std::collections::BTreeMap::new();
     let mut agent = None;
     for line in json.lines() {
@@ -53,8 +63,7 @@ fn parse_artifacts(json: &str) -> Result<Binaries> {
             .find("\"profile\":{")
             .is_some_and(|p| line[p..].contains("\"test\":true"));
         if kind.starts_with("\"target\":{\"kind\":[\"test\"]") {
-            // The kernel suite only: kernel_* and skeleton_kernel (kube_api needs no kernel).
-            if name.starts_with("kernel_") || name.ends_with("_kernel") {
+            if wanted(suite, &name) {
                 tests.insert(name, PathBuf::from(exe));
             }
         } else if kind.starts_with("\"target\":{\"kind\":[\"bin\"]")
@@ -65,7 +74,17 @@ fn parse_artifacts(json: &str) -> Result<Binaries> {
         }
     }
     if tests.is_empty() {
-        bail!("cargo built no integration test of the podlife package");
+        bail!(
+            "cargo built no integration test of the {} suite",
+            suite.name()
+        );
+    }
+    if suite == Suite::E2e && tests.len() != e2e::TESTS.len() {
+        bail!(
+            "the e2e build lacks some of {:?}: got {:?}",
+            e2e::TESTS,
+            tests.keys().collect::<Vec<_>>()
+        );
     }
     Ok(Binaries {
         tests: tests.into_iter().collect(),
@@ -73,33 +92,50 @@ fn parse_artifacts(json: &str) -> Result<Binaries> {
     })
 }
 
-/// The kernel suite's test binaries and the agent. Release by default: under TCG the agent's
+/// The suite's test binaries and the agent. Release by default: under TCG the agent's
 /// load-and-attach takes half the time of a debug build's (3-7 s against 7-14 s per load, 23
 /// loads per VM). In `cargo xtask test` the e2e suite's release build comes first, so the
 /// dependencies and the eBPF object are already built.
-pub(super) fn build(run_cargo: bool, release: bool) -> Result<Binaries> {
-    let saved = cache().join("artifacts.json");
+pub(super) fn build(run_cargo: bool, release: bool, suite: Suite) -> Result<Binaries> {
+    let saved = cache().join(format!("artifacts-{}.json", suite.name()));
     if !run_cargo {
-        return parse_artifacts(&fs::read_to_string(&saved).context("--no-build: no saved build")?);
+        let json = fs::read_to_string(&saved).context("--no-build: no saved build")?;
+        return parse_artifacts(&json, suite);
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(root())
-        .args(["test", "-p", "podlife", "--tests", "--no-run"])
-        .args(release.then_some("--release"))
-        .args(["--message-format=json-render-diagnostics"])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("starting cargo")?;
-    if !out.status.success() {
-        bail!("building the podlife tests failed: {}", out.status);
+    // The kernel suite's tests build the agent too; the e2e tests run it as a separate binary.
+    let steps: &[&[&str]] = match suite {
+        Suite::Kernel => &[&["test", "-p", "podlife", "--tests", "--no-run"]],
+        Suite::E2e => &[
+            &["build", "-p", "podlife", "--bin", "podlife"],
+            &["test", "-p", "podlife-e2e", "--tests", "--no-run"],
+        ],
+    };
+    let mut json = String::new();
+    for args in steps {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(root())
+            .args(*args)
+            .args(release.then_some("--release"))
+            .args(["--message-format=json-render-diagnostics"])
+            .stderr(Stdio::inherit())
+            .output()
+            .context("starting cargo")?;
+        if !out.status.success() {
+            bail!("cargo {} failed: {}", args.join(" "), out.status);
+        }
+        json.push_str(&String::from_utf8_lossy(&out.stdout));
     }
-    let json = String::from_utf8_lossy(&out.stdout);
     fs::write(&saved, json.as_bytes())?;
-    parse_artifacts(&json)
+    parse_artifacts(&json, suite)
 }
 
-pub(super) fn make_initramfs(bins: &Binaries) -> Result<(PathBuf, u64)> {
+/// `module_dirs`: the kernels' extracted modules, for the e2e suite.
+pub(super) fn make_initramfs(
+    bins: &Binaries,
+    suite: Suite,
+    module_dirs: &[&Path],
+) -> Result<(PathBuf, u64)> {
     let mut tree = Tree::default();
     for d in ["proc", "sys", "tmp", "run", "root", "etc"] {
         tree.put(d, Entry::Dir);
@@ -155,7 +191,10 @@ pub(super) fn make_initramfs(bins: &Binaries) -> Result<(PathBuf, u64)> {
     for (name, exe) in &bins.tests {
         tree.binary(&format!("tests/{name}"), exe, &scratch)?;
     }
-    let out = cache().join("initramfs.cpio");
+    if suite == Suite::E2e {
+        e2e::add_to_initramfs(&mut tree, &scratch, module_dirs)?;
+    }
+    let out = cache().join(format!("initramfs-{}.cpio", suite.name()));
     let size = tree.write_cpio(&out)?;
     Ok((out, size))
 }
@@ -171,7 +210,7 @@ mod tests {
 {"reason":"compiler-artifact","target":{"kind":["lib"],"crate_types":["lib"],"name":"podlife"},"profile":{"test":false},"executable":null}
 {"reason":"compiler-artifact","target":{"kind":["bin"],"crate_types":["bin"],"name":"podlife","test":true},"profile":{"test":true},"executable":"/t/podlife-unit"}
 {"reason":"compiler-artifact","target":{"kind":["bin"],"crate_types":["bin"],"name":"podlife","test":true},"profile":{"test":false},"executable":"/t/podlife"}"#;
-        let b = parse_artifacts(json).unwrap();
+        let b = parse_artifacts(json, Suite::Kernel).unwrap();
         assert_eq!(
             b.tests,
             vec![("kernel_cgroups".into(), "/t/kernel_cgroups-1".into())]

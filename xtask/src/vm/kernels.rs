@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::{cache, Kernel};
+use super::{cache, e2e, Kernel};
 use crate::setup::{output, sh};
 
 /// The concrete image package the meta package points at in apt's current lists.
@@ -20,7 +20,8 @@ fn resolve_package(meta: &str) -> Result<String> {
 }
 
 /// `target/vm-cache/<series>/vmlinuz`, downloaded with apt-get and unpacked with dpkg-deb
-/// (never installed). A cached image is reused while it is the one apt names, or when apt
+/// (never installed), and beside it `modules/<release>/`, the few modules the e2e suite loads
+/// (e2e.rs), decompressed. A cached image is reused while it is the one apt names, or when apt
 /// cannot say (offline).
 pub(super) fn fetch_kernel(k: &Kernel) -> Result<PathBuf> {
     let dir = cache().join(k.series);
@@ -42,7 +43,8 @@ pub(super) fn fetch_kernel(k: &Kernel) -> Result<PathBuf> {
             resolve_package(k.meta)?
         }
     };
-    if image.exists() && cached.as_deref() == Some(wanted.as_str()) {
+    let modules = dir.join("modules");
+    if image.exists() && modules.exists() && cached.as_deref() == Some(wanted.as_str()) {
         return Ok(image);
     }
     let tmp = dir.join("download");
@@ -83,9 +85,45 @@ pub(super) fn fetch_kernel(k: &Kernel) -> Result<PathBuf> {
     check_config(&wanted, &config)?;
     fs::write(dir.join("config"), config)?;
     fs::rename(find("vmlinuz-")?, &image)?;
+    extract_modules(&x, &modules)?;
     fs::write(&stamp, &wanted)?;
     fs::remove_dir_all(&tmp)?;
     Ok(image)
+}
+
+/// The e2e suite's modules from an unpacked image package into `to/<release>/<name>.ko`,
+/// decompressed (busybox's insmod in the VM reads plain objects).
+fn extract_modules(unpacked: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    let base = unpacked.join("lib/modules");
+    let release = fs::read_dir(&base)
+        .with_context(|| format!("{}: no modules in the package", base.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .next()
+        .context("the image package has no lib/modules/<release>")?;
+    let _ = fs::remove_dir_all(to);
+    let out = to.join(&release);
+    fs::create_dir_all(&out)?;
+    for m in e2e::MODULES {
+        let src = base.join(&release).join("kernel").join(format!("{m}.ko"));
+        let name = src.file_name().unwrap().to_owned();
+        let xz = src.with_extension("ko.xz");
+        let data = if xz.exists() {
+            let out = Command::new("xz")
+                .arg("-dc")
+                .arg(&xz)
+                .output()
+                .context("starting xz (apt-get install xz-utils)")?;
+            if !out.status.success() {
+                bail!("xz -dc {}: {}", xz.display(), out.status);
+            }
+            out.stdout
+        } else {
+            fs::read(&src).with_context(|| format!("{}: missing", src.display()))?
+        };
+        fs::write(out.join(name), data)?;
+    }
+    Ok(())
 }
 
 /// What the VM needs built in (the initramfs has no modules): the serial console it reports

@@ -6,6 +6,8 @@
 //! binary; this side parses the serial console and fails on any failed, ignored or missing
 //! result. The host kernel is the third column: its features are probed with the same agent
 //! here, its tests are the `kernel` suite.
+//! `cargo xtask vm-e2e` boots the same way with the e2e suite instead (e2e.rs): containerd,
+//! runc and the CNI plugins, real pods through the CRI in both cgroup layouts.
 //! See docs/PORTABILITY.md.
 
 use std::fs;
@@ -19,11 +21,12 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::setup::apt_install;
 
+mod e2e;
 mod image;
 mod kernels;
 mod report;
 
-use image::{build, make_initramfs};
+use image::{build, make_initramfs, Binaries};
 use kernels::fetch_kernel;
 use report::{parse_console, probe_host, summarize, Report};
 
@@ -51,9 +54,27 @@ const KERNELS: &[Kernel] = &[
     },
 ];
 
+/// What runs in the VMs: the kernel suite (`cargo xtask vm`) or the pod scenarios of the e2e
+/// suite (`cargo xtask vm-e2e`).
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Suite {
+    Kernel,
+    E2e,
+}
+
+impl Suite {
+    fn name(self) -> &'static str {
+        match self {
+            Suite::Kernel => "vm",
+            Suite::E2e => "vm-e2e",
+        }
+    }
+}
+
 /// What the VMs need on the host, and what the tests call inside them.
 const PACKAGES: &[&str] = &[
     "busybox-static",
+    "xz-utils",
     "binutils",
     "util-linux",
     "python3",
@@ -80,6 +101,10 @@ and reports the capture features the agent enables there and on the host.
 
 struct Opts {
     only: Vec<String>,
+    /// vm-e2e: the cgroup layouts the pod scenarios run in (both by default).
+    layouts: Vec<String>,
+    /// vm-e2e: only these test binaries (all of e2e::TESTS by default).
+    tests: Vec<String>,
     build: bool,
     release: bool,
     parallel: bool,
@@ -87,14 +112,20 @@ struct Opts {
     timeout: Duration,
 }
 
-fn parse_args(args: &[String]) -> Result<Opts> {
+fn parse_args(args: &[String], suite: Suite) -> Result<Opts> {
     let mut o = Opts {
         only: Vec::new(),
+        layouts: Vec::new(),
+        tests: Vec::new(),
         build: true,
         release: true,
         parallel: true,
         accel: None,
-        timeout: Duration::from_secs(600),
+        // The e2e suite's pods take 10-20 min per VM under TCG on a loaded 2-core host.
+        timeout: Duration::from_secs(match suite {
+            Suite::Kernel => 600,
+            Suite::E2e => 1800,
+        }),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -102,6 +133,20 @@ fn parse_args(args: &[String]) -> Result<Opts> {
             "--kernel" => o
                 .only
                 .push(it.next().context("--kernel needs a series")?.clone()),
+            "--layout" if suite == Suite::E2e => {
+                let l = it.next().context("--layout needs cgroupfs or systemd")?;
+                if !e2e::LAYOUTS.contains(&l.as_str()) {
+                    bail!("--layout {l}: cgroupfs or systemd");
+                }
+                o.layouts.push(l.clone());
+            }
+            "--test" if suite == Suite::E2e => {
+                let t = it.next().context("--test needs a test binary name")?;
+                if !e2e::TESTS.contains(&t.as_str()) {
+                    bail!("--test {t}: one of {:?}", e2e::TESTS);
+                }
+                o.tests.push(t.clone());
+            }
             "--no-build" => o.build = false,
             "--debug" => o.release = false,
             "--sequential" => o.parallel = false,
@@ -117,10 +162,10 @@ fn parse_args(args: &[String]) -> Result<Opts> {
                 o.timeout = Duration::from_secs(s.parse().context("--timeout: seconds")?);
             }
             "-h" | "--help" => {
-                print!("{HELP}");
+                print!("{}", help(suite));
                 std::process::exit(0);
             }
-            other => bail!("unknown argument {other:?}\n\n{HELP}"),
+            other => bail!("unknown argument {other:?}\n\n{}", help(suite)),
         }
     }
     if let Some(bad) = o
@@ -129,6 +174,15 @@ fn parse_args(args: &[String]) -> Result<Opts> {
         .find(|s| !KERNELS.iter().any(|k| k.series == *s))
     {
         bail!("--kernel {bad}: the matrix has 6.1 and 6.12");
+    }
+    if suite == Suite::E2e {
+        if o.only.is_empty() {
+            // Pure cgroup v2, where production nodes are; 6.1 (hybrid) on request.
+            o.only.push("6.12".into());
+        }
+        if o.layouts.is_empty() {
+            o.layouts = e2e::LAYOUTS.iter().map(|l| l.to_string()).collect();
+        }
     }
     Ok(o)
 }
@@ -173,8 +227,15 @@ fn cache() -> PathBuf {
     root().join("target/vm-cache")
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let opts = parse_args(args)?;
+fn help(suite: Suite) -> String {
+    match suite {
+        Suite::Kernel => HELP.to_string(),
+        Suite::E2e => e2e::HELP.to_string(),
+    }
+}
+
+pub fn run(args: &[String], suite: Suite) -> Result<()> {
+    let opts = parse_args(args, suite)?;
     let started = Instant::now();
     require_kvm()?;
     let accel = match opts.accel {
@@ -183,6 +244,10 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     install_qemu()?;
     apt_install(PACKAGES)?;
+    if suite == Suite::E2e {
+        // containerd, runc, the CNI plugins and the images the VM gets (idempotent).
+        crate::setup::sh(Command::new("bash").arg(root().join("tests/setup.sh")))?;
+    }
     fs::create_dir_all(cache())?;
     let kernels: Vec<&Kernel> = KERNELS
         .iter()
@@ -192,21 +257,37 @@ pub fn run(args: &[String]) -> Result<()> {
         .iter()
         .map(|k| fetch_kernel(k).map(|img| (*k, img)))
         .collect::<Result<Vec<_>>>()?;
-    let bins = build(opts.build, opts.release)?;
-    let (initrd, size) = make_initramfs(&bins)?;
-    let expected: Vec<String> = bins.tests.iter().map(|(n, _)| n.clone()).collect();
+    let module_dirs: Vec<PathBuf> = images
+        .iter()
+        .map(|(_, img)| img.with_file_name("modules"))
+        .collect();
+    let mut bins = build(opts.build, opts.release, suite)?;
+    if !opts.tests.is_empty() {
+        bins.tests.retain(|(name, _)| opts.tests.contains(name));
+    }
+    let dirs: Vec<&Path> = module_dirs.iter().map(PathBuf::as_path).collect();
+    let (initrd, size, expected) = initramfs(suite, &bins, &opts, &dirs)?;
     eprintln!(
-        "xtask vm: initramfs {} ({} MiB, tests: {}) ready after {:.0?}",
+        "xtask {}: initramfs {} ({} MiB, tests: {}) ready after {:.0?}",
+        suite.name(),
         initrd.display(),
         size >> 20,
         expected.join(", "),
         started.elapsed()
     );
-    let host = probe_host(&bins.agent);
+    let host = match suite {
+        Suite::Kernel => Some(probe_host(&bins.agent)),
+        // The e2e suite's host column is the `e2e` suite itself.
+        Suite::E2e => None,
+    };
     let boot_one = |k: &Kernel, image: &Path| -> Result<Report> {
         let t = Instant::now();
-        let log = cache().join(format!("console-{}.log", k.series));
-        let out = boot(k, image, &initrd, &log, accel, opts.timeout)?;
+        let log = cache().join(format!("console-{}-{}.log", suite.name(), k.series));
+        let extra = match suite {
+            Suite::Kernel => String::new(),
+            Suite::E2e => e2e::cmdline(&opts.layouts),
+        };
+        let out = boot(k, image, &initrd, &log, accel, opts.timeout, &extra)?;
         let mut r = parse_console(&out, &expected);
         r.series = k.series.to_string();
         r.wall = t.elapsed();
@@ -231,12 +312,35 @@ pub fn run(args: &[String]) -> Result<()> {
             .map(|(k, img)| boot_one(k, img))
             .collect::<Result<Vec<_>>>()?
     };
-    let failed = summarize(&host, &reports);
-    eprintln!("xtask vm: whole matrix in {:.0?}", started.elapsed());
+    let failed = summarize(host.as_ref(), &reports);
+    eprintln!(
+        "xtask {}: whole matrix in {:.0?}",
+        suite.name(),
+        started.elapsed()
+    );
     if failed > 0 {
-        bail!("kernel matrix: {failed} kernel(s) failed (console logs under target/vm-cache/)");
+        bail!(
+            "{} matrix: {failed} kernel(s) failed (console logs under target/vm-cache/)",
+            suite.name()
+        );
     }
     Ok(())
+}
+
+/// The initramfs of a suite and the names of the test runs /init must report.
+fn initramfs(
+    suite: Suite,
+    bins: &Binaries,
+    opts: &Opts,
+    module_dirs: &[&Path],
+) -> Result<(PathBuf, u64, Vec<String>)> {
+    let (initrd, size) = make_initramfs(bins, suite, module_dirs)?;
+    let names = bins.tests.iter().map(|(n, _)| n.clone());
+    let expected = match suite {
+        Suite::Kernel => names.collect(),
+        Suite::E2e => e2e::expected(names, &opts.layouts),
+    };
+    Ok((initrd, size, expected))
 }
 
 /// The matrix is the point of the suite: without KVM it fails, it never skips or crawls
@@ -296,12 +400,14 @@ fn boot(
     log: &Path,
     accel: Accel,
     timeout: Duration,
+    extra: &str,
 ) -> Result<String> {
     let mut append = format!(
         "console=ttyS0 panic=-1 quiet loglevel=4 podlife.cgroup={} podlife.accel={}",
         k.cgroup,
         accel.name()
     );
+    append.push_str(extra);
     if accel == Accel::Tcg {
         // Speculation mitigations protect nothing in a throw-away VM and cost TCG extra work on
         // every syscall (page-table isolation switches page tables); podlife observes the same.
@@ -317,7 +423,8 @@ fn boot(
         // One host thread per vCPU.
         Accel::Tcg => cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),
     };
-    cmd.args(["-smp", "2", "-m", "1536"])
+    // 2 GiB: the e2e suite's initramfs (containerd, images) and its pods need the room.
+    cmd.args(["-smp", "2", "-m", "2048"])
         .args(["-nodefaults", "-display", "none", "-serial", "stdio"])
         .arg("-no-reboot")
         .arg("-kernel")

@@ -92,6 +92,11 @@ impl Engine {
             if p.level == Level::Container {
                 if let Some(cid) = &p.container_id {
                     self.ensure_container(cid, &p.pod_uid, ts);
+                    if let Some(k) = self.containers.get_mut(cid.as_str()) {
+                        // The first path seen names it (mkdir, else an attach or the rescan).
+                        k.cgroup_path
+                            .get_or_insert_with(|| c.path.trim_end_matches('/').to_string());
+                    }
                 }
             }
         }
@@ -211,6 +216,7 @@ impl Engine {
                 meta: ContainerMeta::default(),
                 created_ns: ts,
                 cgroup_removed_ns: None,
+                cgroup_path: None,
                 creates_namespaces: false,
                 joins_namespaces: false,
                 created_emitted: false,

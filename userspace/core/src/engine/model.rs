@@ -238,6 +238,9 @@ pub struct Container {
     pub meta: ContainerMeta,
     pub created_ns: u64,
     pub cgroup_removed_ns: Option<u64>,
+    /// The container's own cgroup as the kernel named it (cgroupfs `<pod>/<id>`, systemd
+    /// `<pod>.slice/cri-containerd-<id>.scope`): where its memory counters are.
+    pub cgroup_path: Option<String>,
     /// Namespace evidence: the runtime child created IPC/UTS/NET namespaces (a sandbox) ...
     pub creates_namespaces: bool,
     /// ... or joined another container's (an app or init container).

@@ -201,7 +201,13 @@ impl Engine {
             .get(&c.pod_uid)
             .cloned()
             .unwrap_or_else(|| format!("/kubepods/{qos}pod{}", c.pod_uid));
-        Some((format!("{pod_path}/{cid}"), pod_path))
+        // The path the kernel reported: systemd-driver nodes name it `cri-containerd-<id>.scope`
+        // (crio-, docker-), not `<id>`.
+        let container_path = c
+            .cgroup_path
+            .clone()
+            .unwrap_or_else(|| format!("{pod_path}/{cid}"));
+        Some((container_path, pod_path))
     }
 
     pub fn stats(&self) -> EngineStats {

@@ -33,7 +33,7 @@ AGENT_METRICS = HERE / "agent-metrics.txt"
 
 def load_agent_metrics(path):
     """{metric: labels} and the histograms, from agent-metrics.txt: written from the agent's
-    registry by a unit test of userspace/agent/src/metrics.rs, which fails when they differ."""
+    registry by a unit test of userspace/agent/src/pipeline/metrics.rs, which fails when they differ."""
     metrics, histograms = {}, set()
     for line in path.read_text().splitlines():
         if not line.strip() or line.startswith("#"):

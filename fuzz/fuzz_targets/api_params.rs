@@ -5,9 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use podlife::clock::{format_rfc3339, parse_rfc3339};
-use podlife::http::params;
-use podlife::http::ApiError;
+use podlife::node::clock::{format_rfc3339, parse_rfc3339};
+use podlife::serve::http::params;
+use podlife::serve::http::ApiError;
 
 const NOW: i128 = 1_764_000_000_000_000_000;
 

@@ -80,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(is_uid(&p.pod_uid), "{path}: uid {:?}", p.pod_uid);
     // The API's own validation accepts every uid the grammar produces.
     assert!(
-        podlife::http::params::uid(&p.pod_uid).is_ok(),
+        podlife::serve::http::params::uid(&p.pod_uid).is_ok(),
         "{}",
         p.pod_uid
     );

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use podlife::kernel::convert::to_kernel_event;
+use podlife::capture::convert::to_kernel_event;
 use podlife_common::decode::{as_bytes, decode, DecodeError, Record};
 use podlife_common::{Header, ABI_VERSION};
 use podlife_core::{KernelEvent, KernelEventKind};

@@ -15,11 +15,11 @@ use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response};
 use axum::Router;
 use libfuzzer_sys::fuzz_target;
-use podlife::cgroupfs::CgroupMounts;
-use podlife::clock::WallClock;
-use podlife::http::{Access, ApiConfig};
-use podlife::metrics::Metrics;
-use podlife::shared::{Inner, Shared};
+use podlife::node::cgroupfs::CgroupMounts;
+use podlife::node::clock::WallClock;
+use podlife::serve::http::{Access, ApiConfig};
+use podlife::pipeline::metrics::Metrics;
+use podlife::pipeline::shared::{Inner, Shared};
 use podlife_core::{Engine, EngineConfig};
 use podlife_fuzz::fixtures;
 use tower::ServiceExt as _;
@@ -55,7 +55,7 @@ fn app(token: Option<&str>) -> Router {
         .ready
         .store(true, std::sync::atomic::Ordering::Release);
     let access = token.map_or_else(Access::private, |t| Access::token(t).expect("a token"));
-    podlife::http::router(
+    podlife::serve::http::router(
         shared,
         ApiConfig {
             access,

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use podlife::metadata::{parse_config, Runtime};
+use podlife::node::metadata::{parse_config, Runtime};
 use podlife_core::names::is_dns1123_subdomain;
 use podlife_core::{text::to_text, Engine, EngineConfig, WallClock};
 use podlife_fuzz::{container_ids, fixtures};

@@ -4,9 +4,9 @@
 use anyhow::{Context as _, Result};
 use tracing::info;
 
-use crate::cgroupfs::CgroupMounts;
 use crate::config::Args;
-use crate::http;
+use crate::node::cgroupfs::CgroupMounts;
+use crate::serve::http;
 use crate::startup;
 use crate::tasks::{self, Threads};
 

@@ -6,10 +6,10 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::cgroupfs::CgroupMounts;
+use crate::capture::loader::{Capture, LoadOptions};
+use crate::capture::tracefs;
 use crate::config::Args;
-use crate::kernel::loader::{Capture, LoadOptions};
-use crate::kernel::tracefs;
+use crate::node::cgroupfs::CgroupMounts;
 
 /// How bad a missing item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,7 +229,7 @@ fn runtime_state(dirs: &[std::path::PathBuf]) -> Vec<Item> {
 }
 
 async fn cri_socket(flag: Option<&Path>) -> Item {
-    let Some(socket) = crate::cri::find_socket(flag) else {
+    let Some(socket) = crate::node::cri::find_socket(flag) else {
         return Item::new(
             Level::Warn,
             "cri socket",

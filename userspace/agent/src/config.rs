@@ -160,7 +160,7 @@ pub struct Args {
     /// Send every lifecycle event as an OpenTelemetry log record to this OTLP/HTTP receiver
     /// (`http://host:port`, protobuf to `/v1/logs`), resumed from a cursor kept in --state-dir.
     #[arg(long, env = "PODLIFE_OTLP_ENDPOINT", global = true)]
-    pub otlp_endpoint: Option<crate::otlp::Endpoint>,
+    pub otlp_endpoint: Option<crate::serve::otlp::Endpoint>,
 
     /// Kubeconfig file for `--kube-api kubeconfig`. Default: $KUBECONFIG, else ~/.kube/config.
     #[arg(long, env = "PODLIFE_KUBECONFIG", global = true)]

@@ -7,11 +7,11 @@
 
 use serde_json::{json, Value};
 
-use crate::cgroupfs::CgroupMounts;
-use crate::clock::WallClock;
-use crate::history::EventQuery;
-use crate::metrics::Metrics;
-use crate::shared::Inner;
+use crate::node::cgroupfs::CgroupMounts;
+use crate::node::clock::WallClock;
+use crate::pipeline::history::EventQuery;
+use crate::pipeline::metrics::Metrics;
+use crate::pipeline::shared::Inner;
 use podlife_core::{Engine, EngineConfig, KernelEvent};
 
 const FIXTURES: &[&str] = &["ctr_lifecycle", "ctr_graceful", "ctr_oom", "ctr_restart"];
@@ -45,7 +45,7 @@ fn served(fixture: &str) -> Value {
         after: None,
         limit: 100_000,
     });
-    let page: Value = serde_json::from_str(&crate::views::events_page(
+    let page: Value = serde_json::from_str(&crate::serve::views::events_page(
         &picked,
         false,
         100_000,

@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use tracing::info;
 
-use crate::cgroupfs::CgroupMounts;
-use crate::kernel::convert::to_kernel_event;
-use crate::kernel::loader::{Capture, LoadOptions};
+use crate::capture::convert::to_kernel_event;
+use crate::capture::loader::{Capture, LoadOptions};
+use crate::node::cgroupfs::CgroupMounts;
 
 pub async fn run(
     out: &std::path::Path,
@@ -24,7 +24,7 @@ pub async fn run(
         ..Default::default()
     };
     let mut capture = Capture::load(&opts, mounts.event_root())?;
-    crate::startup::track_existing(&mut capture, &mounts);
+    crate::pipeline::seed::track_existing(&mut capture, &mounts);
     let mut sink: Box<dyn std::io::Write> = if out.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {

@@ -7,19 +7,18 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{MapData, RingBuf};
-use podlife_common::TRACK_BOOTSTRAP;
 use podlife_core::redact::Redactor;
 use podlife_core::{CgroupMode, Engine, EngineConfig};
 use tracing::{info, warn};
 
-use crate::cgroupfs::CgroupMounts;
-use crate::clock::WallClock;
+use crate::capture::loader::{Capture, LoadOptions};
 use crate::config::Args;
-use crate::kernel::loader::{Capture, LoadOptions};
-use crate::metrics::Metrics;
-use crate::shared::{Inner, Shared};
+use crate::node::cgroupfs::CgroupMounts;
+use crate::node::clock::WallClock;
+use crate::pipeline::metrics::Metrics;
+use crate::pipeline::shared::{Inner, Shared};
 use crate::store::{Limits, Store};
-use crate::{bootstrap, enrich, http};
+use crate::{pipeline::enrich, serve::http};
 
 /// Flags that only make sense together, checked before anything is touched.
 pub fn check_flags(args: &Args) -> Result<()> {
@@ -85,39 +84,6 @@ pub fn count_start_refusals(refused: &http::limits::Refused, shared: &Shared) {
     }
 }
 
-/// Seed the kernel-side filter with what already runs: pod cgroups and runtime shim trees.
-pub fn track_existing(
-    capture: &mut Capture,
-    mounts: &CgroupMounts,
-) -> (Vec<bootstrap::FoundCgroup>, Vec<bootstrap::FoundProcess>) {
-    let cgroups = mounts
-        .v2
-        .as_deref()
-        .map(bootstrap::scan_cgroups)
-        .unwrap_or_default();
-    for c in &cgroups {
-        if let Err(e) = capture.track_cgroup(c.id) {
-            warn!("cannot track cgroup {}: {e}", c.path);
-        }
-    }
-    let mut procs = bootstrap::scan_processes(Path::new("/proc"), mounts.v2.as_deref());
-    if let Some(v2) = mounts.v2.as_deref() {
-        bootstrap::place_by_cgroupfs(&mut procs, &cgroups, v2);
-    }
-    let root = bootstrap::node_root(&procs);
-    bootstrap::read_pod_argv(&mut procs, Path::new("/proc"), |p| {
-        p.cgroup_path
-            .as_deref()
-            .is_some_and(|c| podlife_core::cgroup_path::parse_under(c, root.as_deref()).is_some())
-    });
-    for p in enrich::runtime_trees(&procs) {
-        if let Err(e) = capture.track_tgid(p, TRACK_BOOTSTRAP) {
-            warn!("cannot track pid {p}: {e}");
-        }
-    }
-    (cgroups, procs)
-}
-
 /// Attach the programs, restore the stored history, seed what already runs: everything before
 /// the tasks start. Blocking (file and BPF syscalls): run off the async threads.
 #[allow(clippy::type_complexity)]
@@ -134,7 +100,7 @@ pub fn prepare(
     let keep: Vec<&str> = args.metrics_pod_labels.iter().map(String::as_str).collect();
     if let Some(bad) = keep
         .iter()
-        .find(|l| !crate::metrics::POD_LABELS.contains(l))
+        .find(|l| !crate::pipeline::metrics::POD_LABELS.contains(l))
     {
         bail!("--metrics-pod-labels: {bad:?} is not one of namespace, pod, uid, container");
     }
@@ -184,7 +150,7 @@ pub fn prepare(
     match opened {
         Ok((store, loaded)) => {
             inner.store = Some(
-                crate::store_writer::StoreSink::spawn(store, limits.pending_bytes)
+                crate::store::writer::StoreSink::spawn(store, limits.pending_bytes)
                     .context("starting the history store's writer thread")?,
             );
             inner
@@ -213,7 +179,7 @@ pub fn prepare(
     inner
         .history
         .start_ids_at(u64::try_from(WallClock::now_wall_ns() / 1000).unwrap_or(0));
-    let (cgroups, procs) = track_existing(&mut capture, mounts);
+    let (cgroups, procs) = crate::pipeline::seed::track_existing(&mut capture, mounts);
     let now = WallClock::now_mono_ns();
     enrich::bootstrap_engine(&mut inner, &cgroups, &procs, now);
     info!(

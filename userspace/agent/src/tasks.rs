@@ -10,26 +10,26 @@ use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 use tracing::{info, warn};
 
-use crate::cgroupfs::CgroupMounts;
+use crate::capture::loader::Capture;
+use crate::capture::reader;
 use crate::config::Args;
-use crate::cri::CriAsk;
-use crate::kernel::loader::Capture;
+use crate::node::cgroupfs::CgroupMounts;
+use crate::node::cri::CriAsk;
+use crate::pipeline::shared::Shared;
 use crate::pipeline::Pipeline;
-use crate::reader;
-use crate::shared::Shared;
 
 /// CRI metadata: asked for off the reader's path, one container at a time. The sender is the
 /// pipeline's.
 pub fn spawn_cri(args: &Args, shared: &Arc<Shared>) -> Result<tokio::sync::mpsc::Sender<CriAsk>> {
     let (cri_tx, mut cri_rx) = tokio::sync::mpsc::channel::<CriAsk>(1024);
-    match crate::cri::find_socket(args.cri_socket.as_deref()) {
+    match crate::node::cri::find_socket(args.cri_socket.as_deref()) {
         Some(socket) => {
             info!("CRI metadata from {}", socket.display());
-            let mut cri = crate::cri::Cri::new(socket).context("CRI endpoint")?;
+            let mut cri = crate::node::cri::Cri::new(socket).context("CRI endpoint")?;
             let s = shared.clone();
             tokio::spawn(async move {
                 while let Some(ask) = cri_rx.recv().await {
-                    crate::cri_apply::answer(&mut cri, &s, ask).await;
+                    crate::pipeline::cri_apply::answer(&mut cri, &s, ask).await;
                 }
             });
         }
@@ -47,7 +47,7 @@ pub async fn spawn_kube(args: &Args, shared: &Arc<Shared>) {
             )
         }
         mode => {
-            let options = crate::kube_watch::WatchOptions {
+            let options = crate::kube::watch::WatchOptions {
                 mode,
                 kubeconfig: args.kubeconfig.clone(),
                 node: args.node_name.clone(),
@@ -56,21 +56,21 @@ pub async fn spawn_kube(args: &Args, shared: &Arc<Shared>) {
             if args.kube_events {
                 let counters = {
                     let inner = shared.lock();
-                    crate::kube_events::Counters {
+                    crate::kube::events::Counters {
                         writes: inner.metrics.kube_events.clone(),
                         dropped: inner.metrics.kube_events_dropped.clone(),
                     }
                 };
                 let live = shared.live.subscribe();
                 let node = args.node_name.clone().unwrap_or_default();
-                match crate::kube_watch::client(&options).await {
+                match crate::kube::watch::client(&options).await {
                     Ok(client) => {
-                        tokio::spawn(crate::kube_events::run(client, node, live, counters));
+                        tokio::spawn(crate::kube::events::run(client, node, live, counters));
                     }
                     Err(e) => warn!("--kube-events off: {e}"),
                 }
             }
-            tokio::spawn(crate::kube_watch::run(shared.clone(), options));
+            tokio::spawn(crate::kube::watch::run(shared.clone(), options));
         }
     }
 }
@@ -80,12 +80,12 @@ pub fn spawn_otlp(args: &Args, shared: &Arc<Shared>) {
     if let Some(endpoint) = args.otlp_endpoint.clone() {
         let counters = {
             let inner = shared.lock();
-            crate::otlp::Counters {
+            crate::serve::otlp::Counters {
                 records: inner.metrics.otlp_records.clone(),
                 failures: inner.metrics.otlp_failures.clone(),
             }
         };
-        tokio::spawn(crate::otlp::run(
+        tokio::spawn(crate::serve::otlp::run(
             shared.clone(),
             endpoint,
             args.node_name.clone(),

@@ -8,7 +8,7 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use podlife::kernel::loader::LoadOptions;
+use podlife::capture::loader::LoadOptions;
 use podlife_common::Counter;
 use podlife_core::clone::*;
 use podlife_core::KernelEventKind as K;

@@ -9,7 +9,7 @@ use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use podlife::kernel::loader::LoadOptions;
+use podlife::capture::loader::LoadOptions;
 use podlife_common::{ARGV_LEN, ARGV_MAX_ARGS, ARG_LEN};
 use podlife_core::clone::CLONE_THREAD;
 use podlife_core::KernelEventKind as K;

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube_server::{kubeconfig, FakeApiServer};
-use podlife::cgroupfs::CgroupMounts;
-use podlife::clock::WallClock;
 use podlife::config::KubeApi;
-use podlife::kube_watch::{self, WatchOptions};
-use podlife::metrics::Metrics;
-use podlife::shared::{Inner, Shared};
+use podlife::kube::watch::{self as kube_watch, WatchOptions};
+use podlife::node::cgroupfs::CgroupMounts;
+use podlife::node::clock::WallClock;
+use podlife::pipeline::metrics::Metrics;
+use podlife::pipeline::shared::{Inner, Shared};
 use podlife_core::{Engine, EngineConfig, KernelEvent, KernelEventKind};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -138,10 +138,10 @@ async fn list_and_watch_reach_the_timeline_the_pod_api_and_metrics() {
     kernel_sees_pod(&s, WEB_UID, &[APP_ID, SIDECAR_ID]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = listener.local_addr().unwrap();
-    let serve = podlife::http::serve(
+    let serve = podlife::serve::http::serve(
         listener,
         s.clone(),
-        podlife::http::Access::private(),
+        podlife::serve::http::Access::private(),
         std::future::pending(),
     );
     tokio::spawn(serve);

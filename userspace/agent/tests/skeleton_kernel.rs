@@ -8,8 +8,8 @@ use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use podlife::kernel::convert::to_kernel_event;
-use podlife::kernel::loader::{Capture, LoadOptions};
+use podlife::capture::convert::to_kernel_event;
+use podlife::capture::loader::{Capture, LoadOptions};
 use podlife_core::{KernelEvent, KernelEventKind};
 
 fn require_root() {

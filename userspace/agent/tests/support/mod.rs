@@ -13,8 +13,8 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use podlife::kernel::convert::to_kernel_event;
-use podlife::kernel::loader::{Capture, LoadOptions, FIELD_FEATURES};
+use podlife::capture::convert::to_kernel_event;
+use podlife::capture::loader::{Capture, LoadOptions, FIELD_FEATURES};
 use podlife_core::{ExitStatus, KernelEvent, KernelEventKind as K};
 
 /// How long a test waits for the events it provoked.

@@ -1,0 +1,132 @@
+//! The ring-buffer reader: its own OS thread, which takes no lock and does nothing but decode,
+//! so neither HTTP load nor a slow pipeline can starve it. It drains on a short adaptive timer
+//! (the programs submit without wakeups, which costs a fork storm far less), and at once when
+//! the kernel forces a wakeup (OOM kills). Batches go to the pipeline through a bounded channel;
+//! when the pipeline falls behind, records wait in the ring, where the kernel counts any loss.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use aya::maps::{MapData, RingBuf};
+use podlife_common::decode::{DecodeError, Record};
+
+use crate::capture::loader::drain_ring;
+use crate::node::clock::WallClock;
+use crate::progress::Progress;
+
+pub type Batch = Vec<Result<Record, DecodeError>>;
+
+/// Records per batch at most: with `CHANNEL_BATCHES` this bounds what waits between the reader
+/// and the pipeline (the ring buffer holds the rest).
+pub const MAX_BATCH: usize = 4096;
+/// Batches the channel to the pipeline holds.
+pub const CHANNEL_BATCHES: usize = 4;
+
+/// Next pause: shorter while records keep coming, up to `max` when idle.
+pub fn next_pause(current: Duration, read: usize, min: Duration, max: Duration) -> Duration {
+    if read > 0 {
+        (current / 2).max(min)
+    } else {
+        (current * 2).min(max)
+    }
+}
+
+/// Start the reader thread. It stops when `stop` is set or the pipeline hangs up.
+pub fn spawn(
+    mut ring: RingBuf<MapData>,
+    min_pause: Duration,
+    max_pause: Duration,
+    to_pipeline: SyncSender<Batch>,
+    progress: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    let min = min_pause.min(max_pause);
+    let wakeups = Wakeups::new(ring.as_raw_fd())?;
+    std::thread::Builder::new()
+        .name("ring-reader".into())
+        .spawn(move || {
+            let mut pause = max_pause;
+            let mut waiting: Option<Batch> = None;
+            while !stop.load(Ordering::Relaxed) {
+                progress.reader_loop(WallClock::now_mono_ns());
+                let batch = waiting.take().unwrap_or_else(|| {
+                    let mut batch = Vec::new();
+                    drain_ring(&mut ring, MAX_BATCH, &mut |r| batch.push(r));
+                    batch
+                });
+                let n = batch.len();
+                if n > 0 {
+                    match to_pipeline.try_send(batch) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(batch)) => waiting = Some(batch),
+                        Err(TrySendError::Disconnected(_)) => return,
+                    }
+                }
+                pause = next_pause(pause, n, min, max_pause);
+                if waiting.is_some() {
+                    std::thread::sleep(min);
+                } else if n < MAX_BATCH {
+                    wakeups.wait(pause);
+                }
+            }
+        })
+}
+
+/// Waits for the kernel's wakeups of the ring buffer's readers, edge-triggered: records the
+/// programs submit without a wakeup must not end the pause (level-triggered poll would return
+/// at once whenever one is waiting, and a storm would spin the reader on one-record batches).
+struct Wakeups(std::os::fd::OwnedFd);
+
+impl Wakeups {
+    fn new(ring_fd: i32) -> std::io::Result<Self> {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: plain syscalls; the returned fd is owned from here on.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if ep < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let ep = unsafe { std::os::fd::OwnedFd::from_raw_fd(ep) };
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: 0,
+        };
+        // SAFETY: valid epoll fd and event; the ring fd outlives the reader thread.
+        if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, ring_fd, &mut ev) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self(ep))
+    }
+
+    /// Sleep up to `timeout`, less when the kernel forces a wakeup. A signal just ends it early.
+    fn wait(&self, timeout: Duration) {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        let ms = i32::try_from(timeout.as_millis())
+            .unwrap_or(i32::MAX)
+            .max(1);
+        // SAFETY: one event slot for the duration of the call.
+        unsafe { libc::epoll_wait(self.0.as_raw_fd(), &mut ev, 1, ms) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_adapts_to_load() {
+        let (min, max) = (Duration::from_millis(1), Duration::from_millis(10));
+        let mut p = max;
+        for _ in 0..5 {
+            p = next_pause(p, 100, min, max);
+        }
+        assert_eq!(p, min);
+        for _ in 0..5 {
+            p = next_pause(p, 0, min, max);
+        }
+        assert_eq!(p, max);
+    }
+}

@@ -1,0 +1,854 @@
+//! Prometheus metrics on an explicit registry. Label values are bounded: namespace, pod, uid,
+//! container (KSM names, so series join with kube-state-metrics) and small enums. Never a pid,
+//! container id, path or argv. A removed pod's series are deleted a few scrapes later.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
+
+use podlife_core::{LifecycleKind, RestartCause, ServedEvent};
+use prometheus::{
+    histogram_opts, opts, Encoder as _, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Registry, TextEncoder,
+};
+
+const POD: &[&str] = &["namespace", "pod", "uid", "container"];
+
+/// Identity of the pod and container an event belongs to, as metric label values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct PodLabels {
+    pub namespace: String,
+    pub pod: String,
+    pub uid: String,
+    pub container: String,
+}
+
+impl PodLabels {
+    fn values(&self) -> [&str; 4] {
+        [&self.namespace, &self.pod, &self.uid, &self.container]
+    }
+}
+
+/// `what` label values of podlife_evictions_total.
+pub const EVICTED: [&str; 9] = [
+    "pods",
+    "containers",
+    "processes",
+    "cgroups",
+    "events",
+    "exec_sessions",
+    "pending",
+    "buffered_events",
+    "history_pods",
+];
+/// `result` label values of podlife_kube_events_total.
+pub const KUBE_EVENT_RESULTS: [&str; 4] = ["created", "patched", "aggregated", "failed"];
+/// `reason` label values of podlife_kube_events_dropped_total.
+pub const KUBE_EVENT_DROPS: [&str; 3] = ["rate_limited", "lagged", "series_evicted"];
+/// `reason` label values of podlife_http_refused_total.
+pub const HTTP_REFUSED: [&str; 4] = ["connections", "requests", "streams", "timeouts"];
+
+/// The `cause` label of restarts: every value of `ContainerRestarted.cause`, and this for null.
+const UNKNOWN_CAUSE: &str = "unknown";
+const RESTART_CAUSES: [&str; 7] = [
+    "oom",
+    "liveness_probe",
+    "crash",
+    "error_exit",
+    "grace_overrun",
+    "runtime_stop",
+    UNKNOWN_CAUSE,
+];
+
+pub struct Metrics {
+    pub registry: Registry,
+    container_starts: IntCounterVec,
+    container_exits: IntCounterVec,
+    container_restarts: IntCounterVec,
+    oom_kills: IntCounterVec,
+    exec_sessions: IntCounterVec,
+    probe_failures: IntCounterVec,
+    stop_signals_ignored: IntCounterVec,
+    grace_overruns: IntCounterVec,
+    crashes: IntCounterVec,
+    connections_refused: IntCounterVec,
+    termination_seconds: HistogramVec,
+    exec_seconds: HistogramVec,
+    pub ringbuf_events: IntCounter,
+    pub ringbuf_lost: IntCounter,
+    pub decode_errors: IntCounter,
+    pub attribution_failures: IntCounterVec,
+    pub tracked_pods: IntGauge,
+    pub tracked_processes: IntGauge,
+    pub feature_enabled: IntGaugeVec,
+    /// What the HTTP bounds refused, by `reason` (connections, requests, streams, timeouts).
+    pub http_refused: IntCounterVec,
+    /// What bounded maps and lists dropped to stay bounded, by `what`.
+    pub evictions: IntCounterVec,
+    /// Kubernetes Events written (--kube-events), by `result`.
+    pub kube_events: IntCounterVec,
+    /// Findings left out of Kubernetes Events, by `reason`.
+    pub kube_events_dropped: IntCounterVec,
+    /// OTLP log records (--otlp-endpoint), by `result`.
+    pub otlp_records: IntCounterVec,
+    pub otlp_failures: IntCounter,
+    pub ready: IntGauge,
+    pub store_errors: IntCounter,
+    pub store_skipped_lines: IntCounter,
+    pub store_unreadable_segments: IntCounter,
+    pub store_dropped: IntCounter,
+    pub store_stalled: IntGauge,
+    pub metadata_rejected: IntCounter,
+    /// Label sets seen per pod uid, to delete them after the pod is removed.
+    series: HashMap<String, HashSet<SeriesKey>>,
+    /// Which of namespace, pod, uid, container are kept (`--metrics-pod-labels`); a dropped one
+    /// is exported empty (absent for Prometheus), which folds its series together.
+    keep: [bool; 4],
+}
+
+/// The pod label names, in the order of `PodLabels::values`.
+pub const POD_LABELS: [&str; 4] = ["namespace", "pod", "uid", "container"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    family: Family,
+    labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Family {
+    Starts,
+    Exits,
+    Restarts,
+    Oom,
+    Exec,
+    ProbeFail,
+    Ignored,
+    Overrun,
+    Crash,
+    Refused,
+}
+
+fn counter(reg: &Registry, name: &str, help: &str, extra: &[&str]) -> IntCounterVec {
+    let labels: Vec<&str> = POD.iter().chain(extra).copied().collect();
+    let c = IntCounterVec::new(opts!(name, help), &labels).expect("valid metric");
+    reg.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+impl Metrics {
+    pub fn new(version: &str) -> Self {
+        Self::with_pod_labels(version, &POD_LABELS)
+    }
+
+    /// Keep only these pod labels on the per-pod families (cardinality control).
+    pub fn with_pod_labels(version: &str, keep: &[&str]) -> Self {
+        let keep = POD_LABELS.map(|l| keep.contains(&l));
+        let registry = Registry::new_custom(Some("podlife".into()), None).expect("registry");
+        let r = &registry;
+        let reg = |c: Box<dyn prometheus::core::Collector>| r.register(c).expect("unique metric");
+        let termination_seconds = HistogramVec::new(
+            histogram_opts!(
+                "termination_duration_seconds",
+                "Time from a container's stop request to its exit",
+                vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0]
+            ),
+            &[],
+        )
+        .expect("valid");
+        reg(Box::new(termination_seconds.clone()));
+        let exec_seconds = HistogramVec::new(
+            histogram_opts!(
+                "exec_duration_seconds",
+                "Duration of exec sessions (probes and kubectl exec)",
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+            ),
+            &["kind"],
+        )
+        .expect("valid");
+        reg(Box::new(exec_seconds.clone()));
+        let int = |name: &str, help: &str| {
+            let c = IntCounter::with_opts(opts!(name, help)).expect("valid");
+            reg(Box::new(c.clone()));
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::with_opts(opts!(name, help)).expect("valid");
+            reg(Box::new(g.clone()));
+            g
+        };
+        let attribution_failures = IntCounterVec::new(
+            opts!(
+                "attribution_failures_total",
+                "Kernel events that could not be tied to a pod, by stage"
+            ),
+            &["stage"],
+        )
+        .expect("valid");
+        reg(Box::new(attribution_failures.clone()));
+        let http_refused = IntCounterVec::new(
+            opts!(
+                "http_refused_total",
+                "HTTP work the API's bounds refused: connections over the cap (closed), requests \
+                 and live streams over their caps (429), requests past the timeout (503)"
+            ),
+            &["reason"],
+        )
+        .expect("valid");
+        reg(Box::new(http_refused.clone()));
+        let evictions = IntCounterVec::new(
+            opts!(
+                "evictions_total",
+                "Entries the agent's bounded state dropped to stay within its limits, by what \
+                 (engine pods, containers, processes, cgroups, events, exec sessions, pending \
+                 facts, reorder buffer; history pods)"
+            ),
+            &["what"],
+        )
+        .expect("valid");
+        reg(Box::new(evictions.clone()));
+        // Known from the start at 0, so rate() and alerts see the first increment.
+        for what in EVICTED {
+            evictions.with_label_values(&[what]);
+        }
+        for reason in HTTP_REFUSED {
+            http_refused.with_label_values(&[reason]);
+        }
+        let kube_events = IntCounterVec::new(
+            opts!(
+                "kube_events_total",
+                "Kubernetes Events about kernel-only findings (--kube-events), by result: created, \
+                 patched (a series count), aggregated (a repeat joined a series), failed (the API \
+                 server refused or did not answer)"
+            ),
+            &["result"],
+        )
+        .expect("valid");
+        reg(Box::new(kube_events.clone()));
+        let kube_events_dropped = IntCounterVec::new(
+            opts!(
+                "kube_events_dropped_total",
+                "Findings left out of Kubernetes Events, by reason: rate_limited (per pod or per \
+                 node), lagged (the writer fell behind the live events), series_evicted"
+            ),
+            &["reason"],
+        )
+        .expect("valid");
+        reg(Box::new(kube_events_dropped.clone()));
+        let otlp_records = IntCounterVec::new(
+            opts!(
+                "otlp_records_total",
+                "Lifecycle events for the OTLP receiver (--otlp-endpoint), by result: exported, \
+                 expired (left the agent's retention before they were sent; counted once per gap)"
+            ),
+            &["result"],
+        )
+        .expect("valid");
+        reg(Box::new(otlp_records.clone()));
+        for r in ["exported", "expired"] {
+            otlp_records.with_label_values(&[r]);
+        }
+        for r in KUBE_EVENT_RESULTS {
+            kube_events.with_label_values(&[r]);
+        }
+        for r in KUBE_EVENT_DROPS {
+            kube_events_dropped.with_label_values(&[r]);
+        }
+        let feature_enabled = IntGaugeVec::new(
+            opts!(
+                "feature_enabled",
+                "1 when a feature works: capture features on this kernel, kube_api (--kube-api) when its watch lists"
+            ),
+            &["feature"],
+        )
+        .expect("valid");
+        reg(Box::new(feature_enabled.clone()));
+        let build_info = IntGaugeVec::new(opts!("build_info", "Build of the agent"), &["version"])
+            .expect("valid");
+        reg(Box::new(build_info.clone()));
+        build_info.with_label_values(&[version]).set(1);
+        Self {
+            container_starts: counter(r, "container_starts_total", "Containers started", &[]),
+            container_exits: counter(
+                r,
+                "container_exits_total",
+                "Container exits by reason",
+                &["reason"],
+            ),
+            container_restarts: counter(
+                r,
+                "container_restarts_total",
+                "Container restarts by what ended the instance before (unknown: nothing did)",
+                &["cause"],
+            ),
+            oom_kills: counter(
+                r,
+                "container_oom_kills_total",
+                "OOM kills by the limit that fired and whether the victim was the container init",
+                &["limit_scope", "victim"],
+            ),
+            exec_sessions: counter(
+                r,
+                "exec_sessions_total",
+                "Exec sessions (probes, kubectl exec) by result",
+                &["kind", "result"],
+            ),
+            probe_failures: counter(
+                r,
+                "probe_failures_total",
+                "Failed exec probes by reason",
+                &["reason"],
+            ),
+            connections_refused: counter(
+                r,
+                "connections_refused_total",
+                "Connections a pod address refused (nothing listened on the port), by the pod's \
+                 phase: starting, running, terminating",
+                &["phase"],
+            ),
+            stop_signals_ignored: counter(
+                r,
+                "stop_signals_ignored_total",
+                "Stop signals the container init ignored",
+                &[],
+            ),
+            grace_overruns: counter(
+                r,
+                "grace_period_overruns_total",
+                "Containers SIGKILLed after their grace period",
+                &[],
+            ),
+            crashes: counter(
+                r,
+                "process_crashes_total",
+                "Processes killed by a crash signal",
+                &["signal"],
+            ),
+            termination_seconds,
+            exec_seconds,
+            ringbuf_events: int(
+                "ringbuf_events_total",
+                "Records read from the eBPF ring buffer",
+            ),
+            ringbuf_lost: int(
+                "ringbuf_events_lost_total",
+                "Records the kernel could not put on the ring buffer (full)",
+            ),
+            decode_errors: int(
+                "decode_errors_total",
+                "Ring-buffer records that failed to decode",
+            ),
+            store_errors: int("store_errors_total", "Failed writes of the history store"),
+            store_skipped_lines: int(
+                "store_skipped_lines_total",
+                "Torn, corrupt or oversized lines, or events of a kind or value this agent does not know, skipped when loading the history store",
+            ),
+            store_unreadable_segments: int(
+                "store_unreadable_segments_total",
+                "History store segments that could not be read to their end at load",
+            ),
+            store_dropped: int(
+                "store_dropped_events_total",
+                "Events not written to the history store because its write queue was full",
+            ),
+            store_stalled: gauge(
+                "store_stalled",
+                "1 while the history store's writer has been blocked on the disk for over 10 s (a hung write or fsync); events are still served from memory",
+            ),
+            metadata_rejected: int(
+                "metadata_rejected_total",
+                "Runtime bundle values refused as names: not DNS-1123 or a uid, over 1 KiB, of another pod, or an oversized config.json",
+            ),
+            attribution_failures,
+            tracked_pods: gauge("tracked_pods", "Pods the engine follows"),
+            tracked_processes: gauge("tracked_processes", "Processes the engine follows"),
+            feature_enabled,
+            http_refused,
+            evictions,
+            kube_events,
+            kube_events_dropped,
+            otlp_records,
+            otlp_failures: int(
+                "otlp_export_failures_total",
+                "OTLP requests the receiver refused or did not answer (each is retried)",
+            ),
+            ready: gauge(
+                "ready",
+                "1 once programs are attached, bootstrap done and the ring buffer read",
+            ),
+            registry,
+            series: HashMap::new(),
+            keep,
+        }
+    }
+
+    fn family(&self, family: Family) -> &IntCounterVec {
+        match family {
+            Family::Starts => &self.container_starts,
+            Family::Exits => &self.container_exits,
+            Family::Restarts => &self.container_restarts,
+            Family::Oom => &self.oom_kills,
+            Family::Exec => &self.exec_sessions,
+            Family::ProbeFail => &self.probe_failures,
+            Family::Ignored => &self.stop_signals_ignored,
+            Family::Overrun => &self.grace_overruns,
+            Family::Crash => &self.crashes,
+            Family::Refused => &self.connections_refused,
+        }
+    }
+
+    fn inc(&mut self, family: Family, labels: &PodLabels, extra: &[&str]) {
+        self.series_of(family, labels, extra).inc();
+    }
+
+    /// The series of a pod's labels, created at 0 if new, and remembered for `forget_pod`.
+    fn series_of(
+        &mut self,
+        family: Family,
+        labels: &PodLabels,
+        extra: &[&str],
+    ) -> prometheus::IntCounter {
+        let vec = self.family(family);
+        let values = labels.values();
+        let kept = (0..4).map(|i| if self.keep[i] { values[i] } else { "" });
+        let all: Vec<&str> = kept.chain(extra.iter().copied()).collect();
+        let counter = vec.with_label_values(&all);
+        self.series
+            .entry(labels.uid.clone())
+            .or_default()
+            .insert(SeriesKey {
+                family,
+                labels: all.iter().map(|s| s.to_string()).collect(),
+            });
+        counter
+    }
+
+    /// Count one lifecycle event (its JSON form, as served).
+    /// Count one served event. Exhaustive: a new kind must say which metric it feeds.
+    pub fn observe(&mut self, labels: &PodLabels, event: &ServedEvent) {
+        match &event.kind {
+            LifecycleKind::ContainerStarted { .. } => {
+                self.inc(Family::Starts, labels, &[]);
+                // Prometheus sees no increase from a series' first sample: a counter born at 1
+                // hides its first increment from increase() and rate(), and the alerts on
+                // restarts and overruns would fire one event late. Their label sets are known
+                // from the start, so they are exported at 0 from then on.
+                for family in [Family::Ignored, Family::Overrun] {
+                    self.series_of(family, labels, &[]);
+                }
+                // Every cause: the first restart of any cause is then an increase.
+                for cause in RESTART_CAUSES {
+                    self.series_of(Family::Restarts, labels, &[cause]);
+                }
+            }
+            LifecycleKind::ContainerExited {
+                reason,
+                termination_s,
+                ..
+            } => {
+                self.inc(Family::Exits, labels, &[reason.as_str()]);
+                if let Some(t) = termination_s {
+                    self.observe_termination(*t);
+                }
+            }
+            LifecycleKind::ContainerRestarted { cause, .. } => {
+                let cause = cause.map_or(UNKNOWN_CAUSE, RestartCause::as_str);
+                self.inc(Family::Restarts, labels, &[cause]);
+            }
+            LifecycleKind::OomKill {
+                limit_scope,
+                victim_is_init,
+                ..
+            } => {
+                let victim = if *victim_is_init { "init" } else { "child" };
+                self.inc(Family::Oom, labels, &[limit_scope.as_str(), victim]);
+            }
+            LifecycleKind::ExecFinished {
+                exit_code,
+                duration_ms,
+                timed_out,
+                probe,
+                ..
+            } => {
+                let kind = if probe.is_some() { "probe" } else { "exec" };
+                let result = if *timed_out {
+                    "timeout"
+                } else if *exit_code == Some(0) {
+                    "success"
+                } else {
+                    "failure"
+                };
+                self.inc(Family::Exec, labels, &[kind, result]);
+                self.exec_seconds
+                    .with_label_values(&[kind])
+                    .observe(duration_ms / 1000.0);
+            }
+            LifecycleKind::ProbeFailed { timed_out, .. } => {
+                let reason = if *timed_out { "timeout" } else { "exit_code" };
+                self.inc(Family::ProbeFail, labels, &[reason]);
+            }
+            LifecycleKind::StopSignalIgnored { .. } => self.inc(Family::Ignored, labels, &[]),
+            LifecycleKind::GracePeriodOverrun { .. } => self.inc(Family::Overrun, labels, &[]),
+            LifecycleKind::ProcessCrashed { signal, .. } => {
+                self.inc(Family::Crash, labels, &[signal]);
+            }
+            LifecycleKind::DeletionRequested { .. }
+            | LifecycleKind::PodAdmitted
+            | LifecycleKind::SandboxStarted { .. }
+            | LifecycleKind::ContainerCreated { .. }
+            | LifecycleKind::ExecStarted { .. }
+            | LifecycleKind::PreStopStarted { .. }
+            | LifecycleKind::PreStopFinished { .. }
+            | LifecycleKind::StopRequested { .. }
+            | LifecycleKind::SandboxStopped { .. }
+            | LifecycleKind::PodRemoved
+            | LifecycleKind::AgentStarted
+            | LifecycleKind::AgentGap { .. }
+            | LifecycleKind::EventsLost { .. }
+            | LifecycleKind::ListenerOpened { .. }
+            | LifecycleKind::ListenerClosed { .. } => {}
+            LifecycleKind::ConnectionsRefused { count, phase, .. } => {
+                self.series_of(Family::Refused, labels, &[phase.as_str()])
+                    .inc_by(u64::from(*count));
+            }
+        }
+    }
+
+    /// Observe a termination (stop request → exit) duration.
+    pub fn observe_termination(&self, seconds: f64) {
+        self.termination_seconds
+            .with_label_values(&[] as &[&str])
+            .observe(seconds);
+    }
+
+    /// Delete every series of a pod (call a few scrape intervals after PodRemoved).
+    pub fn forget_pod(&mut self, uid: &str) {
+        let Some(keys) = self.series.remove(uid) else {
+            return;
+        };
+        for k in keys {
+            let labels: Vec<&str> = k.labels.iter().map(String::as_str).collect();
+            let vec = self.family(k.family);
+            let _ = vec.remove_label_values(&labels);
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// What the HTTP API's bounds refused (serve::http::limits counts, /metrics exports).
+#[derive(Debug, Default)]
+pub struct Refused {
+    pub connections: AtomicU64,
+    pub requests: AtomicU64,
+    pub streams: AtomicU64,
+    pub timeouts: AtomicU64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podlife_core::{ExitReason, LimitScope};
+
+    fn ev(kind: LifecycleKind) -> ServedEvent {
+        ServedEvent {
+            kind,
+            ..crate::pipeline::history::test_event("u-1", 1, 1)
+        }
+    }
+
+    fn started() -> ServedEvent {
+        ev(LifecycleKind::ContainerStarted {
+            pid: 1,
+            argv: vec![],
+            kind: None,
+        })
+    }
+
+    fn exited(reason: ExitReason, termination_s: Option<f64>) -> ServedEvent {
+        ev(LifecycleKind::ContainerExited {
+            pid: 1,
+            exit_code: None,
+            signal: None,
+            reason,
+            killed_by: None,
+            sender: None,
+            termination_s,
+        })
+    }
+
+    fn oom(limit_scope: LimitScope, victim_is_init: bool) -> ServedEvent {
+        ev(LifecycleKind::OomKill {
+            pid: 1,
+            comm: None,
+            victim_is_init,
+            limit_scope,
+            anon_rss_bytes: None,
+            file_rss_bytes: None,
+            shmem_rss_bytes: None,
+            total_vm_bytes: None,
+            oom_score_adj: None,
+        })
+    }
+
+    fn exec(exit_code: i32, probe: Option<&str>, duration_ms: f64) -> ServedEvent {
+        ev(LifecycleKind::ExecFinished {
+            pid: 1,
+            argv: vec![],
+            exit_code: Some(exit_code),
+            signal: None,
+            duration_ms,
+            timed_out: false,
+            probe: probe.map(str::to_string),
+        })
+    }
+
+    fn restarted() -> ServedEvent {
+        ev(LifecycleKind::ContainerRestarted {
+            attempt: 1,
+            backoff_s: 10.0,
+            crash_loop: false,
+            cause: None,
+        })
+    }
+
+    fn overrun() -> ServedEvent {
+        ev(LifecycleKind::GracePeriodOverrun {
+            observed_grace_s: 31.0,
+            configured_grace_s: None,
+        })
+    }
+
+    fn labels() -> PodLabels {
+        PodLabels {
+            namespace: "default".into(),
+            pod: "web".into(),
+            uid: "u-1".into(),
+            container: "app".into(),
+        }
+    }
+
+    #[test]
+    fn exposition_has_ksm_labels_and_deletes_removed_pods() {
+        let mut m = Metrics::new("test");
+        m.observe(&labels(), &oom(LimitScope::Container, true));
+        m.observe(&labels(), &exited(ExitReason::OomKilled, None));
+        m.observe(&labels(), &exec(1, None, 4.0));
+        let text = m.encode();
+        assert!(text.contains(r#"podlife_container_oom_kills_total{container="app",limit_scope="container",namespace="default",pod="web",uid="u-1",victim="init"} 1"#), "{text}");
+        assert!(text.contains(r#"podlife_container_exits_total{container="app",namespace="default",pod="web",reason="OOMKilled",uid="u-1"} 1"#));
+        assert!(text.contains(r#"podlife_exec_sessions_total{container="app",kind="exec",namespace="default",pod="web",result="failure",uid="u-1"} 1"#));
+        assert!(text.contains("podlife_build_info{version=\"test\"} 1"));
+        m.forget_pod("u-1");
+        let text = m.encode();
+        assert!(
+            !text.contains("uid=\"u-1\""),
+            "series of a removed pod remain:\n{text}"
+        );
+    }
+
+    #[test]
+    fn dropped_pod_labels_fold_series() {
+        let mut m = Metrics::with_pod_labels("test", &["namespace", "pod"]);
+        let mut other = labels();
+        other.uid = "u-2".into();
+        other.container = "sidecar".into();
+        for l in [labels(), other] {
+            m.observe(&l, &started());
+        }
+        let text = m.encode();
+        assert!(
+            text.contains(r#"podlife_container_starts_total{container="",namespace="default",pod="web",uid=""} 2"#),
+            "{text}"
+        );
+    }
+
+    /// The value of a series as exported, None when the series is absent.
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn per_container_counters_read_by_alerts_are_exported_at_zero_from_the_start() {
+        let mut m = Metrics::new("test");
+        let l = r#"{container="app",namespace="default",pod="web",uid="u-1"}"#;
+        let restarts = format!(
+            "podlife_container_restarts_total{{cause=\"unknown\",{}",
+            &l[1..]
+        );
+        let oom_restarts = restarts.replace("unknown", "oom");
+        let ignored = format!("podlife_stop_signals_ignored_total{l}");
+        let overruns = format!("podlife_grace_period_overruns_total{l}");
+        assert_eq!(
+            sample(&m.encode(), &restarts),
+            None,
+            "nothing before the start"
+        );
+        m.observe(&labels(), &started());
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, &format!("podlife_container_starts_total{l}")),
+            Some(1.0)
+        );
+        for s in [&restarts, &oom_restarts, &ignored, &overruns] {
+            assert_eq!(
+                sample(&text, s),
+                Some(0.0),
+                "{s} at 0 from the start:\n{text}"
+            );
+        }
+        m.observe(&labels(), &restarted());
+        m.observe(&labels(), &started());
+        m.observe(&labels(), &overrun());
+        let text = m.encode();
+        assert_eq!(sample(&text, &restarts), Some(1.0), "{text}");
+        assert_eq!(sample(&text, &overruns), Some(1.0), "{text}");
+        assert_eq!(sample(&text, &ignored), Some(0.0), "{text}");
+        m.forget_pod("u-1");
+        let text = m.encode();
+        assert!(!text.contains("uid=\"u-1\""), "{text}");
+    }
+
+    #[test]
+    fn every_restart_cause_has_its_label_value() {
+        for c in RestartCause::ALL {
+            assert!(RESTART_CAUSES.contains(&c.as_str()), "{c}");
+        }
+        assert_eq!(RESTART_CAUSES.len(), RestartCause::ALL.len() + 1);
+    }
+
+    /// Every family of the registry with one sample each: one event of every kind it counts.
+    fn refused(count: u32) -> ServedEvent {
+        ev(LifecycleKind::ConnectionsRefused {
+            port: 8080,
+            count,
+            first: String::new(),
+            last: String::new(),
+            phase: podlife_core::ConnPhase::Terminating,
+        })
+    }
+
+    #[test]
+    fn refused_connections_count_each_connection_by_phase() {
+        let mut m = Metrics::new("test");
+        m.observe(&labels(), &refused(14));
+        m.observe(&labels(), &refused(3));
+        let text = m.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("podlife_connections_refused_total{"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            line.contains("phase=\"terminating\"") && line.ends_with(" 17"),
+            "{line}"
+        );
+    }
+
+    fn every_family() -> Metrics {
+        let mut m = Metrics::new("test");
+        for event in [
+            started(),
+            exited(ExitReason::Error, Some(0.5)),
+            restarted(),
+            oom(LimitScope::Pod, false),
+            exec(0, Some("liveness"), 3.0),
+            ev(LifecycleKind::ProbeFailed {
+                argv: vec![],
+                exit_code: None,
+                timed_out: true,
+                probe: None,
+                consecutive_failures: 1,
+            }),
+            ev(LifecycleKind::StopSignalIgnored {
+                signal: "SIGTERM".into(),
+                pid: 1,
+            }),
+            overrun(),
+            ev(LifecycleKind::ProcessCrashed {
+                pid: 1,
+                comm: "x".into(),
+                signal: "SIGSEGV".into(),
+                core_dumped: false,
+                is_init: false,
+            }),
+            refused(14),
+        ] {
+            m.observe(&labels(), &event);
+        }
+        m.attribution_failures
+            .with_label_values(&["unknown_cgroup"])
+            .inc();
+        m.feature_enabled.with_label_values(&["kube_api"]).set(1);
+        m
+    }
+
+    /// `name type label,label` per family of an exposition, sorted.
+    fn families(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("# TYPE ") else {
+                continue;
+            };
+            let (name, kind) = rest.split_once(' ').unwrap();
+            let mut labels: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| {
+                    let series = l.split_once(' ')?.0;
+                    let (n, labels) = series.split_once('{').unwrap_or((series, ""));
+                    let base = n.strip_suffix("_bucket").unwrap_or(n);
+                    (n == name || (kind == "histogram" && base == name)).then_some(labels)
+                })
+                .flat_map(|labels| labels.trim_end_matches('}').split(','))
+                .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+                .filter(|k| *k != "le")
+                .collect();
+            labels.sort_unstable();
+            labels.dedup();
+            out.push(
+                format!("{name} {kind} {}", labels.join(","))
+                    .trim_end()
+                    .to_string(),
+            );
+        }
+        out.sort();
+        out
+    }
+
+    const FAMILIES_FILE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../dashboards/agent-metrics.txt"
+    );
+    const FAMILIES_HEADER: &str = "\
+# The metric families the agent exports and their label names (`le` aside), written from its
+# registry by `PODLIFE_BLESS=1 cargo test -p podlife --lib metrics::tests::families`. That test
+# fails when this file and the registry differ; dashboards/check.py checks every query and rule
+# against this file.
+";
+
+    #[test]
+    fn families_listed_for_the_dashboards_are_the_registry() {
+        let families = families(&every_family().encode());
+        assert!(
+            families.len() >= 20
+                && families.contains(&"podlife_store_errors_total counter".to_string())
+                && families.contains(&"podlife_exec_duration_seconds histogram kind".to_string()),
+            "{families:#?}"
+        );
+        let text = format!("{FAMILIES_HEADER}{}\n", families.join("\n"));
+        if std::env::var_os("PODLIFE_BLESS").is_some() {
+            std::fs::write(FAMILIES_FILE, &text).expect("write dashboards/agent-metrics.txt");
+        }
+        let file = std::fs::read_to_string(FAMILIES_FILE).unwrap_or_default();
+        assert!(
+            file == text,
+            "dashboards/agent-metrics.txt differs from the agent's registry: run \
+             `PODLIFE_BLESS=1 cargo test -p podlife --lib metrics::tests::families`, then fix \
+             the dashboards and rules that dashboards/check.sh flags.\nregistry:\n{text}"
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! The pipeline: one OS thread that applies the reader's batches to the engine and fires the
+//! time-based rules every 250 ms (loss accounting, rescans after loss, expiry, metrics). It
+//! publishes to history, metrics, the store's queue and the live broadcast, none of which waits
+//! for a disk or a client. HTTP handlers share its state through a lock held for short reads;
+//! the ring reader never takes it.
+
+pub mod cri_apply;
+pub mod enrich;
+pub mod history;
+pub mod loss;
+pub mod metrics;
+pub mod seed;
+pub mod shared;
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use podlife_common::Counter;
+use tracing::{info, warn};
+
+use crate::capture::convert::to_kernel_event;
+use crate::capture::loader::Capture;
+use crate::capture::reader::Batch;
+use crate::node::cgroupfs::CgroupMounts;
+use crate::node::clock::WallClock;
+use crate::node::cri::CriAsk;
+use crate::pipeline::shared::Shared;
+
+const TICK: Duration = Duration::from_millis(250);
+/// Lost records may include the mkdir of a pod: cgroupfs and /proc are scanned again after
+/// loss, at most this often.
+const RESCAN_EVERY: Duration = Duration::from_secs(5);
+
+pub struct Pipeline {
+    pub shared: Arc<Shared>,
+    pub capture: Capture,
+    pub mounts: CgroupMounts,
+    pub batches: Receiver<Batch>,
+    pub cri: tokio::sync::mpsc::Sender<CriAsk>,
+}
+
+impl Pipeline {
+    /// Run until the reader hangs up (shutdown), then release what the engine holds back.
+    pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("pipeline".into())
+            .spawn(move || self.run())
+    }
+
+    fn run(mut self) {
+        let mut next_tick = Instant::now();
+        let mut lost_seen = 0u64;
+        let mut rescan = Rescan::default();
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.batches.recv_timeout(wait) {
+                Ok(batch) => self.apply(batch),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if Instant::now() >= next_tick {
+                self.tick(&mut lost_seen, &mut rescan);
+                next_tick = Instant::now() + TICK;
+            }
+            self.shared.progress.pipeline_loop(WallClock::now_mono_ns());
+            if !self.shared.ready.swap(true, Ordering::AcqRel) {
+                self.shared.lock().metrics.ready.set(1);
+                info!("ready: ring-buffer reader and pipeline running");
+            }
+        }
+        let mut inner = self.shared.lock();
+        let rest = inner.engine.flush();
+        inner.publish(rest);
+        inner.finish_loss();
+        inner.tick(WallClock::now_mono_ns());
+    }
+
+    /// Decode, convert, apply; release what the engine's reorder window holds back now rather
+    /// than at the tick.
+    fn apply(&mut self, batch: Batch) {
+        let s = &self.shared;
+        let mut inner = s.lock();
+        for r in batch {
+            inner.metrics.ringbuf_events.inc();
+            match r {
+                Ok(rec) => inner.on_kernel_event(to_kernel_event(&rec)),
+                Err(_) => inner.metrics.decode_errors.inc(),
+            }
+        }
+        let released = inner.engine.expire(WallClock::now_mono_ns());
+        inner.publish(released);
+        let out = std::mem::take(&mut inner.outbox);
+        let ask = std::mem::take(&mut inner.cri_queue);
+        drop(inner);
+        for ev in out {
+            let _ = s.live.send(ev);
+        }
+        for id in ask {
+            let _ = self.cri.try_send(id);
+        }
+    }
+
+    fn tick(&mut self, lost_seen: &mut u64, rescan: &mut Rescan) {
+        let lost = self.capture.counter(Counter::RingbufLost);
+        rescan.due |= lost > *lost_seen;
+        let found = rescan
+            .now()
+            .then(|| crate::pipeline::seed::track_existing(&mut self.capture, &self.mounts));
+        let s = &self.shared;
+        let mut inner = s.lock();
+        if let Some((cgroups, procs)) = found {
+            crate::pipeline::enrich::bootstrap_engine(
+                &mut inner,
+                &cgroups,
+                &procs,
+                WallClock::now_mono_ns(),
+            );
+        }
+        let new_loss = lost.saturating_sub(*lost_seen);
+        if new_loss > 0 {
+            inner.metrics.ringbuf_lost.inc_by(new_loss);
+            warn!(
+                lost = new_loss,
+                "ring buffer full: events lost (raise --ringbuf-bytes)"
+            );
+            *lost_seen = lost;
+        }
+        inner.loss_tick(new_loss, WallClock::now_mono_ns());
+        inner.tick(WallClock::now_mono_ns());
+        let out = std::mem::take(&mut inner.outbox);
+        let addrs = std::mem::take(&mut inner.pod_addr_changes);
+        drop(inner);
+        for (addr, add) in addrs {
+            let r = if add {
+                self.capture.add_pod_address(addr)
+            } else {
+                self.capture.remove_pod_address(addr)
+            };
+            if let Err(e) = r {
+                warn!(%addr, add, "pod address not updated in the reset filter: {e}");
+            }
+        }
+        for ev in out {
+            let _ = s.live.send(ev);
+        }
+    }
+}
+
+/// A rescan wanted after loss, run at most every `RESCAN_EVERY`.
+#[derive(Default)]
+struct Rescan {
+    due: bool,
+    last: Option<Instant>,
+}
+
+impl Rescan {
+    fn now(&mut self) -> bool {
+        if !self.due || self.last.is_some_and(|t| t.elapsed() <= RESCAN_EVERY) {
+            return false;
+        }
+        self.due = false;
+        self.last = Some(Instant::now());
+        true
+    }
+}

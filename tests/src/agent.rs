@@ -315,6 +315,19 @@ impl Agent {
         body
     }
 
+    /// Poll `done` every 50 ms for up to `limit`; on timeout panic with `what` and the log.
+    pub fn wait_until(&self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !done() {
+            assert!(
+                t.elapsed() < limit,
+                "timed out after {limit:?} waiting for {what}; log:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Poll the timeline until `done` holds; on timeout panic with the timeline and the log.
     pub fn wait_for(
         &self,

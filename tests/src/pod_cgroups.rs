@@ -17,6 +17,11 @@ pub fn unified() -> PathBuf {
     panic!("no cgroup v2 hierarchy at /sys/fs/cgroup/unified or /sys/fs/cgroup: mount one (mount -t cgroup2 none /sys/fs/cgroup/unified)")
 }
 
+/// Pod uids unique to this test process and `tag` (4 hex digits), numbered by `churn`.
+pub fn uids(tag: &'static str) -> impl Fn(usize) -> String {
+    move |i| format!("{:08x}-0000-4000-8000-{tag}{i:08x}", std::process::id())
+}
+
 /// Admit then remove `n` pods (mkdir + rmdir of their cgroups), uids from `uid_of`.
 pub fn churn(n: usize, uid_of: impl Fn(usize) -> String) -> Vec<String> {
     let parent = unified().join("kubepods/burstable");

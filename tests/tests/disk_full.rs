@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use podlife_e2e::agent::{metric, Agent};
 use podlife_e2e::{pod_cgroups, store_files};
@@ -39,18 +39,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn wait(what: &str, agent: &Agent, mut done: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}; log:\n{}",
-            agent.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Every stored line parses and no event is stored twice; the stored (uid, type) pairs.
 fn stored(dir: &Path) -> HashSet<(String, String)> {
     let events = store_files::stored_events(dir);
@@ -81,14 +69,11 @@ fn a_full_disk_is_counted_survived_and_caught_up_on() {
     let scratch = podlife_e2e::Scratch::new("diskfull-runtime");
     let runtime = scratch.0.clone();
     let agent = Agent::start_with(&runtime, Some(state.clone()));
-    fn uid(tag: &'static str) -> impl Fn(usize) -> String {
-        move |i| format!("{:08x}-0000-4000-8000-{tag}{i:08x}", std::process::id())
-    }
 
     // Some lines on disk first: the segment's last page keeps room, so the first write to the
     // full disk is a partial one (what must not leave a torn line behind).
-    let early = pod_cgroups::churn(2, uid("e000"));
-    wait("the first events on disk", &agent, || {
+    let early = pod_cgroups::churn(2, pod_cgroups::uids("e000"));
+    agent.wait_until("the first events on disk", Duration::from_secs(20), || {
         let on_disk = stored(&state);
         early
             .iter()
@@ -103,8 +88,10 @@ fn a_full_disk_is_counted_survived_and_caught_up_on() {
         .status();
     let errors = || metric(&agent.metrics(), "podlife_store_errors_total", &[]);
     let before = errors();
-    let full = pod_cgroups::churn(100, uid("f000"));
-    wait("a failed store write", &agent, || errors() > before);
+    let full = pod_cgroups::churn(100, pod_cgroups::uids("f000"));
+    agent.wait_until("a failed store write", Duration::from_secs(20), || {
+        errors() > before
+    });
 
     // Still serving, from memory.
     assert_eq!(agent.get("/healthz").0, 200);
@@ -130,14 +117,18 @@ fn a_full_disk_is_counted_survived_and_caught_up_on() {
     // Space again: the held-back batch and new events reach the disk, each once.
     std::fs::remove_file(&filler).unwrap();
     let freed_at = store_files::now_wall_ns();
-    let after = pod_cgroups::churn(10, uid("a000"));
-    wait("the held-back and new events on disk", &agent, || {
-        let on_disk = stored(&state);
-        full.iter().chain(&after).all(|u| {
-            on_disk.contains(&(u.clone(), "PodAdmitted".into()))
-                && on_disk.contains(&(u.clone(), "PodRemoved".into()))
-        })
-    });
+    let after = pod_cgroups::churn(10, pod_cgroups::uids("a000"));
+    agent.wait_until(
+        "the held-back and new events on disk",
+        Duration::from_secs(20),
+        || {
+            let on_disk = stored(&state);
+            full.iter().chain(&after).all(|u| {
+                on_disk.contains(&(u.clone(), "PodAdmitted".into()))
+                    && on_disk.contains(&(u.clone(), "PodRemoved".into()))
+            })
+        },
+    );
     let m = agent.metrics();
     assert_eq!(
         metric(&m, "podlife_store_dropped_events_total", &[]),
@@ -145,12 +136,16 @@ fn a_full_disk_is_counted_survived_and_caught_up_on() {
         "the write queue (8 MiB) was not full: nothing may be dropped"
     );
     // A heartbeat is written only after a whole successful flush: the store works again.
-    wait("a heartbeat after the disk had space", &agent, || {
-        std::fs::read_to_string(state.join("heartbeat"))
-            .ok()
-            .and_then(|t| t.trim().parse::<i64>().ok())
-            .is_some_and(|t| t > freed_at)
-    });
+    agent.wait_until(
+        "a heartbeat after the disk had space",
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(state.join("heartbeat"))
+                .ok()
+                .and_then(|t| t.trim().parse::<i64>().ok())
+                .is_some_and(|t| t > freed_at)
+        },
+    );
     drop(agent);
     drop(tmpfs);
 }

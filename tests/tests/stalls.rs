@@ -77,22 +77,6 @@ impl Drop for FreezableDisk {
     }
 }
 
-fn wait(what: &str, agent: &Agent, limit: Duration, mut done: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(
-            t.elapsed() < limit,
-            "timed out waiting for {what}; log:\n{}",
-            agent.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn uid(tag: &'static str) -> impl Fn(usize) -> String {
-    move |i| format!("{:08x}-0000-4000-8000-{tag}{i:08x}", std::process::id())
-}
-
 fn removed(agent: &Agent, uid: &str) -> bool {
     agent.timeline(uid)["events"]
         .as_array()
@@ -121,30 +105,25 @@ fn a_hung_disk_stalls_only_the_store() {
     let mut disk = FreezableDisk::new(&mnt);
     let agent = agent_slot.insert(Agent::start_with(&runtime, Some(state.clone())));
 
-    let early = pod_cgroups::churn(2, uid("b000"));
-    wait(
-        "the first events on disk",
-        agent,
-        Duration::from_secs(20),
-        || stored_removed(&state, &early),
-    );
+    let early = pod_cgroups::churn(2, pod_cgroups::uids("b000"));
+    agent.wait_until("the first events on disk", Duration::from_secs(20), || {
+        stored_removed(&state, &early)
+    });
 
     // From before the freeze: writers block as soon as it starts, and it returns only after
     // syncing the filesystem.
     let frozen_at = Instant::now();
     disk.freeze();
-    let during = pod_cgroups::churn(20, uid("c000"));
-    wait(
+    let during = pod_cgroups::churn(20, pod_cgroups::uids("c000"));
+    agent.wait_until(
         "the pods removed while the disk hangs, in the API",
-        agent,
         Duration::from_secs(20),
         || removed(agent, during.last().unwrap()),
     );
     // Past the stall limit: the store says it is stuck, the agent is still alive and ready,
     // and new events still arrive.
-    wait(
+    agent.wait_until(
         "podlife_store_stalled 1",
-        agent,
         STALL + Duration::from_secs(20),
         || metric(&agent.metrics(), "podlife_store_stalled", &[]) == 1.0,
     );
@@ -157,10 +136,9 @@ fn a_hung_disk_stalls_only_the_store() {
     let (code, body) = agent.get("/healthz");
     assert_eq!(code, 200, "a hung disk must not fail liveness: {body}");
     assert_eq!(agent.get("/readyz").0, 200);
-    let late = pod_cgroups::churn(5, uid("d000"));
-    wait(
+    let late = pod_cgroups::churn(5, pod_cgroups::uids("d000"));
+    agent.wait_until(
         "pods removed after the stall, in the API",
-        agent,
         Duration::from_secs(20),
         || removed(agent, late.last().unwrap()),
     );
@@ -173,18 +151,12 @@ fn a_hung_disk_stalls_only_the_store() {
 
     // The disk answers again: everything queued reaches it, and the stall is over.
     disk.thaw();
-    wait(
-        "the queued events on disk",
-        agent,
-        Duration::from_secs(30),
-        || stored_removed(&state, &during) && stored_removed(&state, &late),
-    );
-    wait(
-        "podlife_store_stalled 0",
-        agent,
-        Duration::from_secs(10),
-        || metric(&agent.metrics(), "podlife_store_stalled", &[]) == 0.0,
-    );
+    agent.wait_until("the queued events on disk", Duration::from_secs(30), || {
+        stored_removed(&state, &during) && stored_removed(&state, &late)
+    });
+    agent.wait_until("podlife_store_stalled 0", Duration::from_secs(10), || {
+        metric(&agent.metrics(), "podlife_store_stalled", &[]) == 0.0
+    });
     assert_eq!(
         metric(&agent.metrics(), "podlife_store_dropped_events_total", &[]),
         0.0,
@@ -248,9 +220,8 @@ fn a_stalled_reader_or_pipeline_fails_healthz_until_it_runs_again() {
         assert_eq!(agent.get("/healthz").0, 200, "{name}: healthy before");
         let held = HeldThread::hold(thread(agent.pid(), name));
         let t = Instant::now();
-        wait(
+        agent.wait_until(
             &format!("/healthz failing while the {name} thread is held"),
-            &agent,
             STALL + Duration::from_secs(10),
             || agent.get("/healthz").0 == 503,
         );
@@ -262,19 +233,15 @@ fn a_stalled_reader_or_pipeline_fails_healthz_until_it_runs_again() {
         let (_, body) = agent.get("/healthz");
         assert!(body.contains(said), "{name}: /healthz names it: {body}");
         drop(held);
-        wait(
+        agent.wait_until(
             &format!("/healthz ok once the {name} runs again"),
-            &agent,
             Duration::from_secs(5),
             || agent.get("/healthz").0 == 200,
         );
     }
     // Nothing was lost meanwhile, and the agent still works end to end.
-    let pods = pod_cgroups::churn(3, uid("e000"));
-    wait(
-        "pods after the stalls",
-        &agent,
-        Duration::from_secs(20),
-        || removed(&agent, pods.last().unwrap()),
-    );
+    let pods = pod_cgroups::churn(3, pod_cgroups::uids("e000"));
+    agent.wait_until("pods after the stalls", Duration::from_secs(20), || {
+        removed(&agent, pods.last().unwrap())
+    });
 }

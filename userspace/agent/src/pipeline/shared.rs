@@ -429,9 +429,9 @@ impl Inner {
             ] {
                 counter.inc_by(now.load(Ordering::Relaxed).saturating_sub(counter.get()));
             }
-            let idle = now_mono_ns.saturating_sub(stats.last_loop_ns.load(Ordering::Relaxed));
-            let stalled =
-                stats.last_loop_ns.load(Ordering::Relaxed) != 0 && idle > crate::progress::STALL_NS;
+            let last = stats.last_loop_ns.load(Ordering::Relaxed);
+            let idle = now_mono_ns.saturating_sub(last);
+            let stalled = last != 0 && idle > crate::progress::STALL_NS;
             if stalled && self.metrics.store_stalled.get() == 0 {
                 warn!(
                     idle_s = idle / 1_000_000_000,

@@ -332,13 +332,11 @@ impl Store {
         !self.pending.is_empty()
     }
 
-    /// Hand the store a batch of whole lines (the writer thread's queue, already bounded).
+    /// Hand the store a batch of whole lines (the writer thread's queue, already bounded),
+    /// once the previous batch is written: a failed batch is retried before anything new.
     pub fn queue_batch(&mut self, bytes: Vec<u8>) {
-        if self.pending.is_empty() {
-            self.pending = bytes;
-        } else {
-            self.pending.extend_from_slice(&bytes);
-        }
+        debug_assert!(self.pending.is_empty(), "a batch still waits");
+        self.pending = bytes;
     }
 
     /// Write queued events and fsync. Rotates and prunes old segments.

@@ -111,7 +111,7 @@ fn write_loop(mut store: Store, channel: &Channel) {
     let stats = &channel.stats;
     let mut failing = false;
     loop {
-        let (bytes, closing) = {
+        let closing = {
             let mut q = channel.lock();
             if !q.closing {
                 q = channel
@@ -121,14 +121,11 @@ fn write_loop(mut store: Store, channel: &Channel) {
                     .0;
             }
             // A batch that failed stays in the store for the retry; take more only after it.
-            let bytes = if store.has_pending() {
-                Vec::new()
-            } else {
-                std::mem::take(&mut q.bytes)
-            };
-            (bytes, q.closing)
+            if !store.has_pending() {
+                store.queue_batch(std::mem::take(&mut q.bytes));
+            }
+            q.closing
         };
-        store.queue_batch(bytes);
         let now_wall = WallClock::now_wall_ns();
         match store
             .flush(now_wall)

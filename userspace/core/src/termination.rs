@@ -108,7 +108,8 @@ struct Facts {
     oom: Vec<i128>,
     exit: Option<(i128, ExitReason, Option<KilledBy>)>,
     listened: bool,
-    closed: Vec<i128>,
+    /// The first listener close at or after the stop signal.
+    closed_after_stop: Option<i128>,
     refused: u64,
 }
 
@@ -146,7 +147,9 @@ pub fn summarize(steps: &[Step<'_>], containers: &[ContainerInfo<'_>]) -> Shutdo
             K::ListenerOpened { .. } => f.listened = true,
             K::ListenerClosed { .. } => {
                 f.listened = true;
-                f.closed.push(s.ns);
+                if f.stop.is_some() {
+                    f.closed_after_stop.get_or_insert(s.ns);
+                }
             }
             K::ConnectionsRefused {
                 count,
@@ -207,10 +210,7 @@ pub fn summarize(steps: &[Step<'_>], containers: &[ContainerInfo<'_>]) -> Shutdo
                 requested_at: format_rfc3339(requested),
                 prestop_s: f.prestop.map(|p| p.0),
                 stop_signal_at: f.stop.map(format_rfc3339),
-                listener_closed_after_s: f.stop.and_then(|stop| {
-                    let closed = f.closed.iter().copied().find(|t| *t >= stop)?;
-                    Some(secs(stop, closed))
-                }),
+                listener_closed_after_s: f.stop.zip(f.closed_after_stop).map(|(s, c)| secs(s, c)),
                 refused_while_terminating: f.listened.then_some(f.refused),
                 exited_after_s: f.stop.zip(exit_ns).map(|(s, e)| secs(s, e)),
                 configured_grace_s: configured,

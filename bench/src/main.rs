@@ -15,6 +15,7 @@ const ALL: &[&str] = &[
     "engine",
     "bpfstats",
     "overhead",
+    "sockets",
     "drops",
     "latency",
     "memory",
@@ -43,6 +44,7 @@ fn main() -> Result<()> {
             "engine" => engine::replay()?,
             "bpfstats" => node::bpfstats()?,
             "overhead" => node::overhead(pairs)?,
+            "sockets" => node::sockets(pairs)?,
             "drops" => node::drops()?,
             "latency" => node::latency()?,
             "memory" => node::memory()?,
@@ -53,7 +55,13 @@ fn main() -> Result<()> {
         println!("{name}: {}", serde_json::to_string_pretty(&r)?);
         results.insert(name.to_string(), r);
     }
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results.json");
+    // Next to the build (target/ or CARGO_TARGET_DIR): this binary is target/release/podlife-bench.
+    let exe = std::env::current_exe()?;
+    let out = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap_or(std::path::Path::new("."))
+        .join("bench-results.json");
     std::fs::write(&out, serde_json::to_string_pretty(&json!(results))?)?;
     eprintln!("results written to {}", out.display());
     Ok(())

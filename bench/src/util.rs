@@ -54,7 +54,11 @@ pub fn agent_bin() -> PathBuf {
     std::env::var_os("PODLIFE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/podlife")
+            // Built next to this binary (`cargo xtask bench` builds both), whatever the target dir.
+            std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(|d| d.join("podlife")))
+                .unwrap_or_else(|| PathBuf::from("podlife"))
         })
 }
 

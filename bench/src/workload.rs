@@ -21,6 +21,11 @@ pub fn worker(args: &[String]) -> Result<()> {
             println!("{n}");
             Ok(())
         }
+        Some("sockstorm") => {
+            let secs: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+            println!("{}", sock_storm(secs)?);
+            Ok(())
+        }
         Some("memhog") => {
             // Touch memory in 1 MiB steps until the OOM killer ends us.
             let mut keep: Vec<Vec<u8>> = Vec::new();
@@ -33,14 +38,72 @@ pub fn worker(args: &[String]) -> Result<()> {
     }
 }
 
+/// Connect/accept on loopback until `secs` pass: a listener on an ephemeral 127.0.0.1 port whose
+/// thread accepts and closes, the caller connects and aborts (SO_LINGER 0: a reset, so no
+/// TIME_WAIT exhausts the ports and the reset path runs too). Returns accepted connections.
+fn sock_storm(secs: f64) -> Result<u64> {
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = done.clone();
+    let acceptor = std::thread::spawn(move || {
+        let mut n = 0u64;
+        for conn in listener.incoming() {
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
+            n += u64::from(conn.is_ok());
+        }
+        n
+    });
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs_f64(secs) {
+        let c = TcpStream::connect(addr)?;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket fd and a correctly sized option value.
+        unsafe {
+            libc::setsockopt(
+                c.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+    // The last connection only wakes the acceptor to see the flag.
+    done.store(true, Ordering::Release);
+    drop(TcpStream::connect(addr)?);
+    acceptor
+        .join()
+        .map_err(|_| anyhow::anyhow!("acceptor panicked"))
+}
+
 /// Two fork+exec workers at once in `cg` for `secs`: total iterations.
 pub fn forkexec(cg: &Cgroup, secs: f64) -> Result<f64> {
+    two_workers(cg, "forkexec", secs)
+}
+
+/// Two connect/accept storm workers at once in `cg` for `secs`: total accepted connections.
+pub fn sockstorm(cg: &Cgroup, secs: f64) -> Result<f64> {
+    two_workers(cg, "sockstorm", secs)
+}
+
+/// Two `podlife-bench worker <name> <secs>` in `cg` at once: the sum of the counts they print.
+fn two_workers(cg: &Cgroup, name: &str, secs: f64) -> Result<f64> {
     let me = std::env::current_exe()?;
     let spawned: Vec<_> = (0..2)
         .map(|_| {
             Command::new("sh")
                 .arg("-c")
-                .arg(cg.wrap(&format!("{} worker forkexec {secs}", me.display())))
+                .arg(cg.wrap(&format!("{} worker {name} {secs}", me.display())))
                 .stdout(std::process::Stdio::piped())
                 .spawn()
         })
@@ -58,10 +121,15 @@ pub fn forkexec(cg: &Cgroup, secs: f64) -> Result<f64> {
 
 /// stress-ng stressor (e.g. "vfork", "fork") with 2 workers in `cg`: bogo ops.
 pub fn stress(cg: &Cgroup, stressor: &str, secs: u64) -> Result<f64> {
+    stress_with(cg, stressor, "", secs)
+}
+
+/// [`stress`] with extra stress-ng options (e.g. `--sock-if lo`).
+pub fn stress_with(cg: &Cgroup, stressor: &str, opts: &str, secs: u64) -> Result<f64> {
     let out = Command::new("sh")
         .arg("-c")
         .arg(cg.wrap(&format!(
-            "stress-ng --{stressor} 2 -t {secs} --metrics-brief"
+            "stress-ng --{stressor} 2 {opts} -t {secs} --metrics-brief"
         )))
         .output()
         .context("stress-ng (apt-get install stress-ng)")?;

@@ -12,6 +12,14 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Where cargo puts builds: `CARGO_TARGET_DIR` when set (shared machines give each worktree its
+/// own), else target/ at the root.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
@@ -20,7 +28,7 @@ fn cargo() -> Command {
 
 pub fn run_agent(args: &[String]) -> Result<()> {
     sh(cargo().args(["build", "--release", "-p", "podlife"]))?;
-    let bin = root().join("target/release/podlife");
+    let bin = target_dir().join("release/podlife");
     eprintln!("xtask: starting {} {}", bin.display(), args.join(" "));
     sh(Command::new(bin).args(args))
 }
@@ -95,7 +103,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     require_root("bench")?;
     setup::mount_tracefs()?;
     sh(cargo().args(["build", "--release", "-p", "podlife", "-p", "podlife-bench"]))?;
-    sh(Command::new(root().join("target/release/podlife-bench")).args(args))
+    sh(Command::new(target_dir().join("release/podlife-bench")).args(args))
 }
 
 /// promtool checks and unit tests of the alert rules, and the dashboard's queries.

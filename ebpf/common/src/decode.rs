@@ -91,6 +91,24 @@ fn read<T: Plain>(kind: u32, bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// An exec record: variable-length, at least its head; the part of `data` not sent reads as zeros.
+fn read_exec(kind: u32, bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
+    if bytes.len() < EXEC_HEAD_LEN {
+        return Err(DecodeError::Short {
+            kind,
+            need: EXEC_HEAD_LEN,
+            got: bytes.len(),
+        });
+    }
+    let mut e = core::mem::MaybeUninit::<ExecEvent>::zeroed();
+    let n = bytes.len().min(size_of::<ExecEvent>());
+    // SAFETY: all-zero is a valid `ExecEvent` (`Plain`); at most its size is copied over it.
+    unsafe {
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), e.as_mut_ptr().cast::<u8>(), n);
+        Ok(e.assume_init())
+    }
+}
+
 /// Decode one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     let header: Header = read(0, bytes)?;
@@ -102,7 +120,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     let k = header.kind;
     let kind = EventKind::from_u32(k).ok_or(DecodeError::UnknownKind { kind: k })?;
     Ok(match kind {
-        EventKind::Exec => Record::Exec(read(k, bytes)?),
+        EventKind::Exec => Record::Exec(read_exec(k, bytes)?),
         EventKind::Exit => Record::Exit(read(k, bytes)?),
         EventKind::Fork => Record::Fork(read(k, bytes)?),
         EventKind::SignalGenerate => Record::SignalGenerate(read(k, bytes)?),
@@ -116,6 +134,12 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         EventKind::SockState => Record::SockState(read(k, bytes)?),
         EventKind::TcpReset => Record::TcpReset(read(k, bytes)?),
     })
+}
+
+/// The bytes an exec record is sent with (its head, argv and filename), as the probe sends them.
+pub fn exec_bytes(e: &ExecEvent) -> &[u8] {
+    let used = EXEC_HEAD_LEN + e.argv().len() + e.filename().len();
+    &as_bytes(e)[..used]
 }
 
 /// Bytes of a record (for tests and `podlife record` round trips).
@@ -171,11 +195,40 @@ mod tests {
             flags: EXEC_ARGV_TRUNCATED,
             argc: 2,
             argv_len: 8,
-            filename: [0; PATH_LEN],
-            argv: [0; ARGV_LEN],
+            filename_len: 8,
+            _pad: 0,
+            data: [0; ARGV_LEN + PATH_LEN],
         };
-        e.argv[..8].copy_from_slice(b"sh\0-c\0x\0");
+        e.data[..16].copy_from_slice(b"sh\0-c\0x\0/bin/sh\0");
+        // Sent with only the bytes used; the full struct decodes the same.
+        let sent = exec_bytes(&e);
+        assert_eq!(sent.len(), EXEC_HEAD_LEN + 16);
+        assert_eq!(decode(sent), Ok(Record::Exec(e)));
         assert_eq!(decode(as_bytes(&e)), Ok(Record::Exec(e)));
+        assert_eq!(e.argv(), b"sh\0-c\0x\0");
+        assert_eq!(e.filename(), b"/bin/sh\0");
+        assert!(matches!(
+            decode(&sent[..EXEC_HEAD_LEN - 1]),
+            Err(DecodeError::Short { need, .. }) if need == EXEC_HEAD_LEN
+        ));
+    }
+
+    #[test]
+    fn exec_lengths_out_of_range_stay_bounded() {
+        let mut e = ExecEvent {
+            header: header(EventKind::Exec),
+            old_tid: 43,
+            flags: 0,
+            argc: 1,
+            argv_len: u32::MAX,
+            filename_len: u32::MAX,
+            _pad: 0,
+            data: [b'a'; ARGV_LEN + PATH_LEN],
+        };
+        assert_eq!(e.argv().len(), ARGV_LEN);
+        assert_eq!(e.filename().len(), PATH_LEN);
+        e.argv_len = 3;
+        assert_eq!(e.filename().len(), PATH_LEN);
     }
 
     #[test]

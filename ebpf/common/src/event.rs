@@ -72,9 +72,13 @@ pub struct Header {
     pub comm: [u8; COMM_LEN],
 }
 
-pub const ABI_VERSION: u32 = 1;
+/// 2: exec records are variable-length (argv and filename packed in `data`).
+pub const ABI_VERSION: u32 = 2;
 
 /// sched:sched_process_exec, with argv captured at syscalls:sys_enter_execve(at).
+///
+/// Variable-length: the record carries `EXEC_HEAD_LEN + argv_len + filename_len` bytes, the rest
+/// of `data` is not sent (decoding fills it with zeros).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExecEvent {
@@ -83,12 +87,33 @@ pub struct ExecEvent {
     pub old_tid: u32,
     /// `EXEC_ARGV_*` bits.
     pub flags: u32,
-    /// Number of arguments present in `argv`.
+    /// Number of arguments present in argv.
     pub argc: u32,
-    /// Used bytes of `argv` (each argument NUL-terminated).
+    /// Bytes of argv at the start of `data` (each argument NUL-terminated), at most [`ARGV_LEN`].
     pub argv_len: u32,
-    pub filename: [u8; PATH_LEN],
-    pub argv: [u8; ARGV_LEN],
+    /// Bytes of the exec filename right after argv in `data` (its NUL included), at most
+    /// [`PATH_LEN`].
+    pub filename_len: u32,
+    pub _pad: u32,
+    pub data: [u8; ARGV_LEN + PATH_LEN],
+}
+
+/// Bytes of an exec record before `data`: the shortest exec record.
+pub const EXEC_HEAD_LEN: usize = core::mem::size_of::<ExecEvent>() - ARGV_LEN - PATH_LEN;
+
+impl ExecEvent {
+    /// The argv bytes, bounded whatever the lengths say.
+    pub fn argv(&self) -> &[u8] {
+        let n = (self.argv_len as usize).min(ARGV_LEN);
+        &self.data[..n]
+    }
+
+    /// The filename bytes (up to its NUL), bounded whatever the lengths say.
+    pub fn filename(&self) -> &[u8] {
+        let start = (self.argv_len as usize).min(ARGV_LEN);
+        let end = start + (self.filename_len as usize).min(PATH_LEN);
+        &self.data[start..end]
+    }
 }
 
 /// sched:sched_process_exit of the last thread of a thread group.

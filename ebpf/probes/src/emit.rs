@@ -114,6 +114,15 @@ pub fn fill_header(header: *mut Header, kind: EventKind) {
     }
 }
 
+/// Copy a record built elsewhere (variable length) into the ring buffer, counting the loss when
+/// it is full.
+#[inline(always)]
+pub fn output(bytes: &[u8]) {
+    if EVENTS.output::<[u8]>(bytes, NO_WAKEUP).is_err() {
+        count(Counter::RingbufLost);
+    }
+}
+
 /// Reserve a record, counting the loss when the ring buffer is full.
 #[inline(always)]
 pub fn reserve<T: 'static>() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<T>> {

@@ -9,15 +9,17 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray},
     programs::TracePointContext,
 };
+use core::mem::size_of;
+
 use podlife_common::{
     EventKind, ExecEvent, ExitEvent, ForkEvent, ARGV_LEN, ARGV_MAX_ARGS, ARG_LEN,
-    EXEC_ARGV_MISSING, EXEC_ARGV_TRUNCATED, PATH_LEN, RUNTIME_COMMS, TRACK_INHERITED,
-    TRACK_RUNTIME,
+    EXEC_ARGV_MISSING, EXEC_ARGV_TRUNCATED, EXEC_HEAD_LEN, PATH_LEN, RUNTIME_COMMS,
+    TRACK_INHERITED, TRACK_RUNTIME,
 };
 
 use crate::emit::{
-    config, current_ids, data_loc, field, fill_header, interesting, reserve, track_tgid, NO_WAKEUP,
-    TRACKED_TGIDS,
+    config, current_ids, data_loc, field, fill_header, interesting, output, reserve, track_tgid,
+    NO_WAKEUP, TRACKED_TGIDS,
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -129,6 +131,17 @@ fn is_runtime_comm(comm: &[u8; 16]) -> bool {
     false
 }
 
+/// An exec record being built: the record's bytes, then slack so that the masked offsets the
+/// verifier can bound (`& (2 * ARGV_LEN - 1)`) always stay inside the buffer.
+#[repr(C)]
+pub struct ExecScratch {
+    event: ExecEvent,
+    _slack: [u8; ARGV_LEN],
+}
+
+#[map]
+static EXEC_SCRATCH: PerCpuArray<ExecScratch> = PerCpuArray::with_max_entries(1, 0);
+
 fn try_exec(ctx: &TracePointContext) -> Option<()> {
     let (tgid, tid) = current_ids();
     if let Ok(comm) = bpf_get_current_comm() {
@@ -142,39 +155,56 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
     let old_tid: u32 = field::<i32>(ctx, config!(tp.exec_old_pid))
         .map(|p| p as u32)
         .unwrap_or(tid);
-    let mut entry = reserve::<ExecEvent>()?;
-    let e = entry.as_mut_ptr();
-    unsafe {
-        fill_header(&mut (*e).header, EventKind::Exec);
-        (*e).old_tid = old_tid;
-        (*e).filename[0] = 0;
-        if let Some(name) = data_loc(ctx, config!(tp.exec_filename_loc)) {
-            bpf_probe_read_kernel_str(
-                (*e).filename.as_mut_ptr().cast(),
-                PATH_LEN as u32,
-                name.cast(),
-            );
-        }
-        match EXEC_ARGS.get_ptr(old_tid) {
-            Some(args) => {
-                (*e).flags = (*args).flags;
-                (*e).argc = (*args).argc;
-                (*e).argv_len = (*args).len;
-                bpf_probe_read_kernel(
-                    (*e).argv.as_mut_ptr().cast(),
-                    ARGV_LEN as u32,
+    // Built in a per-CPU buffer and sent with only the bytes used (argv, then the filename):
+    // a /bin/true exec is ~130 bytes instead of a fixed 840-byte reservation and 512-byte copy.
+    let scratch = EXEC_SCRATCH.get_ptr_mut(0)?;
+    let e = unsafe { &mut (*scratch).event };
+    fill_header(&mut e.header, EventKind::Exec);
+    e.old_tid = old_tid;
+    e._pad = 0;
+    let argv_len = match EXEC_ARGS.get_ptr(old_tid) {
+        Some(args) => unsafe {
+            e.flags = (*args).flags;
+            e.argc = (*args).argc;
+            let len = (*args).len as usize & (ARGV_LEN * 2 - 1);
+            if len > ARGV_LEN
+                || bpf_probe_read_kernel(
+                    e.data.as_mut_ptr().cast(),
+                    len as u32,
                     (*args).data.as_ptr().cast(),
-                );
+                ) != 0
+            {
+                e.flags = EXEC_ARGV_MISSING;
+                e.argc = 0;
+                0
+            } else {
                 let _ = EXEC_ARGS.remove(old_tid);
+                len
             }
-            None => {
-                (*e).flags = EXEC_ARGV_MISSING;
-                (*e).argc = 0;
-                (*e).argv_len = 0;
+        },
+        None => {
+            e.flags = EXEC_ARGV_MISSING;
+            e.argc = 0;
+            0
+        }
+    };
+    e.argv_len = argv_len as u32;
+    let name_len = match data_loc(ctx, config!(tp.exec_filename_loc)) {
+        Some(name) => {
+            let dst = unsafe { e.data.as_mut_ptr().add(argv_len & (ARGV_LEN * 2 - 1)) };
+            let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), PATH_LEN as u32, name.cast()) };
+            if n > 0 {
+                n as usize & (PATH_LEN * 2 - 1)
+            } else {
+                0
             }
         }
-    }
-    entry.submit(NO_WAKEUP);
+        None => 0,
+    };
+    e.filename_len = name_len as u32;
+    let used = (EXEC_HEAD_LEN + argv_len + name_len).min(size_of::<ExecEvent>());
+    let bytes = unsafe { core::slice::from_raw_parts((e as *const ExecEvent).cast::<u8>(), used) };
+    output(bytes);
     Some(())
 }
 

@@ -13,8 +13,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// Split the NUL-separated argv buffer into its arguments.
 fn argv(e: &ExecEvent) -> Vec<String> {
-    let used = (e.argv_len as usize).min(ARGV_LEN);
-    e.argv[..used]
+    e.argv()
         .split(|&b| b == 0)
         .take(e.argc as usize)
         .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -50,7 +49,7 @@ pub fn to_kernel_event(r: &Record) -> KernelEvent {
         Record::Exec(e) => event(
             &e.header,
             KernelEventKind::Exec {
-                filename: text(&e.filename),
+                filename: text(e.filename()),
                 argv: argv(e),
                 argv_truncated: e.flags & (EXEC_ARGV_TRUNCATED | EXEC_ARGV_MISSING) != 0,
                 old_tid: e.old_tid,
@@ -165,7 +164,7 @@ pub fn to_kernel_event(r: &Record) -> KernelEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use podlife_common::decode::{as_bytes, decode};
+    use podlife_common::decode::{as_bytes, decode, exec_bytes};
 
     #[test]
     fn exec_argv_is_split_and_bounded() {
@@ -183,12 +182,12 @@ mod tests {
             flags: 0,
             argc: 3,
             argv_len: 22,
-            filename: [0; PATH_LEN],
-            argv: [0; ARGV_LEN],
+            filename_len: 8,
+            _pad: 0,
+            data: [0; ARGV_LEN + PATH_LEN],
         };
-        e.argv[..22].copy_from_slice(b"sh\0-c\0echo hi; exit 3\0");
-        e.filename[..7].copy_from_slice(b"/bin/sh");
-        let ev = to_kernel_event(&decode(as_bytes(&e)).unwrap());
+        e.data[..30].copy_from_slice(b"sh\0-c\0echo hi; exit 3\0/bin/sh\0");
+        let ev = to_kernel_event(&decode(exec_bytes(&e)).unwrap());
         assert_eq!(ev.comm, "sh");
         match ev.kind {
             KernelEventKind::Exec {

@@ -39,8 +39,10 @@ pub fn worker(args: &[String]) -> Result<()> {
 }
 
 /// Connect/accept on loopback until `secs` pass: a listener on an ephemeral 127.0.0.1 port whose
-/// thread accepts and closes, the caller connects and aborts (SO_LINGER 0: a reset, so no
-/// TIME_WAIT exhausts the ports and the reset path runs too). Returns accepted connections.
+/// thread accepts and closes, the caller connects, waits for that close and aborts (SO_LINGER 0:
+/// a reset, so no TIME_WAIT exhausts the ports and the reset path runs too). One connection at a
+/// time per worker: an open loop overflows the accept queue and then times SYN retransmits, not
+/// the connections. Returns accepted connections.
 fn sock_storm(secs: f64) -> Result<u64> {
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd as _;
@@ -62,7 +64,9 @@ fn sock_storm(secs: f64) -> Result<u64> {
     });
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs_f64(secs) {
-        let c = TcpStream::connect(addr)?;
+        let mut c = TcpStream::connect(addr)?;
+        // The acceptor's close (end of stream, or a reset if it raced) ends the wait.
+        let _ = std::io::Read::read(&mut c, &mut [0u8; 1]);
         let linger = libc::linger {
             l_onoff: 1,
             l_linger: 0,

@@ -13,7 +13,7 @@ import struct
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 FIXTURES = sorted((ROOT / "userspace/core/tests/fixtures").glob("*.jsonl"))
-ABI_VERSION = 1
+ABI_VERSION = 2
 KINDS = {"exec": 1, "exit": 2, "fork": 3, "signal_generate": 4, "signal_deliver": 5,
          "setns": 6, "unshare": 7, "cgroup_mkdir": 8, "cgroup_rmdir": 9,
          "cgroup_attach": 10, "oom_victim": 11}
@@ -41,10 +41,11 @@ def wait_status(status):
 def record(ev):
     k, h = ev["event"], header(ev)
     if k == "exec":
+        # Variable-length (ABI 2): head, argv, filename with its NUL; nothing after.
         argv = b"".join(a.encode() + b"\0" for a in ev["argv"])[:ARGV_LEN]
-        return h + struct.pack("<IIII", ev["old_tid"], 1 if ev["argv_truncated"] else 0,
-                               len(ev["argv"]), len(argv)) \
-            + fixed(ev["filename"], PATH_LEN) + argv.ljust(ARGV_LEN, b"\0")
+        name = ev["filename"].encode()[: PATH_LEN - 1] + b"\0"
+        return h + struct.pack("<IIIIII", ev["old_tid"], 1 if ev["argv_truncated"] else 0,
+                               len(ev["argv"]), len(argv), len(name), 0) + argv + name
     if k == "exit":
         return h + struct.pack("<II", *wait_status(ev["status"]))
     if k == "fork":

@@ -81,21 +81,26 @@ impl Engine {
         let Some(c) = self.containers.get(&*cid) else {
             return;
         };
-        let uid = c.pod_uid.clone();
         let is_init = c.init_pid == Some(ev.tgid) && c.exited_ns.is_none();
-        if let Some(s) = status.filter(|s| s.signal.is_some_and(is_crash_signal)) {
+        let crash = status.filter(|s| s.signal.is_some_and(is_crash_signal));
+        // Most exits are a container's ordinary children: nothing to derive, nothing to copy.
+        if crash.is_none() && session.is_none() && !is_init {
+            return;
+        }
+        let uid = c.pod_uid.clone();
+        if let Some(s) = crash {
             let comm = proc
                 .as_ref()
-                .map(|p| p.comm.clone())
+                .map(|p| p.comm)
                 .filter(|c| !c.is_empty())
-                .unwrap_or_else(|| ev.comm.clone());
+                .unwrap_or(ev.comm);
             out.push(self.event(
                 ev.ts_ns,
                 &uid,
                 Some(&cid),
                 LifecycleKind::ProcessCrashed {
                     pid: ev.tgid,
-                    comm,
+                    comm: comm.to_string(),
                     signal: signal_name(s.signal.unwrap_or(0)),
                     core_dumped: s.core_dumped,
                     is_init,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cgroup_path::Qos;
 use crate::lifecycle::{LifecycleEvent, Sender};
+use crate::Comm;
 
 const SEC: u64 = 1_000_000_000;
 
@@ -350,7 +351,7 @@ pub struct Proc {
     /// Shared with the cgroup table: no allocation per process.
     pub container_id: Option<ContainerId>,
     pub parent: u32,
-    pub comm: String,
+    pub comm: Comm,
     /// CLONE_NEW* bits of namespaces joined with setns (inherited by children).
     pub joined_ns: u64,
     pub role: SessionRole,
@@ -368,7 +369,7 @@ impl Proc {
         Self {
             container_id: None,
             parent: 0,
-            comm: comm.to_string(),
+            comm: Comm::new(comm),
             joined_ns: 0,
             role: SessionRole::None,
             oom: false,

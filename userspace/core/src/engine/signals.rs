@@ -51,7 +51,7 @@ impl Engine {
         }
         let sender = Sender {
             pid: ev.tgid,
-            comm: ev.comm.clone(),
+            comm: ev.comm.to_string(),
         };
         let sender_container = self.container_of(ev.tgid, ev.cgroup_id);
         let target_container = self.procs.get(&target).and_then(|p| p.container_id.clone());
@@ -66,7 +66,7 @@ impl Engine {
         }
         let p = self.proc_mut(target, target_comm, ev.ts_ns);
         if p.comm.is_empty() {
-            p.comm.clone_from(target_comm);
+            p.comm = *target_comm;
         }
         p.placeholder |= !known;
         p.kill = Some(Kill {
@@ -186,8 +186,8 @@ impl Engine {
             p.container_id.clone_from(&cid);
         }
         let comm = victim_comm
-            .clone()
-            .or_else(|| (!p.comm.is_empty()).then(|| p.comm.clone()));
+            .map(String::from)
+            .or_else(|| (!p.comm.is_empty()).then(|| p.comm.to_string()));
         let Some((cid, c)) = cid.and_then(|id| self.containers.get(&*id).map(|c| (id, c))) else {
             self.failures.oom_unattributed += 1;
             return;

@@ -227,12 +227,7 @@ fn oom_kill_in_a_small_memory_cgroup() {
                 victim_comm,
                 oom_score_adj,
                 ..
-            } if *p == pid => Some((
-                *anon_rss_kb,
-                *total_vm_kb,
-                *victim_comm,
-                *oom_score_adj,
-            )),
+            } if *p == pid => Some((*anon_rss_kb, *total_vm_kb, *victim_comm, *oom_score_adj)),
             _ => None,
         })
         .unwrap();

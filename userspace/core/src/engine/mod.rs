@@ -39,9 +39,11 @@ use crate::kernel_event::{KernelEvent, KernelEventKind};
 
 pub struct Engine {
     cfg: EngineConfig,
-    pods: HashMap<String, Pod>,
+    /// Boxed: a map slot is then a pointer, not the whole record, so the table's unused
+    /// capacity (up to half of it after growing) costs little.
+    pods: HashMap<String, Box<Pod>>,
     pod_order: VecDeque<String>,
-    containers: HashMap<String, Container>,
+    containers: HashMap<String, Box<Container>>,
     container_order: VecDeque<String>,
     cgroups: HashMap<u64, Cgroup>,
     cgroup_order: VecDeque<u64>,

@@ -251,7 +251,7 @@ fn oom_group_kills_the_whole_container_on_a_childs_oom() {
         assert_eq!(oom["group_kill"], true, "{t}");
         assert_eq!(&oom["trigger"]["pid"], child, "{t}");
     }
-    assert_at_the_limit(&ooms[0], 32 << 20);
+    assert_at_the_limit(ooms[0], 32 << 20);
     let exit = &events_of(&t, "ContainerExited", &app.id)[0];
     assert_eq!(
         &exit["sender"]["pid"], child,

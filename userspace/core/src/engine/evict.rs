@@ -114,5 +114,7 @@ impl Engine {
             .retain(|(pid, t)| exited.get(pid) == Some(t));
         self.recent_ooms
             .retain(|_, (_, t)| now.saturating_sub(*t) <= keep_exited);
+        self.oom_groups
+            .retain(|_, (t, _)| now.saturating_sub(*t) <= keep_exited);
     }
 }

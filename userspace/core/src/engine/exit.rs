@@ -30,9 +30,13 @@ fn verdict(
         sender,
     };
     match (code, signal) {
-        (_, Some(SIGKILL)) if proc.is_some_and(|p| p.oom) => {
-            v(ExitReason::OomKilled, Some(KilledBy::OomKiller), None)
-        }
+        // The sender of an OOM kill is the process whose allocation set it off, when that is
+        // another one (a group kill started by a child's OOM).
+        (_, Some(SIGKILL)) if proc.is_some_and(|p| p.oom) => v(
+            ExitReason::OomKilled,
+            Some(KilledBy::OomKiller),
+            proc.and_then(|p| p.oom_trigger.as_deref().cloned()),
+        ),
         (Some(0), _) => v(ExitReason::Completed, stopped, None),
         (Some(_), _) => v(ExitReason::Error, stopped, None),
         (None, Some(sig)) => {

@@ -65,6 +65,10 @@ pub struct Engine {
     oom_scope_hints: HashMap<u32, LimitScope>,
     /// OOM kills derived without a scope hint: victim pid → (pod, ts), for a late hint.
     recent_ooms: HashMap<u32, (String, u64)>,
+    /// Group kill, usage and limit of OOM kills by victim pid, read by the agent.
+    oom_memcg_hints: HashMap<u32, OomMemcg>,
+    /// Group kills under way: tgid of the task running the OOM killer → (ts, first victim).
+    oom_groups: HashMap<u32, (u64, u32)>,
     /// Kernel events waiting for the reorder window, by (ts, arrival).
     /// Reorder window, ordered by (ts, arrival). Events come nearly in order: a deque with a
     /// binary-searched insert beats a tree (no node allocation per event).
@@ -102,6 +106,8 @@ impl Engine {
             pending_deletions: HashMap::new(),
             oom_scope_hints: HashMap::new(),
             recent_ooms: HashMap::new(),
+            oom_memcg_hints: HashMap::new(),
+            oom_groups: HashMap::new(),
             buffer: VecDeque::new(),
             node_root: None,
             max_ts: 0,
@@ -293,5 +299,16 @@ impl Engine {
             self.evictions.pending += 1;
         }
         self.oom_scope_hints.insert(victim_pid, scope);
+    }
+
+    /// The agent read the OOM-ing memory cgroup at an OOM kill (memory.oom.group, peak usage,
+    /// limit): used for the OOMKill of `victim_pid` when it is derived (within the reorder
+    /// window, so the agent tells it before).
+    pub fn set_oom_memcg_hint(&mut self, victim_pid: u32, memcg: OomMemcg) {
+        if self.oom_memcg_hints.len() >= 1024 {
+            self.oom_memcg_hints.clear();
+            self.evictions.pending += 1;
+        }
+        self.oom_memcg_hints.insert(victim_pid, memcg);
     }
 }

@@ -347,6 +347,15 @@ pub enum SessionRole {
     Member,
 }
 
+/// What the agent read of the OOM-ing memory cgroup at an OOM kill.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OomMemcg {
+    /// memory.oom.group set on the way from the victim's memory cgroup to the OOM-ing one.
+    pub group_kill: bool,
+    pub usage_bytes: Option<u64>,
+    pub limit_bytes: Option<u64>,
+}
+
 pub struct Proc {
     /// Shared with the cgroup table: no allocation per process.
     pub container_id: Option<ContainerId>,
@@ -356,6 +365,9 @@ pub struct Proc {
     pub joined_ns: u64,
     pub role: SessionRole,
     pub oom: bool,
+    /// Another process of the pod whose allocation triggered the OOM that killed this one
+    /// (boxed: rare, and every process pays for the field).
+    pub oom_trigger: Option<Box<Sender>>,
     pub kill: Option<Kill>,
     /// Known only from a signal or OOM naming it (no fork, exec or attach seen yet).
     pub placeholder: bool,
@@ -373,6 +385,7 @@ impl Proc {
             joined_ns: 0,
             role: SessionRole::None,
             oom: false,
+            oom_trigger: None,
             kill: None,
             placeholder: false,
             seen_ns,

@@ -189,9 +189,25 @@ impl Engine {
                     break;
                 }
             }
+            if !force && self.holds_for_its_group(first, *ts, now) {
+                break;
+            }
             if let Some((_, e)) = self.buffer.pop_front() {
                 self.process(&e, out);
             }
+        }
+    }
+
+    /// The first victim of a group kill waits until the others are in the window: a slow
+    /// console (every kill is logged) can space one kernel pass over tens of milliseconds.
+    fn holds_for_its_group(&self, ev: &KernelEvent, ts: u64, now: u64) -> bool {
+        const GROUP_HOLD_NS: u64 = 200_000_000;
+        match ev.kind {
+            KernelEventKind::OomVictim { pid, .. } => {
+                ts.saturating_add(GROUP_HOLD_NS) > now
+                    && self.oom_memcg_hints.get(&pid).is_some_and(|m| m.group_kill)
+            }
+            _ => false,
         }
     }
 

@@ -257,10 +257,13 @@ impl Engine {
         };
         // The kernel's comm at the kill (the engine's may predate an exec).
         let comm = match ev.comm.is_empty() {
-            false => ev.comm.clone(),
-            true => proc.map(|p| p.comm.clone()).unwrap_or_default(),
+            false => ev.comm,
+            true => proc.map(|p| p.comm).unwrap_or_default(),
         };
-        (ours && ev.tgid != 0).then_some(Sender { pid: ev.tgid, comm })
+        (ours && ev.tgid != 0).then_some(Sender {
+            pid: ev.tgid,
+            comm: comm.to_string(),
+        })
     }
 
     /// Group kill bookkeeping. The kernel kills the group in one pass in the same task's

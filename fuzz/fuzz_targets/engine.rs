@@ -132,7 +132,17 @@ fn step(
         14 => {
             use podlife_core::LimitScope;
             let scopes = [LimitScope::Container, LimitScope::Pod, LimitScope::Node];
-            engine.set_oom_scope_hint(p.pid(u)?, *u.choose(&scopes)?)
+            let pid = p.pid(u)?;
+            engine.set_oom_scope_hint(pid, *u.choose(&scopes)?);
+            // Group kills: the same pid's memory cgroup as the agent reads it.
+            engine.set_oom_memcg_hint(
+                pid,
+                podlife_core::OomMemcg {
+                    group_kill: u.arbitrary()?,
+                    usage_bytes: u.arbitrary()?,
+                    limit_bytes: u.arbitrary()?,
+                },
+            )
         }
         _ => {
             // What an earlier run derived, restored as after an agent restart.

@@ -36,7 +36,7 @@ impl Pools {
             p.start_ns = p.start_ns.min(e.ts_ns);
             push(&mut p.pids, e.tgid);
             push(&mut p.cgroup_ids, e.cgroup_id);
-            push(&mut p.comms, e.comm.clone());
+            push(&mut p.comms, e.comm.to_string());
             match &e.kind {
                 KernelEventKind::Fork { child_tgid, .. } => push(&mut p.pids, *child_tgid),
                 KernelEventKind::Exec { argv, .. } => push(&mut p.argvs, argv.clone()),
@@ -108,7 +108,7 @@ impl Pools {
             tgid,
             tid: if u.ratio(3, 4)? { tgid } else { self.pid(u)? },
             cgroup_id: self.cgroup_id(u)?,
-            comm: self.comm(u)?,
+            comm: self.comm(u)?.into(),
             kind: self.kind(u)?,
         })
     }
@@ -145,7 +145,7 @@ impl Pools {
             3 => K::SignalGenerate {
                 sig: sig(u)?,
                 target_pid: self.pid(u)?,
-                target_comm: self.comm(u)?,
+                target_comm: self.comm(u)?.into(),
                 code: *u.choose(&[0, 0x80, -6, 1])?,
                 group: u.arbitrary()?,
                 result: SignalResult::from_raw(u.int_in_range(-1..=5)?),
@@ -184,7 +184,7 @@ impl Pools {
             },
             _ => K::OomVictim {
                 pid: self.pid(u)?,
-                victim_comm: u.arbitrary::<bool>()?.then(|| "stress".to_string()),
+                victim_comm: u.arbitrary::<bool>()?.then(|| "stress".into()),
                 total_vm_kb: u.arbitrary()?,
                 anon_rss_kb: u.arbitrary()?,
                 file_rss_kb: u.arbitrary()?,

@@ -29,6 +29,17 @@ fn oom_killed_timeline(env: &mut Env, pod: &Pod, c: &Container) -> serde_json::V
         })
 }
 
+/// The OOM-ing cgroup's usage at the kill (its peak) and limit: the limit exactly, the usage
+/// within a few pages under it (the charge that failed was at most a page or a batch).
+fn assert_at_the_limit(oom: &serde_json::Value, limit: u64) {
+    assert_eq!(oom["limit_bytes"], limit, "{oom}");
+    let usage = oom["usage_bytes"].as_u64().unwrap_or(0);
+    assert!(
+        (limit - (64 << 10)..=limit).contains(&usage),
+        "usage {usage} within 64 KiB under the limit {limit}: {oom}"
+    );
+}
+
 #[test]
 fn oom_kill_of_the_container_init() {
     let mut env = Env::start();
@@ -41,6 +52,13 @@ fn oom_kill_of_the_container_init() {
     assert_eq!(oom["pid"], started["pid"]);
     assert_eq!(oom["comm"], "memhog");
     assert_eq!(oom["limit_scope"], "container");
+    // No memory.oom.group here (v1 has none; on v2 the test leaves it unset): one victim,
+    // the init, which allocated itself.
+    assert_eq!(oom["group_kill"], false, "{oom}");
+    assert_eq!(oom["killed_with"], serde_json::json!([]));
+    assert_eq!(oom["trigger"]["pid"], started["pid"], "{oom}");
+    assert_eq!(oom["trigger"]["comm"], "memhog");
+    assert_at_the_limit(oom, 32 << 20);
     let rss = oom["anon_rss_bytes"].as_u64().unwrap_or(0);
     assert!(
         (16 << 20..=32 << 20).contains(&rss),
@@ -101,6 +119,12 @@ fn silent_oom_kill_of_a_child_while_the_init_survives() {
     assert_ne!(&oom["pid"], init_pid);
     assert_eq!(oom["comm"], "memhog");
     assert_eq!(oom["limit_scope"], "container");
+    assert_eq!(oom["group_kill"], false, "{oom}");
+    assert_eq!(
+        oom["trigger"]["pid"], oom["pid"],
+        "the child allocated: {oom}"
+    );
+    assert_at_the_limit(oom, 32 << 20);
     let t = env.agent.timeline(&pod.uid);
     assert!(
         events_of(&t, "ContainerExited", &app.id).is_empty(),
@@ -175,6 +199,9 @@ fn oom_kill_by_the_pods_limit_is_scoped_to_the_pod() {
     let oom = &events_of(&t, "OOMKill", &hog.id)[0];
     assert_eq!(oom["victim_is_init"], true, "{t}");
     assert_eq!(oom["limit_scope"], "pod", "{t}");
+    // The pod cgroup's limit and usage: the container has none of its own.
+    assert_at_the_limit(oom, 32 << 20);
+    assert_eq!(oom["group_kill"], false, "{oom}");
     let m = env.agent.metrics();
     let labels = [
         ("uid", pod.uid.as_str()),
@@ -212,11 +239,24 @@ fn oom_group_kills_the_whole_container_on_a_childs_oom() {
     assert_ne!(&ooms[0]["pid"], init_pid);
     assert_eq!(ooms[1]["victim_is_init"], true, "then the init: {t}");
     assert_eq!(&ooms[1]["pid"], init_pid);
+    // One group kill set off by the child's allocation: the child's OOMKill lists the init,
+    // the init's names the child's; both name the child as the trigger.
+    let child = &ooms[0]["pid"];
+    assert_eq!(ooms[0]["killed_with"], serde_json::json!([init_pid]), "{t}");
+    assert_eq!(ooms[0]["killed_with_more"], 0);
+    assert_eq!(&ooms[1]["group_first_victim"], child, "{t}");
     for oom in &ooms {
         assert_eq!(oom["comm"], "memhog");
         assert_eq!(oom["limit_scope"], "container", "{t}");
+        assert_eq!(oom["group_kill"], true, "{t}");
+        assert_eq!(&oom["trigger"]["pid"], child, "{t}");
     }
+    assert_at_the_limit(ooms[0], 32 << 20);
     let exit = &events_of(&t, "ContainerExited", &app.id)[0];
+    assert_eq!(
+        &exit["sender"]["pid"], child,
+        "died of the child's allocation: {exit}"
+    );
     assert_eq!(exit["signal"], "SIGKILL", "{exit}");
     assert_eq!(exit["exit_code"], 137);
     assert_eq!(exit["reason"], "OOMKilled", "{t}");

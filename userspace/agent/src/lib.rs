@@ -6,6 +6,7 @@ pub mod check;
 pub mod config;
 #[cfg(test)]
 mod contract_tests;
+pub mod heap;
 pub mod kube;
 #[cfg(test)]
 mod layer_tests;

@@ -227,12 +227,7 @@ fn oom_kill_in_a_small_memory_cgroup() {
                 victim_comm,
                 oom_score_adj,
                 ..
-            } if *p == pid => Some((
-                *anon_rss_kb,
-                *total_vm_kb,
-                victim_comm.clone(),
-                *oom_score_adj,
-            )),
+            } if *p == pid => Some((*anon_rss_kb, *total_vm_kb, *victim_comm, *oom_score_adj)),
             _ => None,
         })
         .unwrap();
@@ -264,6 +259,82 @@ fn oom_kill_in_a_small_memory_cgroup() {
         "the kernel's SIGKILL (SI_KERNEL) to the victim:{}",
         seen.dump(&[pid])
     );
+}
+
+/// The OOM's trigger: oom:mark_victim runs in the context of the task whose charge failed
+/// (the memcg OOM is handled in the allocating task, synchronously or at the end of its page
+/// fault), so the record's header (current) names the allocator even when the kernel picks
+/// another victim. Here the victim is made the best candidate by oom_score_adj.
+#[test]
+fn oom_trigger_is_the_allocating_task_not_the_victim() {
+    let mut cap = capture();
+    let cg = TestCgroup::pod().with_memory_limit(16 << 20);
+    // The victim holds 6 MB (tail keeps the last 6 MB of an endless input) and scores 1000:
+    // the kernel's points for it (its pages plus adj × limit/1000) beat the allocator's.
+    let mut held = cg.spawn(Command::new("busybox").args([
+        "sh",
+        "-c",
+        "echo 1000 > /proc/self/oom_score_adj && exec busybox tail -c 6000000 /dev/zero",
+    ]));
+    let victim = held.id();
+    let rss_kb = || {
+        let status = std::fs::read_to_string(format!("/proc/{victim}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    for _ in 0..500 {
+        if rss_kb() >= 5 << 10 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        rss_kb() >= 5 << 10,
+        "the victim never held 5 MB: {} kB",
+        rss_kb()
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{victim}/oom_score_adj"))
+            .unwrap()
+            .trim(),
+        "1000"
+    );
+    let mut hog = cg.spawn(Command::new("busybox").args(["tail", "/dev/zero"]));
+    let allocator = hog.id();
+    assert_eq!(
+        wait(&mut held).signal(),
+        Some(9),
+        "the scored one is chosen"
+    );
+    assert_eq!(
+        wait(&mut hog).signal(),
+        Some(9),
+        "then the allocator itself"
+    );
+    let seen = drain_until(&mut cap, "both OOM victims", &[victim, allocator], |s| {
+        [victim, allocator].iter().all(|v| {
+            s.0.iter()
+                .any(|e| matches!(e.kind, K::OomVictim { pid, .. } if pid == *v))
+        })
+    });
+    let marked = |v: u32| {
+        seen.0
+            .iter()
+            .find(|e| matches!(e.kind, K::OomVictim { pid, .. } if pid == v))
+            .unwrap()
+    };
+    let first = marked(victim);
+    assert_eq!(
+        (first.tgid, first.cgroup_id),
+        (allocator, cg.id()),
+        "the victim's kill runs in the allocator's context:{}",
+        seen.dump(&[victim, allocator])
+    );
+    let second = marked(allocator);
+    assert_eq!((second.tgid, second.cgroup_id), (allocator, cg.id()));
 }
 
 #[test]

@@ -30,7 +30,7 @@ fn exec_of(seen: &Seen, pid: u32) -> (String, Vec<String>, bool, u32, String, u6
                 argv.clone(),
                 *argv_truncated,
                 *old_tid,
-                e.comm.clone(),
+                e.comm.to_string(),
                 e.cgroup_id,
             )),
             _ => None,

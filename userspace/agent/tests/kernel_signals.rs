@@ -23,7 +23,7 @@ fn generated(
             result,
             target_comm,
         } if *s == sig && *target_pid == target => {
-            Some((e, *code, *group, *result, target_comm.clone()))
+            Some((e, *code, *group, *result, target_comm.to_string()))
         }
         _ => None,
     })

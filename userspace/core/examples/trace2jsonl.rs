@@ -117,7 +117,7 @@ impl Converter {
             tgid: pid,
             tid,
             cgroup_id: cg,
-            comm: comm.to_string(),
+            comm: comm.into(),
             kind,
         }
     }
@@ -218,7 +218,7 @@ impl Converter {
             "unshare" => K::Unshare { flags: n("flags") },
             "oom_mark_victim" => K::OomVictim {
                 pid: n("victim") as u32,
-                victim_comm: f.get("victim_comm").map(|s| s.to_string()),
+                victim_comm: f.get("victim_comm").map(|s| podlife_core::Comm::new(s)),
                 total_vm_kb: f.get("total_vm_kb").map(|v| num(v)),
                 anon_rss_kb: f.get("anon_rss_kb").map(|v| num(v)),
                 file_rss_kb: f.get("file_rss_kb").map(|v| num(v)),
@@ -293,7 +293,7 @@ impl Converter {
                 K::SignalGenerate {
                     sig: signal_number(words[0]),
                     target_pid: target,
-                    target_comm,
+                    target_comm: target_comm.into(),
                     code: match field("code") {
                         "SI_KERNEL" => SI_KERNEL,
                         "SI_USER" => SI_USER,
@@ -321,7 +321,7 @@ impl Converter {
                 cg = num(field("cg").trim_end_matches(')'));
                 let kind = K::OomVictim {
                     pid,
-                    victim_comm: Some(comm.clone()),
+                    victim_comm: Some(comm.as_str().into()),
                     total_vm_kb: None,
                     anon_rss_kb: Some(num(field("anon_rss_kb"))),
                     file_rss_kb: None,

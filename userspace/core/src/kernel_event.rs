@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Comm;
+
 /// One event from the kernel. `ts_ns` is CLOCK_MONOTONIC in nanoseconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelEvent {
@@ -16,7 +18,7 @@ pub struct KernelEvent {
     /// cgroup v2 id of current (inode of its unified-hierarchy directory); 1 = root.
     pub cgroup_id: u64,
     /// comm of current at the time of the event.
-    pub comm: String,
+    pub comm: Comm,
     #[serde(flatten)]
     pub kind: KernelEventKind,
 }
@@ -147,7 +149,7 @@ pub enum KernelEventKind {
         sig: i32,
         /// Target task's pid (the thread group leader for process-directed signals).
         target_pid: u32,
-        target_comm: String,
+        target_comm: Comm,
         /// si_code (SI_USER 0, SI_KERNEL 0x80, ...).
         code: i32,
         group: bool,
@@ -189,7 +191,7 @@ pub enum KernelEventKind {
     OomVictim {
         pid: u32,
         /// The victim's comm (the event's own `comm` is the task that ran the OOM killer).
-        victim_comm: Option<String>,
+        victim_comm: Option<Comm>,
         total_vm_kb: Option<u64>,
         anon_rss_kb: Option<u64>,
         file_rss_kb: Option<u64>,

@@ -6,6 +6,7 @@
 //! argv, `prestop` reads the kubelet's preStop handler of a container, `termination` sums up
 //! how each container stopped.
 pub mod cgroup_path;
+pub mod comm;
 pub mod engine;
 pub mod kernel_event;
 pub mod lifecycle;
@@ -18,6 +19,7 @@ pub mod termination;
 pub mod text;
 pub mod timeline;
 
+pub use comm::Comm;
 pub use engine::*;
 pub use kernel_event::*;
 pub use prestop::{PreStop, PreStopError, PRESTOP_ANNOTATION};

@@ -198,6 +198,9 @@ display_as_str!(
     RestartCause
 );
 
+/// Pids an OOMKill lists in `killed_with`; the rest are counted in `killed_with_more`.
+pub const MAX_KILLED_WITH: usize = 16;
+
 /// A process as a signal sender.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sender {
@@ -283,6 +286,25 @@ pub enum LifecycleKind {
         shmem_rss_bytes: Option<u64>,
         total_vm_bytes: Option<u64>,
         oom_score_adj: Option<i32>,
+        /// memory.oom.group of the OOM-ing memory cgroup (cgroup v2; false on v1): the kernel
+        /// kills every process of the group, one OOMKill each.
+        group_kill: bool,
+        /// On the first victim of a group kill: the other victims (at most
+        /// [`MAX_KILLED_WITH`] pids, in kill order) marked within the engine's reorder window.
+        killed_with: Vec<u32>,
+        /// Victims of the same group kill beyond `killed_with`.
+        killed_with_more: u32,
+        /// On the other victims of a group kill: the pid of the first one.
+        group_first_victim: Option<u32>,
+        /// The task whose allocation triggered the OOM, when the kernel shows it and it is a
+        /// process of the same pod (never a kernel thread or another pod's process).
+        trigger: Option<Sender>,
+        /// Usage of the OOM-ing memory cgroup at the kill: its peak (memory.peak on v2,
+        /// memory.max_usage_in_bytes on v1) read at the kill; null for a node OOM or unknown.
+        usage_bytes: Option<u64>,
+        /// Limit of the OOM-ing memory cgroup (memory.max / memory.limit_in_bytes); null for
+        /// a node OOM or unknown.
+        limit_bytes: Option<u64>,
     },
     ProcessCrashed {
         pid: u32,

@@ -306,6 +306,13 @@ mod tests {
             shmem_rss_bytes: None,
             total_vm_bytes: None,
             oom_score_adj: None,
+            group_kill: false,
+            killed_with: Vec::new(),
+            killed_with_more: 0,
+            group_first_victim: None,
+            trigger: None,
+            usage_bytes: None,
+            limit_bytes: None,
         }
     }
     fn listening() -> K {

@@ -43,6 +43,15 @@ fn duration(ns: i128) -> String {
     }
 }
 
+/// Bytes as MiB, with a decimal when not whole.
+fn mib(b: u64) -> String {
+    if b.is_multiple_of(1 << 20) {
+        format!("{}MiB", b >> 20)
+    } else {
+        format!("{:.1}MiB", b as f64 / f64::from(1 << 20))
+    }
+}
+
 /// What matters about an event, in a few words (`label=value`, in a fixed order).
 fn detail(e: &TimelineEvent) -> String {
     let mut d: Vec<String> = Vec::new();
@@ -204,20 +213,45 @@ fn detail(e: &TimelineEvent) -> String {
         push("", Some("(API server)".into()));
     }
     if let K::OomKill {
+        pid,
         comm,
         limit_scope,
         anon_rss_bytes,
         victim_is_init,
+        group_kill,
+        killed_with,
+        killed_with_more,
+        group_first_victim,
+        trigger,
+        usage_bytes,
+        limit_bytes,
         ..
     } = k
     {
         push("comm", comm.clone());
-        push("limit", some(limit_scope));
+        let limit = limit_bytes.map_or(String::new(), |b| format!(" {}", mib(b)));
+        push("limit", Some(format!("{limit_scope}{limit}")));
+        push("usage", usage_bytes.map(mib));
         push(
             "",
             anon_rss_bytes.map(|b| format!("anon_rss={}MiB", b >> 20)),
         );
-        if !victim_is_init {
+        let by = trigger.as_ref().filter(|t| t.pid != *pid);
+        let by_text = |t: &crate::lifecycle::Sender| format!("{}({})", t.comm, t.pid);
+        if let Some(first) = group_first_victim {
+            let whose = by.map_or(format!("pid {first}"), by_text);
+            push(
+                "",
+                Some(format!("killed with the group kill of {whose}'s OOM")),
+            );
+        } else {
+            push("", by.map(|t| format!("triggered by {}", by_text(t))));
+        }
+        if *group_kill && group_first_victim.is_none() {
+            let n = 1 + killed_with.len() + *killed_with_more as usize;
+            push("", Some(format!("group kill: {n} processes")));
+        }
+        if !victim_is_init && !group_kill {
             push("", Some("child process (container survives)".into()));
         }
     }
@@ -241,7 +275,20 @@ fn detail(e: &TimelineEvent) -> String {
         K::ContainerExited { sender, .. } => sender.as_ref(),
         _ => None,
     };
-    push("", sender.map(|s| format!("from {}({})", s.comm, s.pid)));
+    let oom = matches!(
+        k,
+        K::ContainerExited {
+            reason: ExitReason::OomKilled,
+            ..
+        }
+    );
+    push(
+        "",
+        sender.map(|s| match oom {
+            true => format!("killed with the group kill of {}({})'s OOM", s.comm, s.pid),
+            false => format!("from {}({})", s.comm, s.pid),
+        }),
+    );
     if let K::AgentGap { down_s, .. } = k {
         let (l, v) = secs("down", *down_s, 1);
         push(&l, Some(v));

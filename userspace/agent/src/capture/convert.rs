@@ -3,7 +3,7 @@
 use podlife_common::decode::{trim_nul, Record};
 use podlife_common::*;
 use podlife_core::{
-    ExitStatus, KernelEvent, KernelEventKind, SignalHandler, SignalResult, TcpState,
+    Comm, ExitStatus, KernelEvent, KernelEventKind, SignalHandler, SignalResult, TcpState,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -26,7 +26,7 @@ fn event(h: &Header, kind: KernelEventKind) -> KernelEvent {
         tgid: h.tgid,
         tid: h.tid,
         cgroup_id: h.cgroup_id,
-        comm: text(&h.comm),
+        comm: Comm::from_kernel(&h.comm),
         kind,
     }
 }
@@ -73,7 +73,7 @@ pub fn to_kernel_event(r: &Record) -> KernelEvent {
             KernelEventKind::SignalGenerate {
                 sig: e.sig,
                 target_pid: e.target_pid,
-                target_comm: text(&e.target_comm),
+                target_comm: Comm::from_kernel(&e.target_comm),
                 code: e.code,
                 group: e.group != 0,
                 result: SignalResult::from_raw(e.result),
@@ -128,7 +128,8 @@ pub fn to_kernel_event(r: &Record) -> KernelEvent {
             &e.header,
             KernelEventKind::OomVictim {
                 pid: e.pid,
-                victim_comm: (e.present & OOM_HAS_COMM != 0).then(|| text(&e.victim_comm)),
+                victim_comm: (e.present & OOM_HAS_COMM != 0)
+                    .then(|| Comm::from_kernel(&e.victim_comm)),
                 total_vm_kb: opt(e.present, OOM_HAS_TOTAL_VM, e.total_vm_kb),
                 anon_rss_kb: opt(e.present, OOM_HAS_ANON_RSS, e.anon_rss_kb),
                 file_rss_kb: opt(e.present, OOM_HAS_FILE_RSS, e.file_rss_kb),
@@ -219,12 +220,12 @@ mod tests {
     /// The event as the engine gets it from a record: header fields, then the kind.
     fn convert<T: podlife_common::decode::Plain>(
         record: &T,
-    ) -> (u64, u32, u32, u64, String, KernelEventKind) {
+    ) -> (u64, u32, u32, u64, Comm, KernelEventKind) {
         let e = to_kernel_event(&decode(as_bytes(record)).unwrap());
         (e.ts_ns, e.tgid, e.tid, e.cgroup_id, e.comm, e.kind)
     }
 
-    fn with_header(kind: KernelEventKind) -> (u64, u32, u32, u64, String, KernelEventKind) {
+    fn with_header(kind: KernelEventKind) -> (u64, u32, u32, u64, Comm, KernelEventKind) {
         (123_456_789, 42, 43, 9999, "runc:[2:INIT]".into(), kind)
     }
 

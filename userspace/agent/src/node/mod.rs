@@ -6,6 +6,7 @@ pub mod cgroupfs;
 pub mod clock;
 pub mod cri;
 pub mod metadata;
+pub mod oom_memcg;
 pub mod oom_scope;
 pub mod pod_net;
 pub mod proc_argv;

@@ -2,7 +2,6 @@
 //! container (KSM names, so series join with kube-state-metrics) and small enums. Never a pid,
 //! container id, path or argv. A removed pod's series are deleted a few scrapes later.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 
 use podlife_core::{LifecycleKind, RestartCause, ServedEvent};
@@ -11,7 +10,7 @@ use prometheus::{
     IntGaugeVec, Registry, TextEncoder,
 };
 
-const POD: &[&str] = &["namespace", "pod", "uid", "container"];
+use super::pod_series::{Family, PodSeries};
 
 /// Identity of the pod and container an event belongs to, as metric label values.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -20,12 +19,6 @@ pub struct PodLabels {
     pub pod: String,
     pub uid: String,
     pub container: String,
-}
-
-impl PodLabels {
-    fn values(&self) -> [&str; 4] {
-        [&self.namespace, &self.pod, &self.uid, &self.container]
-    }
 }
 
 /// `what` label values of podlife_evictions_total.
@@ -61,16 +54,8 @@ const RESTART_CAUSES: [&str; 7] = [
 
 pub struct Metrics {
     pub registry: Registry,
-    container_starts: IntCounterVec,
-    container_exits: IntCounterVec,
-    container_restarts: IntCounterVec,
-    oom_kills: IntCounterVec,
-    exec_sessions: IntCounterVec,
-    probe_failures: IntCounterVec,
-    stop_signals_ignored: IntCounterVec,
-    grace_overruns: IntCounterVec,
-    crashes: IntCounterVec,
-    connections_refused: IntCounterVec,
+    /// The per-pod families (starts, exits, restarts, ...), kept apart from the registry.
+    pods: PodSeries,
     termination_seconds: HistogramVec,
     exec_seconds: HistogramVec,
     pub ringbuf_events: IntCounter,
@@ -98,8 +83,6 @@ pub struct Metrics {
     pub store_dropped: IntCounter,
     pub store_stalled: IntGauge,
     pub metadata_rejected: IntCounter,
-    /// Label sets seen per pod uid, to delete them after the pod is removed.
-    series: HashMap<String, HashSet<SeriesKey>>,
     /// Which of namespace, pod, uid, container are kept (`--metrics-pod-labels`); a dropped one
     /// is exported empty (absent for Prometheus), which folds its series together.
     keep: [bool; 4],
@@ -107,33 +90,6 @@ pub struct Metrics {
 
 /// The pod label names, in the order of `PodLabels::values`.
 pub const POD_LABELS: [&str; 4] = ["namespace", "pod", "uid", "container"];
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct SeriesKey {
-    family: Family,
-    labels: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Family {
-    Starts,
-    Exits,
-    Restarts,
-    Oom,
-    Exec,
-    ProbeFail,
-    Ignored,
-    Overrun,
-    Crash,
-    Refused,
-}
-
-fn counter(reg: &Registry, name: &str, help: &str, extra: &[&str]) -> IntCounterVec {
-    let labels: Vec<&str> = POD.iter().chain(extra).copied().collect();
-    let c = IntCounterVec::new(opts!(name, help), &labels).expect("valid metric");
-    reg.register(Box::new(c.clone())).expect("unique metric");
-    c
-}
 
 impl Metrics {
     pub fn new(version: &str) -> Self {
@@ -267,62 +223,6 @@ impl Metrics {
         reg(Box::new(build_info.clone()));
         build_info.with_label_values(&[version]).set(1);
         Self {
-            container_starts: counter(r, "container_starts_total", "Containers started", &[]),
-            container_exits: counter(
-                r,
-                "container_exits_total",
-                "Container exits by reason",
-                &["reason"],
-            ),
-            container_restarts: counter(
-                r,
-                "container_restarts_total",
-                "Container restarts by what ended the instance before (unknown: nothing did)",
-                &["cause"],
-            ),
-            oom_kills: counter(
-                r,
-                "container_oom_kills_total",
-                "OOM kills by the limit that fired and whether the victim was the container init",
-                &["limit_scope", "victim"],
-            ),
-            exec_sessions: counter(
-                r,
-                "exec_sessions_total",
-                "Exec sessions (probes, kubectl exec) by result",
-                &["kind", "result"],
-            ),
-            probe_failures: counter(
-                r,
-                "probe_failures_total",
-                "Failed exec probes by reason",
-                &["reason"],
-            ),
-            connections_refused: counter(
-                r,
-                "connections_refused_total",
-                "Connections a pod address refused (nothing listened on the port), by the pod's \
-                 phase: starting, running, terminating",
-                &["phase"],
-            ),
-            stop_signals_ignored: counter(
-                r,
-                "stop_signals_ignored_total",
-                "Stop signals the container init ignored",
-                &[],
-            ),
-            grace_overruns: counter(
-                r,
-                "grace_period_overruns_total",
-                "Containers SIGKILLed after their grace period",
-                &[],
-            ),
-            crashes: counter(
-                r,
-                "process_crashes_total",
-                "Processes killed by a crash signal",
-                &["signal"],
-            ),
             termination_seconds,
             exec_seconds,
             ringbuf_events: int(
@@ -376,50 +276,18 @@ impl Metrics {
                 "1 once programs are attached, bootstrap done and the ring buffer read",
             ),
             registry,
-            series: HashMap::new(),
+            pods: PodSeries::default(),
             keep,
         }
     }
 
-    fn family(&self, family: Family) -> &IntCounterVec {
-        match family {
-            Family::Starts => &self.container_starts,
-            Family::Exits => &self.container_exits,
-            Family::Restarts => &self.container_restarts,
-            Family::Oom => &self.oom_kills,
-            Family::Exec => &self.exec_sessions,
-            Family::ProbeFail => &self.probe_failures,
-            Family::Ignored => &self.stop_signals_ignored,
-            Family::Overrun => &self.grace_overruns,
-            Family::Crash => &self.crashes,
-            Family::Refused => &self.connections_refused,
-        }
-    }
-
     fn inc(&mut self, family: Family, labels: &PodLabels, extra: &[&str]) {
-        self.series_of(family, labels, extra).inc();
+        *self.series_of(family, labels, extra) += 1;
     }
 
-    /// The series of a pod's labels, created at 0 if new, and remembered for `forget_pod`.
-    fn series_of(
-        &mut self,
-        family: Family,
-        labels: &PodLabels,
-        extra: &[&str],
-    ) -> prometheus::IntCounter {
-        let vec = self.family(family);
-        let values = labels.values();
-        let kept = (0..4).map(|i| if self.keep[i] { values[i] } else { "" });
-        let all: Vec<&str> = kept.chain(extra.iter().copied()).collect();
-        let counter = vec.with_label_values(&all);
-        self.series
-            .entry(labels.uid.clone())
-            .or_default()
-            .insert(SeriesKey {
-                family,
-                labels: all.iter().map(|s| s.to_string()).collect(),
-            });
-        counter
+    /// The counter of a pod's series, created at 0 if new.
+    fn series_of(&mut self, family: Family, labels: &PodLabels, extra: &[&str]) -> &mut u64 {
+        self.pods.series(family, labels, extra)
     }
 
     /// Count one lifecycle event (its JSON form, as served).
@@ -507,8 +375,7 @@ impl Metrics {
             | LifecycleKind::ListenerOpened { .. }
             | LifecycleKind::ListenerClosed { .. } => {}
             LifecycleKind::ConnectionsRefused { count, phase, .. } => {
-                self.series_of(Family::Refused, labels, &[phase.as_str()])
-                    .inc_by(u64::from(*count));
+                *self.series_of(Family::Refused, labels, &[phase.as_str()]) += u64::from(*count);
             }
         }
     }
@@ -522,20 +389,15 @@ impl Metrics {
 
     /// Delete every series of a pod (call a few scrape intervals after PodRemoved).
     pub fn forget_pod(&mut self, uid: &str) {
-        let Some(keys) = self.series.remove(uid) else {
-            return;
-        };
-        for k in keys {
-            let labels: Vec<&str> = k.labels.iter().map(String::as_str).collect();
-            let vec = self.family(k.family);
-            let _ = vec.remove_label_values(&labels);
-        }
+        self.pods.forget(uid);
     }
 
     pub fn encode(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        let mut text = String::from_utf8(buf).unwrap_or_default();
+        self.pods.encode(self.keep, &mut text);
+        text
     }
 }
 
@@ -591,6 +453,13 @@ mod tests {
             shmem_rss_bytes: None,
             total_vm_bytes: None,
             oom_score_adj: None,
+            group_kill: false,
+            killed_with: Vec::new(),
+            killed_with_more: 0,
+            group_first_victim: None,
+            trigger: None,
+            usage_bytes: None,
+            limit_bytes: None,
         })
     }
 

@@ -9,6 +9,7 @@ pub mod enrich;
 pub mod history;
 pub mod loss;
 pub mod metrics;
+pub mod pod_series;
 pub mod seed;
 pub mod shared;
 
@@ -54,6 +55,7 @@ impl Pipeline {
         let mut next_tick = Instant::now();
         let mut lost_seen = 0u64;
         let mut rescan = Rescan::default();
+        let mut trim = crate::heap::Trim::default();
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.batches.recv_timeout(wait) {
@@ -63,6 +65,7 @@ impl Pipeline {
             }
             if Instant::now() >= next_tick {
                 self.tick(&mut lost_seen, &mut rescan);
+                trim.maybe();
                 next_tick = Instant::now() + TICK;
             }
             self.shared.progress.pipeline_loop(WallClock::now_mono_ns());

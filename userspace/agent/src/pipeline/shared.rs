@@ -17,6 +17,7 @@ use crate::node::cgroupfs::CgroupMounts;
 use crate::node::clock::{format_rfc3339, WallClock};
 use crate::node::cri::CriAsk;
 use crate::node::metadata;
+use crate::node::oom_memcg::{self, MemcgFacts};
 use crate::node::oom_scope::{self, MemCounters};
 use crate::pipeline::history::History;
 use crate::pipeline::metrics::{Metrics, PodLabels};
@@ -220,16 +221,16 @@ impl Inner {
         }
     }
 
-    fn read_memory(&self, path: &str) -> MemCounters {
+    /// The cgroup's directories in the v2 and v1 memory hierarchies.
+    fn memcg_dirs(&self, path: &str) -> (Option<PathBuf>, Option<PathBuf>) {
         let rel = path.trim_start_matches('/');
-        MemCounters::read(
-            self.mounts.v2.as_ref().map(|m| m.join(rel)).as_deref(),
-            self.mounts
-                .v1_memory
-                .as_ref()
-                .map(|m| m.join(rel))
-                .as_deref(),
-        )
+        let at = |m: &Option<PathBuf>| m.as_ref().map(|m| m.join(rel));
+        (at(&self.mounts.v2), at(&self.mounts.v1_memory))
+    }
+
+    fn read_memory(&self, path: &str) -> MemCounters {
+        let (v2, v1) = self.memcg_dirs(path);
+        MemCounters::read(v2.as_deref(), v1.as_deref())
     }
 
     fn snapshot_memory(&mut self, path: &str) {
@@ -257,9 +258,16 @@ impl Inner {
             self.last_oom.insert(container.clone(), (ts_ns, scope));
         }
         tracing::info!(pid, scope = scope.as_str(), container = %container, ?c_then, ?c_now, ?p_then, ?p_now, "OOM kill: limit scope from memory counters");
+        let facts = |path: &str| {
+            let (v2, v1) = self.memcg_dirs(path);
+            MemcgFacts::read(v2.as_deref(), v1.as_deref())
+        };
+        let memcg = oom_memcg::at_kill(scope, &facts(&container), &facts(&pod));
+        tracing::info!(pid, ?memcg, "OOM kill: the OOM-ing memory cgroup");
         self.mem_baseline.insert(container, c_now);
         self.mem_baseline.insert(pod, p_now);
         self.engine.set_oom_scope_hint(pid, scope.limit_scope());
+        self.engine.set_oom_memcg_hint(pid, memcg);
     }
 
     /// Type derived events as served, count them, keep them, persist them, queue them for

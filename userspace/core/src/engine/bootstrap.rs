@@ -25,7 +25,7 @@ impl Engine {
         let p = self.proc_mut(b.tgid, &b.comm, b.start_ns);
         p.placeholder = false;
         p.parent = b.ppid;
-        p.comm.clone_from(&b.comm);
+        p.comm = crate::Comm::new(&b.comm);
         p.container_id = Some(cid.clone());
         let Some(c) = self.containers.get_mut(&*cid) else {
             return out;

@@ -184,7 +184,7 @@ impl Engine {
         let meta = self.pending_pod_meta.remove(uid).unwrap_or_default();
         self.pods.insert(
             uid.to_string(),
-            Pod {
+            Box::new(Pod {
                 qos,
                 meta,
                 state: PodState::Pending,
@@ -195,7 +195,7 @@ impl Engine {
                 restarts: HashMap::new(),
                 deletion_ns: None,
                 events: VecDeque::new(),
-            },
+            }),
         );
         self.pod_order.push_back(uid.to_string());
     }
@@ -211,7 +211,7 @@ impl Engine {
         }
         self.containers.insert(
             cid.to_string(),
-            Container {
+            Box::new(Container {
                 pod_uid: pod_uid.to_string(),
                 meta: ContainerMeta::default(),
                 created_ns: ts,
@@ -229,7 +229,7 @@ impl Engine {
                 attempt: 0,
                 exec_counts: HashMap::new(),
                 net: NetState::default(),
-            },
+            }),
         );
         self.container_order.push_back(cid.to_string());
         if let Some(pod) = self.pods.get_mut(pod_uid) {
@@ -280,7 +280,7 @@ impl Engine {
         if self.exited.get(&pid).is_some_and(|&t| t >= ts) {
             return;
         }
-        let running = self.containers.get(&*cid).is_some_and(Container::running);
+        let running = self.containers.get(&*cid).is_some_and(|c| c.running());
         let proc = self.proc_mut(pid, "", ts);
         proc.placeholder = false;
         proc.container_id = Some(cid);

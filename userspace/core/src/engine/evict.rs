@@ -25,7 +25,7 @@ impl Engine {
         let pick = |f: &dyn Fn(&Container) -> bool| {
             self.container_order
                 .iter()
-                .position(|id| self.containers.get(id).is_some_and(f))
+                .position(|id| self.containers.get(id).is_some_and(|c| f(c)))
         };
         let removed_pod = |c: &Container| {
             self.pods
@@ -93,7 +93,7 @@ impl Engine {
             }
             p.container_id
                 .as_ref()
-                .is_none_or(|c| !gone(containers.get(&**c)))
+                .is_none_or(|c| !gone(containers.get(&**c).map(|b| &**b)))
         });
         for p in self.procs.values_mut() {
             if p.kill
@@ -114,5 +114,7 @@ impl Engine {
             .retain(|(pid, t)| exited.get(pid) == Some(t));
         self.recent_ooms
             .retain(|_, (_, t)| now.saturating_sub(*t) <= keep_exited);
+        self.oom_groups
+            .retain(|_, (t, _)| now.saturating_sub(*t) <= keep_exited);
     }
 }

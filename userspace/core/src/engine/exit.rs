@@ -30,9 +30,13 @@ fn verdict(
         sender,
     };
     match (code, signal) {
-        (_, Some(SIGKILL)) if proc.is_some_and(|p| p.oom) => {
-            v(ExitReason::OomKilled, Some(KilledBy::OomKiller), None)
-        }
+        // The sender of an OOM kill is the process whose allocation set it off, when that is
+        // another one (a group kill started by a child's OOM).
+        (_, Some(SIGKILL)) if proc.is_some_and(|p| p.oom) => v(
+            ExitReason::OomKilled,
+            Some(KilledBy::OomKiller),
+            proc.and_then(|p| p.oom_trigger.as_deref().cloned()),
+        ),
         (Some(0), _) => v(ExitReason::Completed, stopped, None),
         (Some(_), _) => v(ExitReason::Error, stopped, None),
         (None, Some(sig)) => {
@@ -81,21 +85,26 @@ impl Engine {
         let Some(c) = self.containers.get(&*cid) else {
             return;
         };
-        let uid = c.pod_uid.clone();
         let is_init = c.init_pid == Some(ev.tgid) && c.exited_ns.is_none();
-        if let Some(s) = status.filter(|s| s.signal.is_some_and(is_crash_signal)) {
+        let crash = status.filter(|s| s.signal.is_some_and(is_crash_signal));
+        // Most exits are a container's ordinary children: nothing to derive, nothing to copy.
+        if crash.is_none() && session.is_none() && !is_init {
+            return;
+        }
+        let uid = c.pod_uid.clone();
+        if let Some(s) = crash {
             let comm = proc
                 .as_ref()
-                .map(|p| p.comm.clone())
+                .map(|p| p.comm)
                 .filter(|c| !c.is_empty())
-                .unwrap_or_else(|| ev.comm.clone());
+                .unwrap_or(ev.comm);
             out.push(self.event(
                 ev.ts_ns,
                 &uid,
                 Some(&cid),
                 LifecycleKind::ProcessCrashed {
                     pid: ev.tgid,
-                    comm,
+                    comm: comm.to_string(),
                     signal: signal_name(s.signal.unwrap_or(0)),
                     core_dumped: s.core_dumped,
                     is_init,

@@ -39,9 +39,11 @@ use crate::kernel_event::{KernelEvent, KernelEventKind};
 
 pub struct Engine {
     cfg: EngineConfig,
-    pods: HashMap<String, Pod>,
+    /// Boxed: a map slot is then a pointer, not the whole record, so the table's unused
+    /// capacity (up to half of it after growing) costs little.
+    pods: HashMap<String, Box<Pod>>,
     pod_order: VecDeque<String>,
-    containers: HashMap<String, Container>,
+    containers: HashMap<String, Box<Container>>,
     container_order: VecDeque<String>,
     cgroups: HashMap<u64, Cgroup>,
     cgroup_order: VecDeque<u64>,
@@ -63,6 +65,10 @@ pub struct Engine {
     oom_scope_hints: HashMap<u32, LimitScope>,
     /// OOM kills derived without a scope hint: victim pid → (pod, ts), for a late hint.
     recent_ooms: HashMap<u32, (String, u64)>,
+    /// Group kill, usage and limit of OOM kills by victim pid, read by the agent.
+    oom_memcg_hints: HashMap<u32, OomMemcg>,
+    /// Group kills under way: tgid of the task running the OOM killer → (ts, first victim).
+    oom_groups: HashMap<u32, (u64, u32)>,
     /// Kernel events waiting for the reorder window, by (ts, arrival).
     /// Reorder window, ordered by (ts, arrival). Events come nearly in order: a deque with a
     /// binary-searched insert beats a tree (no node allocation per event).
@@ -100,6 +106,8 @@ impl Engine {
             pending_deletions: HashMap::new(),
             oom_scope_hints: HashMap::new(),
             recent_ooms: HashMap::new(),
+            oom_memcg_hints: HashMap::new(),
+            oom_groups: HashMap::new(),
             buffer: VecDeque::new(),
             node_root: None,
             max_ts: 0,
@@ -181,9 +189,25 @@ impl Engine {
                     break;
                 }
             }
+            if !force && self.holds_for_its_group(first, *ts, now) {
+                break;
+            }
             if let Some((_, e)) = self.buffer.pop_front() {
                 self.process(&e, out);
             }
+        }
+    }
+
+    /// The first victim of a group kill waits until the others are in the window: a slow
+    /// console (every kill is logged) can space one kernel pass over tens of milliseconds.
+    fn holds_for_its_group(&self, ev: &KernelEvent, ts: u64, now: u64) -> bool {
+        const GROUP_HOLD_NS: u64 = 200_000_000;
+        match ev.kind {
+            KernelEventKind::OomVictim { pid, .. } => {
+                ts.saturating_add(GROUP_HOLD_NS) > now
+                    && self.oom_memcg_hints.get(&pid).is_some_and(|m| m.group_kill)
+            }
+            _ => false,
         }
     }
 
@@ -291,5 +315,16 @@ impl Engine {
             self.evictions.pending += 1;
         }
         self.oom_scope_hints.insert(victim_pid, scope);
+    }
+
+    /// The agent read the OOM-ing memory cgroup at an OOM kill (memory.oom.group, peak usage,
+    /// limit): used for the OOMKill of `victim_pid` when it is derived (within the reorder
+    /// window, so the agent tells it before).
+    pub fn set_oom_memcg_hint(&mut self, victim_pid: u32, memcg: OomMemcg) {
+        if self.oom_memcg_hints.len() >= 1024 {
+            self.oom_memcg_hints.clear();
+            self.evictions.pending += 1;
+        }
+        self.oom_memcg_hints.insert(victim_pid, memcg);
     }
 }

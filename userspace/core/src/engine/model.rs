@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cgroup_path::Qos;
 use crate::lifecycle::{LifecycleEvent, Sender};
+use crate::Comm;
 
 const SEC: u64 = 1_000_000_000;
 
@@ -346,15 +347,27 @@ pub enum SessionRole {
     Member,
 }
 
+/// What the agent read of the OOM-ing memory cgroup at an OOM kill.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OomMemcg {
+    /// memory.oom.group set on the way from the victim's memory cgroup to the OOM-ing one.
+    pub group_kill: bool,
+    pub usage_bytes: Option<u64>,
+    pub limit_bytes: Option<u64>,
+}
+
 pub struct Proc {
     /// Shared with the cgroup table: no allocation per process.
     pub container_id: Option<ContainerId>,
     pub parent: u32,
-    pub comm: String,
+    pub comm: Comm,
     /// CLONE_NEW* bits of namespaces joined with setns (inherited by children).
     pub joined_ns: u64,
     pub role: SessionRole,
     pub oom: bool,
+    /// Another process of the pod whose allocation triggered the OOM that killed this one
+    /// (boxed: rare, and every process pays for the field).
+    pub oom_trigger: Option<Box<Sender>>,
     pub kill: Option<Kill>,
     /// Known only from a signal or OOM naming it (no fork, exec or attach seen yet).
     pub placeholder: bool,
@@ -368,10 +381,11 @@ impl Proc {
         Self {
             container_id: None,
             parent: 0,
-            comm: comm.to_string(),
+            comm: Comm::new(comm),
             joined_ns: 0,
             role: SessionRole::None,
             oom: false,
+            oom_trigger: None,
             kill: None,
             placeholder: false,
             seen_ns,

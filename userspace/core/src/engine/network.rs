@@ -52,7 +52,7 @@ impl Engine {
             }
             LifecycleKind::ListenerOpened {
                 pid: ev.tgid,
-                comm: ev.comm.clone(),
+                comm: ev.comm.to_string(),
                 port,
                 address: addr,
                 family: IpFamily::of(&addr),
@@ -62,7 +62,7 @@ impl Engine {
             let opened_ns = open.map(|i| c.net.listeners.remove(i).opened_ns);
             LifecycleKind::ListenerClosed {
                 pid: ev.tgid,
-                comm: ev.comm.clone(),
+                comm: ev.comm.to_string(),
                 port,
                 open_s: opened_ns.map(|o| secs(o, ts)),
                 after_stop_s: c.stop.as_ref().map(|s| secs(s.ts, ts)),

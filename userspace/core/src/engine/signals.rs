@@ -51,7 +51,7 @@ impl Engine {
         }
         let sender = Sender {
             pid: ev.tgid,
-            comm: ev.comm.clone(),
+            comm: ev.comm.to_string(),
         };
         let sender_container = self.container_of(ev.tgid, ev.cgroup_id);
         let target_container = self.procs.get(&target).and_then(|p| p.container_id.clone());
@@ -66,7 +66,7 @@ impl Engine {
         }
         let p = self.proc_mut(target, target_comm, ev.ts_ns);
         if p.comm.is_empty() {
-            p.comm.clone_from(target_comm);
+            p.comm = *target_comm;
         }
         p.placeholder |= !known;
         p.kill = Some(Kill {
@@ -179,6 +179,7 @@ impl Engine {
                     .flatten()
             });
         let known = self.procs.contains_key(&pid);
+        let memcg = self.oom_memcg_hints.remove(&pid).unwrap_or_default();
         let p = self.proc_mut(pid, victim_comm.as_deref().unwrap_or(""), ev.ts_ns);
         p.oom = true;
         p.placeholder &= known;
@@ -186,8 +187,8 @@ impl Engine {
             p.container_id.clone_from(&cid);
         }
         let comm = victim_comm
-            .clone()
-            .or_else(|| (!p.comm.is_empty()).then(|| p.comm.clone()));
+            .map(String::from)
+            .or_else(|| (!p.comm.is_empty()).then(|| p.comm.to_string()));
         let Some((cid, c)) = cid.and_then(|id| self.containers.get(&*id).map(|c| (id, c))) else {
             self.failures.oom_unattributed += 1;
             return;
@@ -198,6 +199,14 @@ impl Engine {
         if scope.is_none() {
             self.recent_ooms.insert(pid, (uid.clone(), ev.ts_ns));
         }
+        let scope = scope.unwrap_or(LimitScope::Unknown);
+        let trigger = self.oom_trigger(ev, &cid, &uid, scope);
+        if let Some(t) = trigger.as_ref().filter(|t| t.pid != pid) {
+            if let Some(p) = self.procs.get_mut(&pid) {
+                p.oom_trigger = Some(Box::new(t.clone()));
+            }
+        }
+        let group = self.oom_group(ev, pid, memcg.group_kill);
         let bytes = |kb: &Option<u64>| kb.map(|k| k.saturating_mul(1024));
         out.push(self.event(
             ev.ts_ns,
@@ -207,14 +216,94 @@ impl Engine {
                 pid,
                 comm,
                 victim_is_init,
-                limit_scope: scope.unwrap_or(LimitScope::Unknown),
+                limit_scope: scope,
                 anon_rss_bytes: bytes(anon_rss_kb),
                 file_rss_bytes: bytes(file_rss_kb),
                 shmem_rss_bytes: bytes(shmem_rss_kb),
                 total_vm_bytes: bytes(total_vm_kb),
                 oom_score_adj: *oom_score_adj,
+                group_kill: memcg.group_kill || group.first_victim.is_some(),
+                killed_with: group.killed_with,
+                killed_with_more: group.more,
+                group_first_victim: group.first_victim,
+                trigger,
+                usage_bytes: memcg.usage_bytes,
+                limit_bytes: memcg.limit_bytes,
             },
         ));
+    }
+
+    /// The task that ran the OOM killer is the one whose allocation failed (the kernel runs
+    /// it in the allocating task's context; docs/KERNEL-CAPTURE.md). Reported only when it is
+    /// a process of the victim's pod, of its container for a container limit: a kernel
+    /// thread or another pod's process (a node OOM) is not this pod's to show.
+    fn oom_trigger(
+        &self,
+        ev: &KernelEvent,
+        cid: &str,
+        uid: &str,
+        scope: LimitScope,
+    ) -> Option<Sender> {
+        let proc = self.procs.get(&ev.tgid);
+        let t_cid = proc
+            .and_then(|p| p.container_id.clone())
+            .or_else(|| self.container_of(ev.tgid, ev.cgroup_id))?;
+        let ours = match scope {
+            LimitScope::Container => *t_cid == *cid,
+            _ => self
+                .containers
+                .get(&*t_cid)
+                .is_some_and(|c| c.pod_uid == uid),
+        };
+        // The kernel's comm at the kill (the engine's may predate an exec).
+        let comm = match ev.comm.is_empty() {
+            false => ev.comm,
+            true => proc.map(|p| p.comm).unwrap_or_default(),
+        };
+        (ours && ev.tgid != 0).then_some(Sender {
+            pid: ev.tgid,
+            comm: comm.to_string(),
+        })
+    }
+
+    /// Group kill bookkeeping. The kernel kills the group in one pass in the same task's
+    /// context: the first victim of a pass lists the others already in the reorder window
+    /// (bounded); the others name the first.
+    fn oom_group(&mut self, ev: &KernelEvent, pid: u32, group_kill: bool) -> OomGroup {
+        let mut g = OomGroup::default();
+        match self.oom_groups.get(&ev.tgid) {
+            Some((at, first)) if ev.ts_ns.saturating_sub(*at) <= OOM_GROUP_WINDOW_NS => {
+                g.first_victim = Some(*first);
+                return g;
+            }
+            _ => {}
+        }
+        if !group_kill {
+            return g;
+        }
+        let others = self.buffer.iter().filter_map(|(ts, e)| match e.kind {
+            KernelEventKind::OomVictim { pid: p, .. }
+                if e.tgid == ev.tgid
+                    && p != pid
+                    && ts.saturating_sub(ev.ts_ns) <= OOM_GROUP_WINDOW_NS =>
+            {
+                Some(p)
+            }
+            _ => None,
+        });
+        for p in others {
+            if g.killed_with.len() < MAX_KILLED_WITH {
+                g.killed_with.push(p);
+            } else {
+                g.more += 1;
+            }
+        }
+        if self.oom_groups.len() >= 1024 {
+            self.oom_groups.clear();
+            self.evictions.pending += 1;
+        }
+        self.oom_groups.insert(ev.tgid, (ev.ts_ns, pid));
+        g
     }
 
     /// A scope hint for an OOM kill already derived: correct it on the timeline.
@@ -240,4 +329,15 @@ impl Engine {
         }
         false
     }
+}
+
+/// How far apart the victims of one group kill can be marked (one kernel pass: microseconds
+/// natively, tens of milliseconds behind a slow console).
+const OOM_GROUP_WINDOW_NS: u64 = 1_000_000_000;
+
+#[derive(Default)]
+struct OomGroup {
+    killed_with: Vec<u32>,
+    more: u32,
+    first_victim: Option<u32>,
 }

@@ -44,8 +44,10 @@ pub fn finding(e: &ServedEvent) -> Option<Finding> {
         .as_deref()
         .map_or_else(|| "a container".to_string(), |n| format!("container {n}"));
     let (reason, note) = match &e.kind {
+        // A group kill takes the container with the child: the kubelet reports that one.
         LifecycleKind::OomKill {
             victim_is_init: false,
+            group_kill: false,
             pid,
             comm,
             limit_scope,
@@ -155,6 +157,13 @@ mod tests {
             shmem_rss_bytes: None,
             total_vm_bytes: None,
             oom_score_adj: None,
+            group_kill: false,
+            killed_with: Vec::new(),
+            killed_with_more: 0,
+            group_first_victim: None,
+            trigger: None,
+            usage_bytes: None,
+            limit_bytes: None,
         }
     }
 
@@ -210,6 +219,17 @@ mod tests {
             (crash(false), Some("ProcessCrashed")),
             // The kubelet reports these itself: no Event from podlife.
             (oom(true), None),
+            (
+                {
+                    // A child killed with the container in a group kill.
+                    let mut k = oom(false);
+                    if let LifecycleKind::OomKill { group_kill, .. } = &mut k {
+                        *group_kill = true;
+                    }
+                    k
+                },
+                None,
+            ),
             (probe(false, vec![]), None),
             (crash(true), None),
             (LifecycleKind::PodAdmitted, None),

@@ -1,5 +1,6 @@
 //! The shutdown story: preStop hooks (exec matched to the container's handler, sleep told
-//! from the deletion), termination summaries and their outcomes, restart causes.
+//! from the deletion, httpGet as the kubelet's connection to the hook's port), termination
+//! summaries and their outcomes, restart causes.
 
 use podlife_core::kernel_event::clone::{CLONE_NEWIPC, CLONE_NEWNS};
 use podlife_core::*;
@@ -134,6 +135,128 @@ fn a_sleep_hook_is_the_pause_from_the_deletion_to_the_stop_signal() {
     e.deletion_requested(UID, SEC, Some(2.0));
     let out = feed(&mut e, &[signal(3 * SEC, 700, 1, "runc", 200, 15, 0)]);
     assert_eq!(json(find(&out, "PreStopFinished"), "killed_at_grace"), true);
+}
+
+const POD_IP: &str = "10.88.0.7";
+
+/// A kubelet connection to the pod's `port` from `start` to `end`.
+fn kubelet_conn(start: u64, end: u64, port: u16, outcome: ConnOutcome) -> KernelEvent {
+    ev(
+        end,
+        0,
+        1,
+        "swapper/1",
+        KernelEventKind::KubeletConn {
+            sk: start,
+            addr: POD_IP.parse().unwrap(),
+            port,
+            sport: 40_000,
+            outcome,
+            start_ns: start,
+            established_ns: (outcome != ConnOutcome::Refused).then_some(start + 100),
+        },
+    )
+}
+
+fn http_hook_engine(grace_s: f64) -> Engine {
+    let mut e = engine_with(
+        PreStop::Http {
+            port: Some(8080),
+            path: "/shutdown".into(),
+        },
+        grace_s,
+    );
+    assert!(e.set_pod_address(UID, POD_IP.parse().unwrap()));
+    e
+}
+
+#[test]
+fn an_http_hook_is_the_kubelet_connection_to_its_port_just_before_the_stop_signal() {
+    let mut e = http_hook_engine(30.0);
+    let mut events = pod();
+    // A probe of the port long before, then the hook: 1.5 s, closed 10 ms before the stop.
+    events.push(kubelet_conn(SEC, SEC + MS, 8080, ConnOutcome::Closed));
+    events.push(kubelet_conn(
+        3 * SEC,
+        4 * SEC + 500 * MS,
+        8080,
+        ConnOutcome::Closed,
+    ));
+    events.push(signal(4 * SEC + 510 * MS, 700, 1, "runc", 200, 15, 0));
+    events.push(exit(4 * SEC + 520 * MS, 200, 21, 0x0));
+    let out = feed(&mut e, &events);
+    let n = names(&out);
+    assert_eq!(
+        n.iter().filter(|x| **x == "PreStopStarted").count(),
+        1,
+        "{n:?}"
+    );
+    let started = find(&out, "PreStopStarted");
+    assert_eq!(started.ts_ns, 3 * SEC, "dated to the hook's connect");
+    assert_eq!(json(started, "handler"), "http");
+    assert_eq!(json(started, "port"), 8080);
+    assert_eq!(json(started, "path"), "/shutdown");
+    assert_eq!(json(started, "pid"), serde_json::Value::Null);
+    let done = find(&out, "PreStopFinished");
+    assert_eq!(done.ts_ns, 4 * SEC + 500 * MS);
+    assert_eq!(json(done, "handler"), "http");
+    assert_eq!(json(done, "duration_ms"), 1500.0);
+    assert_eq!(json(done, "grace_used"), 0.05);
+    assert_eq!(json(done, "killed_at_grace"), false);
+    assert_eq!(started.container_id.as_deref(), Some(APP));
+    let t = e.timeline(UID, WallClock::default()).unwrap();
+    let app = t.containers.iter().find(|c| c.id == APP).unwrap();
+    let term = app.termination.as_ref().expect("the app stopped");
+    assert_eq!(term.prestop_s, Some(1.5), "{term:?}");
+}
+
+#[test]
+fn without_the_deletion_an_older_connection_to_the_hook_port_is_no_hook() {
+    let mut e = http_hook_engine(30.0);
+    let mut events = pod();
+    events.push(kubelet_conn(SEC, SEC + MS, 8080, ConnOutcome::Closed));
+    // Another port just before the stop: not the hook's.
+    events.push(kubelet_conn(
+        3 * SEC,
+        3 * SEC + MS,
+        9090,
+        ConnOutcome::Closed,
+    ));
+    events.push(signal(3 * SEC + 10 * MS, 700, 1, "runc", 200, 15, 0));
+    let out = feed(&mut e, &events);
+    assert!(
+        !names(&out).iter().any(|n| n.starts_with("PreStop")),
+        "{:?}",
+        names(&out)
+    );
+}
+
+#[test]
+fn after_the_deletion_the_hook_connection_is_the_hook_at_once_and_no_probe() {
+    let mut e = http_hook_engine(2.0);
+    feed(&mut e, &pod());
+    e.deletion_requested(UID, SEC, Some(2.0));
+    // The hook's GET is refused (nothing listens) and closes long before the stop signal.
+    let out = feed(
+        &mut e,
+        &[kubelet_conn(
+            SEC + 10 * MS,
+            SEC + 11 * MS,
+            8080,
+            ConnOutcome::Refused,
+        )],
+    );
+    assert_eq!(
+        names(&out),
+        ["PreStopStarted", "PreStopFinished"],
+        "not a ProbeFailed"
+    );
+    assert_eq!(json(find(&out, "PreStopFinished"), "duration_ms"), 1.0);
+    let out = feed(&mut e, &[signal(3 * SEC, 700, 1, "runc", 200, 15, 0)]);
+    assert!(
+        !names(&out).iter().any(|n| n.starts_with("PreStop")),
+        "reported once"
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod exec_session;
 mod exit;
 pub mod model;
 mod namespaces;
+mod net_probe;
 mod network;
 mod prestop;
 mod queries;
@@ -74,6 +75,7 @@ pub struct Engine {
     seq: u64,
     last_sweep_ns: u64,
     evictions: Evictions,
+    probe_runs: ProbeRuns,
     failures: AttributionFailures,
     net: network::NetIndex,
 }
@@ -106,6 +108,7 @@ impl Engine {
             seq: 0,
             last_sweep_ns: 0,
             evictions: Evictions::default(),
+            probe_runs: ProbeRuns::default(),
             failures: AttributionFailures::default(),
             net: network::NetIndex::default(),
         }
@@ -212,6 +215,13 @@ impl Engine {
             KernelEventKind::TcpReset { saddr, sport, .. } => {
                 self.on_tcp_reset(ev.ts_ns, (*saddr, *sport), out)
             }
+            KernelEventKind::KubeletConn {
+                addr,
+                port,
+                outcome,
+                start_ns,
+                ..
+            } => self.on_kubelet_conn((*start_ns, ev.ts_ns), (*addr, *port), *outcome, out),
         }
     }
 

@@ -80,8 +80,6 @@ pub struct CtrOpts {
     pub image: Option<&'static str>,
     /// An exec preStop hook: its command, annotated on the container as the kubelet does.
     pub prestop: Option<Vec<String>>,
-    /// An httpGet preStop hook instead: (port, path).
-    pub prestop_http: Option<(u16, &'static str)>,
     /// `memory.oom.group` = 1 in the container cgroup, as the kubelet sets it on cgroup v2
     /// (since 1.28, unless singleProcessOOMKill): an OOM kill takes the whole container.
     pub oom_group: bool,
@@ -253,13 +251,7 @@ impl Kubelet {
         let prestop = opts
             .prestop
             .as_ref()
-            .map(|cmd| serde_json::json!({"exec": {"command": cmd}}).to_string())
-            .or_else(|| {
-                opts.prestop_http.map(|(port, path)| {
-                    serde_json::json!({"httpGet": {"path": path, "port": port, "scheme": "HTTP"}})
-                        .to_string()
-                })
-            });
+            .map(|cmd| serde_json::json!({"exec": {"command": cmd}}).to_string());
         let config = ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: name.into(),

@@ -1,11 +1,9 @@
 //! Exec preStop hooks as the kubelet runs them: the handler annotated on the container, the
 //! hook through ExecSync, then StopContainer with the rest of the grace period. A hook that
 //! ends in time (`sleep 1`, then a clean stop) and one that outlives the grace (killed by the
-//! runtime at the exec timeout, then the stop). An httpGet hook: the kubelet's GET to the pod's
-//! address and the hook's port (a thread of this test named `kubelet`), then the stop.
+//! runtime at the exec timeout, then the stop).
 
-use podlife_e2e::agent::{events, events_of, has};
-use podlife_e2e::pod_net::{kubelet_probe, pod_ip, route_to_pod, Seen};
+use podlife_e2e::agent::{events_of, has};
 use podlife_e2e::{CtrOpts, Env, PodOpts, WAIT};
 use serde_json::{json, Value};
 
@@ -111,63 +109,4 @@ fn a_hook_that_runs_past_the_grace_period() {
     let used = done["grace_used"].as_f64().unwrap();
     assert!(used > 0.9, "{done}");
     assert!(position(&t, "PreStopStarted", &app.id) < position(&t, "StopRequested", &app.id));
-}
-
-#[test]
-fn an_http_hook_is_the_kubelet_get_to_its_port_before_the_stop() {
-    let mut env = Env::start();
-    let pod = env.run_pod("prestop-http", PodOpts::default());
-    let opts = CtrOpts {
-        grace_s: Some(10),
-        prestop_http: Some((8080, "/shutdown")),
-        ..CtrOpts::default()
-    };
-    let app = env.run_container(
-        &pod,
-        "app",
-        &[
-            "sh",
-            "-c",
-            "trap 'exit 0' TERM; httpd -f -p 8080 -h /tmp & wait",
-        ],
-        opts,
-    );
-    let t = env.agent.wait_for(&pod.uid, "the server", WAIT, |t| {
-        has(t, "ListenerOpened", &app.id)
-    });
-    // The agent asks the CRI for the hook at the start; the kubelet's hook comes much later.
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let sandbox = events(&t, "SandboxStarted")[0]["pid"].as_u64().unwrap();
-    let ip = pod_ip(sandbox);
-    route_to_pod(&env.kubelet.containerd.bridge, &ip);
-    let addr = std::net::SocketAddr::new(ip.parse().unwrap(), 8080);
-    // The kubelet: the hook's GET, then StopContainer as soon as it answered.
-    assert_eq!(kubelet_probe(addr, Some("/shutdown")), Seen::Ok);
-    env.cri.stop_container(&app.id, 10);
-    let status = env.cri.wait_exited(&app.id);
-    assert_eq!(status.exit_code, 0);
-
-    let t = env.agent.wait_for(&pod.uid, "app exit", WAIT, |t| {
-        has(t, "ContainerExited", &app.id)
-    });
-    let started = events_of(&t, "PreStopStarted", &app.id);
-    assert_eq!(started.len(), 1, "{t}");
-    let started = started[0];
-    assert_eq!(started["handler"], "http", "{started}");
-    assert_eq!(started["port"], 8080, "{started}");
-    assert_eq!(started["path"], "/shutdown", "{started}");
-    assert_eq!(started["pid"], Value::Null, "{started}");
-    let done = &events_of(&t, "PreStopFinished", &app.id)[0];
-    assert_eq!(done["handler"], "http", "{done}");
-    assert_eq!(done["killed_at_grace"], false, "{done}");
-    assert!(done["duration_ms"].as_f64().unwrap() > 0.0, "{done}");
-    let used = done["grace_used"].as_f64().unwrap();
-    assert!(used < 1.0, "{done}");
-    assert!(position(&t, "PreStopFinished", &app.id) < position(&t, "StopRequested", &app.id));
-    let term = t["containers"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["id"] == app.id.as_str()))
-        .map(|c| c["termination"].clone())
-        .unwrap_or_else(|| panic!("{t}"));
-    assert!(term["prestop_s"].as_f64().is_some(), "{term}");
 }

@@ -295,18 +295,6 @@ pub struct NetState {
     pub ports: Vec<u16>,
     /// Time of the first successful kubelet probe of the container (engine/net_probe.rs).
     pub first_probe_ok_ns: Option<u64>,
-    /// The last kubelet connection to the port of the container's httpGet preStop hook
-    /// (engine/prestop.rs): the hook, if it closed just before the stop signal.
-    pub last_hook_conn: Option<HookConn>,
-    /// The httpGet hook was reported.
-    pub hook_reported: bool,
-}
-
-/// A kubelet connection to a hook's port: connect and close (monotonic ns).
-#[derive(Debug, Clone, Copy)]
-pub struct HookConn {
-    pub start_ns: u64,
-    pub end_ns: u64,
 }
 
 /// Listeners kept per container: a server listens on a few ports; past this, a close is

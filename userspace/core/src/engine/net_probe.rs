@@ -49,7 +49,7 @@ fn spec_of(meta: &PodMeta, port: u16) -> (ProbeKind, Option<String>, Option<Stri
 impl Engine {
     pub(super) fn on_kubelet_conn(
         &mut self,
-        (start, ts): (u64, u64),
+        ts: u64,
         (addr, port): (IpAddr, u16),
         outcome: ConnOutcome,
         out: &mut Vec<LifecycleEvent>,
@@ -57,17 +57,7 @@ impl Engine {
         let Some(uid) = self.net.addrs.get(&addr).cloned() else {
             return;
         };
-        if self.pods.get(&uid).is_none_or(|p| p.removed_ns.is_some()) {
-            return;
-        }
-        let hook = HookConn {
-            start_ns: start,
-            end_ns: ts,
-        };
-        if self.http_hook_conn(&uid, port, hook, out) {
-            return;
-        }
-        let Some(pod) = self.pods.get(&uid) else {
+        let Some(pod) = self.pods.get(&uid).filter(|p| p.removed_ns.is_none()) else {
             return;
         };
         let (probe_kind, probe, spec_container) = spec_of(&pod.meta, port);

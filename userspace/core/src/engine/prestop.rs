@@ -3,17 +3,10 @@
 //! PreStopStarted / PreStopFinished instead of ExecStarted / ExecFinished. A sleep hook has no
 //! process: it is the kubelet's pause between the deletion request and the stop signal, told
 //! only when the deletion is known (API server watch). An HTTP hook is the kubelet's own
-//! connection to the pod's address and the hook's port (net_probe.rs hands them over): after
-//! the known deletion request, at once; without it, the last such connection, when it closed
-//! just before the stop signal (the kubelet sends the stop as soon as the hook answered).
+//! connection: not seen here.
 
 use super::*;
 use crate::prestop::{HandlerKind, PreStop};
-
-/// Without the deletion request, a hook connection must have closed at most this long before
-/// the stop signal: the kubelet stops the container right after the hook's answer, and an
-/// older connection to the port is a probe.
-const HOOK_BEFORE_STOP_NS: u64 = 1_000_000_000;
 
 impl Engine {
     /// The configured grace period of a container (its own, else its pod's).
@@ -168,117 +161,5 @@ impl Engine {
         ));
         let cut = grace.is_some_and(|g| seconds as f64 >= g);
         out.push(self.prestop_finished(ts, uid, cid, HandlerKind::Sleep, None, secs, grace, cut));
-    }
-
-    /// The live, not yet stopped, containers of the pod whose hook is an httpGet on `port`.
-    fn http_hook_containers(&self, uid: &str, port: u16) -> Vec<String> {
-        let Some(pod) = self.pods.get(uid) else {
-            return Vec::new();
-        };
-        (pod.containers.iter())
-            .filter(|id| {
-                self.containers.get(id.as_str()).is_some_and(|c| {
-                    c.exited_ns.is_none()
-                        && c.stop.is_none()
-                        && !c.net.hook_reported
-                        && matches!(c.meta.prestop, Some(PreStop::Http { port: Some(p), .. }) if p == port)
-                })
-            })
-            .cloned()
-            .collect()
-    }
-
-    /// A kubelet connection to the pod: kept by the containers whose httpGet hook is on its
-    /// port; reported as their hook at once when it began after the pod's deletion request
-    /// (then it is not a probe: true).
-    pub(super) fn http_hook_conn(
-        &mut self,
-        uid: &str,
-        port: u16,
-        conn: HookConn,
-        out: &mut Vec<LifecycleEvent>,
-    ) -> bool {
-        let deleted = self.pods.get(uid).and_then(|p| p.deletion_ns);
-        let mut hook = false;
-        for cid in self.http_hook_containers(uid, port) {
-            if deleted.is_some_and(|d| conn.start_ns >= d) {
-                self.http_prestop(uid, &cid, conn, out);
-                hook = true;
-            } else if let Some(c) = self.containers.get_mut(&cid) {
-                c.net.last_hook_conn = Some(conn);
-            }
-        }
-        hook
-    }
-
-    /// The stop signal of a container with an httpGet hook not reported yet: the last kubelet
-    /// connection to its port is the hook when it closed just before.
-    pub(super) fn http_prestop_at_stop(
-        &mut self,
-        ts: u64,
-        uid: &str,
-        cid: &str,
-        out: &mut Vec<LifecycleEvent>,
-    ) {
-        let Some(c) = self.containers.get(cid) else {
-            return;
-        };
-        if c.net.hook_reported || !matches!(c.meta.prestop, Some(PreStop::Http { .. })) {
-            return;
-        }
-        let Some(conn) = c.net.last_hook_conn else {
-            return;
-        };
-        if conn.end_ns <= ts && conn.end_ns + HOOK_BEFORE_STOP_NS >= ts {
-            self.http_prestop(uid, cid, conn, out);
-        }
-    }
-
-    fn http_prestop(
-        &mut self,
-        uid: &str,
-        cid: &str,
-        conn: HookConn,
-        out: &mut Vec<LifecycleEvent>,
-    ) {
-        let Some(c) = self.containers.get_mut(cid) else {
-            return;
-        };
-        c.net.hook_reported = true;
-        c.net.last_hook_conn = None;
-        let Some(PreStop::Http { port, path }) = c.meta.prestop.clone() else {
-            return;
-        };
-        if let Some(pod) = self.pods.get_mut(uid) {
-            if matches!(pod.state, PodState::Running | PodState::Pending) {
-                pod.state = PodState::Terminating;
-            }
-        }
-        out.push(self.event(
-            conn.start_ns,
-            uid,
-            Some(cid),
-            LifecycleKind::PreStopStarted {
-                handler: HandlerKind::Http,
-                argv: None,
-                port,
-                path: Some(path),
-                pid: None,
-            },
-        ));
-        let grace = self.grace_of(cid);
-        let secs = conn.end_ns.saturating_sub(conn.start_ns) as f64 / 1e9;
-        // The hook ran into the grace when it took all of it (the kubelet then gave up on it).
-        let cut = grace.is_some_and(|g| secs >= g);
-        out.push(self.prestop_finished(
-            conn.end_ns,
-            uid,
-            cid,
-            HandlerKind::Http,
-            None,
-            secs,
-            grace,
-            cut,
-        ));
     }
 }

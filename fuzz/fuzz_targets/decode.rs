@@ -21,6 +21,7 @@ fn record_bytes(r: &Record) -> &[u8] {
         Record::OomVictim(e) => as_bytes(e),
         Record::SockState(e) => as_bytes(e),
         Record::TcpReset(e) => as_bytes(e),
+        Record::KubeletConn(e) => as_bytes(e),
     }
 }
 

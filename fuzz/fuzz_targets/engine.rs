@@ -114,6 +114,16 @@ fn step(
                     namespace: name(u)?,
                     grace_period_s: u.arbitrary()?,
                     exec_probes: vec![(String::from("app"), "liveness".into(), p.argv(u)?)],
+                    net_probes: vec![podlife_core::NetProbe {
+                        container: "app".into(),
+                        probe_type: "readiness".into(),
+                        kind: *u.choose(&[
+                            podlife_core::ProbeKind::Tcp,
+                            podlife_core::ProbeKind::Http,
+                            podlife_core::ProbeKind::Grpc,
+                        ])?,
+                        port: u.arbitrary()?,
+                    }],
                     owner: name(u)?.map(|n| podlife_core::Owner {
                         kind: "ReplicaSet".into(),
                         name: n,

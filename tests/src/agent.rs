@@ -301,6 +301,15 @@ impl Agent {
         self.json(&format!("/pods/{uid}/timeline"))
     }
 
+    /// One container of the pod's summary (`/pods/<uid>`), by id.
+    pub fn container_summary(&self, uid: &str, id: &str) -> Value {
+        let summary = self.json(&format!("/pods/{uid}"));
+        (summary["containers"].as_array())
+            .and_then(|cs| cs.iter().find(|c| c["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no container {id} in {summary}"))
+    }
+
     /// GET /pods: the pod summaries.
     pub fn pods(&self) -> Vec<Value> {
         self.json("/pods")["pods"]

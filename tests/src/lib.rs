@@ -13,6 +13,7 @@ pub mod kubelet;
 pub mod layout;
 pub mod memcg;
 pub mod pod_cgroups;
+pub mod pod_net;
 pub mod store_files;
 
 pub use agent::Agent;

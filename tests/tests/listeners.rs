@@ -4,13 +4,13 @@
 //! refused once the listener is gone (ConnectionsRefused while terminating, and its metric). A
 //! hostNetwork pod's listener is its container's too.
 
-use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::Command;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use podlife_e2e::agent::{events, events_of, has, metric};
+use podlife_e2e::pod_net::{pod_ip, route_to_pod};
 use podlife_e2e::{CtrOpts, Env, PodOpts, WAIT};
 
 /// Listens on `port` after 0.3 s, serving every connection (`-ll -e true`); on SIGTERM closes
@@ -20,63 +20,6 @@ fn server(port: u16) -> Vec<String> {
         "trap 'kill $p; sleep 1; exit 0' TERM; sleep 0.3; nc -ll -p {port} -e true & p=$!; wait; wait"
     );
     vec!["sh".into(), "-c".into(), script]
-}
-
-/// The IPv4 address of eth0 in the network namespace of the sandbox's pause (`pid`).
-fn pod_ip(pid: u64) -> String {
-    let out = Command::new("nsenter")
-        .args([
-            "-t",
-            &pid.to_string(),
-            "-n",
-            "ip",
-            "-4",
-            "-o",
-            "addr",
-            "show",
-            "dev",
-            "eth0",
-        ])
-        .output()
-        .expect("nsenter");
-    let text = String::from_utf8_lossy(&out.stdout);
-    // "2: eth0    inet 10.231.7.2/24 brd ... scope global eth0"
-    text.split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|a| a.split('/').next())
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("no IPv4 address on eth0 of the pod's netns: {out:?}"))
-}
-
-/// Give the host an address on the test's own bridge, so the pod's address is reached through
-/// it; fail loudly when the route goes anywhere else.
-fn route_to_pod(bridge: &str, pod_ip: &str) {
-    let ip: IpAddr = pod_ip
-        .parse()
-        .unwrap_or_else(|_| panic!("pod ip {pod_ip:?}"));
-    let IpAddr::V4(v4) = ip else {
-        panic!("an IPv4 pod address on the e2e bridge: {ip}")
-    };
-    let o = v4.octets();
-    let gw = format!("{}.{}.{}.1/24", o[0], o[1], o[2]);
-    let out = Command::new("ip")
-        .args(["addr", "replace", &gw, "dev", bridge])
-        .output()
-        .expect("ip addr");
-    assert!(
-        out.status.success(),
-        "ip addr replace {gw} dev {bridge}: {out:?}"
-    );
-    let route = Command::new("ip")
-        .args(["route", "get", pod_ip])
-        .output()
-        .expect("ip route get");
-    let route = String::from_utf8_lossy(&route.stdout);
-    assert!(
-        route.contains(&format!("dev {bridge} ")),
-        "the route to {pod_ip} must use the test's bridge {bridge}: {route}"
-    );
 }
 
 /// Connects to `addr` every 20 ms until `stop`; counts the refused connections.
@@ -129,14 +72,7 @@ fn run(env: &mut Env, name: &str, opts: PodOpts, port: u16) {
         "nc is a child of the init"
     );
 
-    let summary = env.agent.json(&format!("/pods/{}", pod.uid));
-    let c = summary["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == app.id.as_str())
-        .unwrap_or_else(|| panic!("{summary}"))
-        .clone();
+    let c = env.agent.container_summary(&pod.uid, &app.id);
     let ttl = c["time_to_listen_s"]
         .as_f64()
         .unwrap_or_else(|| panic!("{c}"));

@@ -78,7 +78,8 @@ pub struct TracepointOffsets {
     pub rst_reason: u16,
     pub rst_saddr: u16,
     pub rst_daddr: u16,
-    pub _pad: u16,
+    // tcp:tcp_receive_reset
+    pub rrst_skaddr: u16,
 }
 
 impl TracepointOffsets {
@@ -139,7 +140,7 @@ impl TracepointOffsets {
             rst_reason: ABSENT,
             rst_saddr: ABSENT,
             rst_daddr: ABSENT,
-            _pad: 0,
+            rrst_skaddr: ABSENT,
         }
     }
 }
@@ -160,6 +161,9 @@ pub struct ProbeConfig {
     /// without cgroup v2, the memory controller's v1 hierarchy id.
     pub cgroup_root: u32,
     pub tp: TracepointOffsets,
+    /// comm of the kubelet (NUL padded): its connections to pod addresses are probes.
+    /// All NUL: not followed.
+    pub kubelet_comm: [u8; 16],
 }
 
 impl ProbeConfig {
@@ -170,12 +174,16 @@ impl ProbeConfig {
             task_exit_code: u32::MAX,
             cgroup_root: 0,
             tp: TracepointOffsets::all_absent(),
+            kubelet_comm: [0; 16],
         }
     }
 }
 
 /// Entries of the `POD_ADDRS` map (pod IPs: the agent adds them at sandbox start).
 pub const MAX_POD_ADDRS: u32 = 4096;
+
+/// Entries of the `KUBELET_SOCKS` map: kubelet connections to pod addresses under way.
+pub const MAX_KUBELET_SOCKS: u32 = 1024;
 
 /// Values of the `TRACKED_TGIDS` map: why a process tree is followed.
 pub const TRACK_RUNTIME: u8 = 1;

@@ -7,6 +7,7 @@ use crate::config::ProbeConfig;
 use crate::event::*;
 
 unsafe impl aya::Pod for ProbeConfig {}
+unsafe impl aya::Pod for KubeletSock {}
 
 /// One decoded record, copied out of the ring buffer.
 // Exec records are large (argv); boxing them would allocate on the hottest path for nothing.
@@ -26,6 +27,7 @@ pub enum Record {
     OomVictim(OomEvent),
     SockState(SockEvent),
     TcpReset(ResetEvent),
+    KubeletConn(KubeletConnEvent),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +79,7 @@ unsafe impl Plain for CgroupEvent {}
 unsafe impl Plain for OomEvent {}
 unsafe impl Plain for SockEvent {}
 unsafe impl Plain for ResetEvent {}
+unsafe impl Plain for KubeletConnEvent {}
 
 fn read<T: Plain>(kind: u32, bytes: &[u8]) -> Result<T, DecodeError> {
     let need = size_of::<T>();
@@ -133,6 +136,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         EventKind::OomVictim => Record::OomVictim(read(k, bytes)?),
         EventKind::SockState => Record::SockState(read(k, bytes)?),
         EventKind::TcpReset => Record::TcpReset(read(k, bytes)?),
+        EventKind::KubeletConn => Record::KubeletConn(read(k, bytes)?),
     })
 }
 
@@ -167,6 +171,7 @@ impl Record {
             Record::OomVictim(e) => &e.header,
             Record::SockState(e) => &e.header,
             Record::TcpReset(e) => &e.header,
+            Record::KubeletConn(e) => &e.header,
         }
     }
 }
@@ -337,6 +342,20 @@ mod tests {
             daddr: saddr,
         };
         assert_eq!(decode(as_bytes(&r)), Ok(Record::TcpReset(r)));
+        let k = KubeletConnEvent {
+            header: header(EventKind::KubeletConn),
+            skaddr: 0xffff_8880_8765_4321,
+            start_ns: 11,
+            established_ns: 12,
+            kubelet_tgid: 900,
+            outcome: CONN_RESET,
+            family: AF_INET,
+            dport: 8080,
+            sport: 51_000,
+            _pad: 0,
+            daddr: saddr,
+        };
+        assert_eq!(decode(as_bytes(&k)), Ok(Record::KubeletConn(k)));
     }
 
     #[test]

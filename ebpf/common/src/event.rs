@@ -33,6 +33,7 @@ pub enum EventKind {
     OomVictim = 11,
     SockState = 12,
     TcpReset = 13,
+    KubeletConn = 14,
 }
 
 impl EventKind {
@@ -51,6 +52,7 @@ impl EventKind {
             11 => Self::OomVictim,
             12 => Self::SockState,
             13 => Self::TcpReset,
+            14 => Self::KubeletConn,
             _ => return None,
         })
     }
@@ -266,6 +268,59 @@ pub struct ResetEvent {
 /// `SK_RST_REASON_NO_SOCKET`: nothing listened on the port (or the connection was unknown).
 pub const RESET_NO_SOCKET: u32 = 1;
 
+/// A TCP connection the kubelet made to an address in `POD_ADDRS` (a probe or an httpGet hook),
+/// reported once, when the socket reaches CLOSE. Current is whoever ran that transition
+/// (often softirq): the socket was recognised at its connect, in the kubelet's context.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KubeletConnEvent {
+    pub header: Header,
+    pub skaddr: u64,
+    /// `bpf_ktime_get_ns()` of CLOSE→SYN_SENT (the connect).
+    pub start_ns: u64,
+    /// Of SYN_SENT→ESTABLISHED; 0 when the connection never got there.
+    pub established_ns: u64,
+    /// The kubelet's tgid at the connect.
+    pub kubelet_tgid: u32,
+    /// `CONN_*`: how the connection ended.
+    pub outcome: u16,
+    /// `AF_INET` or `AF_INET6` of the socket.
+    pub family: u16,
+    /// The pod's port and the kubelet's port, host byte order.
+    pub dport: u16,
+    pub sport: u16,
+    pub _pad: u32,
+    /// The pod's address as IPv6, IPv4 mapped (`::ffff:a.b.c.d`), as in `POD_ADDRS`.
+    pub daddr: [u8; 16],
+}
+
+/// Value of the `KUBELET_SOCKS` map: one kubelet connection under way.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KubeletSock {
+    pub start_ns: u64,
+    pub established_ns: u64,
+    pub tgid: u32,
+    pub family: u16,
+    pub dport: u16,
+    /// A reset came in (tcp:tcp_receive_reset runs just before the CLOSE it causes).
+    pub reset: u8,
+    pub _pad: [u8; 7],
+    pub daddr: [u8; 16],
+}
+
+/// SYN_SENT→CLOSE after a reset came in: nothing listened on the port.
+pub const CONN_REFUSED: u16 = 1;
+/// SYN_SENT→CLOSE without a reset: the kubelet gave up (its probe timeout) or SYNs ran out.
+pub const CONN_TIMEOUT: u16 = 2;
+/// Connected, then closed (a reset after the kubelet closed its side counts as closed).
+pub const CONN_CLOSED: u16 = 3;
+/// Connected, then ended by a reset while open both ways (ESTABLISHED→CLOSE).
+pub const CONN_RESET: u16 = 4;
+
+/// Bytes of a kubelet comm (the kernel keeps 15 and a NUL).
+pub const KUBELET_COMM_MAX: usize = COMM_LEN - 1;
+
 /// Indexes of the per-CPU counter array `COUNTERS`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,5 +333,7 @@ pub enum Counter {
     TrackedCgroupsFull = 2,
     /// A cgroup path did not fit in [`PATH_LEN`] and was cut.
     PathTruncated = 3,
+    /// The map of followed kubelet connections was full: a probe connection is not reported.
+    KubeletSocksFull = 4,
 }
 pub const COUNTER_SLOTS: u32 = 8;

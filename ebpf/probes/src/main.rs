@@ -7,6 +7,7 @@
 
 mod cgroup;
 mod emit;
+mod kubelet;
 mod ns;
 mod oom;
 mod process;

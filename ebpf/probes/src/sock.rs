@@ -1,12 +1,17 @@
-//! TCP socket states: listeners of pod processes opening and closing.
+//! TCP socket states: listeners of pod processes opening and closing, and the transitions of
+//! kubelet connections to pod addresses (`kubelet.rs`).
 
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext,
     EbpfContext as _,
 };
-use podlife_common::{EventKind, SockEvent, ABSENT, AF_INET, IPPROTO_TCP, TCP_CLOSE, TCP_LISTEN};
+use podlife_common::{
+    EventKind, SockEvent, ABSENT, AF_INET, IPPROTO_TCP, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN,
+    TCP_SYN_SENT,
+};
 
 use crate::emit::{config, current_ids, field, fill_header, interesting, reserve, NO_WAKEUP};
+use crate::kubelet;
 
 /// sock:inet_sock_set_state (skaddr, oldstate, newstate, sport, dport, family, protocol,
 /// saddr[4], daddr[4], saddr_v6[16], daddr_v6[16]; since 4.16).
@@ -38,8 +43,14 @@ fn try_set_state(ctx: &TracePointContext) -> Option<()> {
     }
     let old: i32 = field(ctx, config!(tp.sk_oldstate))?;
     let new: i32 = field(ctx, config!(tp.sk_newstate))?;
+    if old == TCP_CLOSE && new == TCP_SYN_SENT {
+        return kubelet::on_connect(ctx, field(ctx, config!(tp.sk_family))?);
+    }
+    if (old == TCP_SYN_SENT && new == TCP_ESTABLISHED) || (new == TCP_CLOSE && old != TCP_LISTEN) {
+        return kubelet::on_transition(ctx, old, new);
+    }
     // Only a listener's birth and death; every other transition of every connection on the
-    // node stops here, before any map lookup.
+    // node stops here, before any map lookup (kubelet connections are handled above).
     let listen = (old == TCP_CLOSE && new == TCP_LISTEN) || (old == TCP_LISTEN && new == TCP_CLOSE);
     if !listen {
         return None;

@@ -180,6 +180,7 @@ fn cgroups(m: &CgroupMounts) -> Item {
 fn programs(args: &Args, mounts: &CgroupMounts) -> Vec<Item> {
     let opts = LoadOptions {
         ringbuf_bytes: args.ringbuf_bytes,
+        kubelet_comm: args.kubelet_comm.clone(),
         ..Default::default()
     };
     match Capture::load(&opts, mounts.event_root()) {

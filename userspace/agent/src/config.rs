@@ -136,6 +136,17 @@ pub struct Args {
     )]
     pub metrics_pod_labels: Vec<String>,
 
+    /// comm of the kubelet process: its TCP connections to pod addresses are probes (tcpSocket,
+    /// httpGet, grpc) and httpGet hooks. At most 15 bytes (the kernel's comm).
+    #[arg(
+        long,
+        env = "PODLIFE_KUBELET_COMM",
+        default_value = "kubelet",
+        value_parser = parse_comm,
+        global = true
+    )]
+    pub kubelet_comm: String,
+
     /// Name of this node, shown on timelines (and the field selector of --kube-api).
     #[arg(long, env = "NODE_NAME", global = true)]
     pub node_name: Option<String>,
@@ -211,6 +222,17 @@ pub enum Command {
     },
 }
 
+/// A process comm as the kernel keeps it: 1 to 15 bytes, no NUL.
+fn parse_comm(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > podlife_common::KUBELET_COMM_MAX || s.contains('\0') {
+        return Err(format!(
+            "{s:?}: a comm has 1 to {} bytes and no NUL (the kernel cuts longer names)",
+            podlife_common::KUBELET_COMM_MAX
+        ));
+    }
+    Ok(s.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +287,22 @@ mod tests {
         .unwrap();
         let counts: Vec<usize> = ok.redact_pattern.iter().map(ExtraPatterns::len).collect();
         assert_eq!(counts, [1, 2]);
+    }
+
+    #[test]
+    fn a_kubelet_comm_longer_than_the_kernels_is_refused() {
+        let ok = Args::try_parse_from(["podlife", "--kubelet-comm", "k3s-agent"]).unwrap();
+        assert_eq!(ok.kubelet_comm, "k3s-agent");
+        assert_eq!(
+            Args::try_parse_from(["podlife"]).unwrap().kubelet_comm,
+            "kubelet"
+        );
+        let err = Args::try_parse_from(["podlife", "--kubelet-comm", "a-very-long-kubelet"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--kubelet-comm") && err.contains("1 to 15 bytes"),
+            "{err}"
+        );
     }
 }

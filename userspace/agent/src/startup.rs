@@ -93,6 +93,7 @@ pub fn prepare(
 ) -> Result<(Args, Capture, RingBuf<MapData>, Arc<Shared>)> {
     let opts = LoadOptions {
         ringbuf_bytes: args.ringbuf_bytes,
+        kubelet_comm: args.kubelet_comm.clone(),
         ..Default::default()
     };
     let mut capture =

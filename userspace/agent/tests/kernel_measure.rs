@@ -234,3 +234,82 @@ fn vfork_storm_in_a_pod_decodes_and_capture_recovers() {
         "nothing lost after the storm ({lost} during it)"
     );
 }
+
+/// A listener on `addr` accepting and dropping every connection until the process ends.
+fn accept_all(addr: &str) -> u16 {
+    let l = std::net::TcpListener::bind((addr, 0)).expect("bind");
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            drop(s);
+        }
+    });
+    port
+}
+
+/// `n` connects and closes to `addr:port` from a thread named `comm`.
+fn connects(comm: &str, addr: &'static str, port: u16, n: u32) {
+    std::thread::Builder::new()
+        .name(comm.into())
+        .spawn(move || {
+            for _ in 0..n {
+                drop(std::net::TcpStream::connect((addr, port)).expect("connect"));
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn connection_cost_in_the_kernel_host_churn_vs_kubelet_probes() {
+    let _one = ONE_CAPTURE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cap = capture();
+    cap.add_pod_address("127.0.0.6".parse().unwrap())
+        .expect("a pod address");
+    let host_port = accept_all("127.0.0.1");
+    let pod_port = accept_all("127.0.0.6");
+    let _stats = StatsEnabled::on();
+    let n = 1000;
+    let s0 = prog_stats();
+    connects("churn", "127.0.0.1", host_port, n);
+    let s1 = prog_stats();
+    let host_read = drain_for(&mut cap, Duration::from_millis(200));
+    let s2 = prog_stats();
+    connects("kubelet", "127.0.0.6", pod_port, n);
+    let s3 = prog_stats();
+    let probes = drain_until(&mut cap, "every kubelet connection", &[], |s| {
+        s.0.iter()
+            .filter(|e| matches!(e.kind, podlife_core::KernelEventKind::KubeletConn { .. }))
+            .count()
+            >= n as usize
+    });
+    let host = delta(&s0, &s1);
+    let kubelet = delta(&s2, &s3);
+    println!("{n} loopback connects; ns per program run (runs)");
+    println!(
+        "{:<18} {:>16} {:>16}",
+        "program", "host churn", "kubelet → pod"
+    );
+    for (name, (ns, runs)) in &kubelet {
+        let (hns, hruns) = host.get(name).copied().unwrap_or((0.0, 0));
+        println!("{name:<18} {hns:>9.0} ({hruns:>5}) {ns:>9.0} ({runs:>5})");
+    }
+    let from_host = host_read
+        .0
+        .iter()
+        .filter(|e| matches!(e.kind, podlife_core::KernelEventKind::KubeletConn { .. }))
+        .count();
+    assert_eq!(from_host, 0, "host churn reaches no ring buffer");
+    let followed = probes
+        .0
+        .iter()
+        .filter(|e| matches!(e.kind, podlife_core::KernelEventKind::KubeletConn { .. }))
+        .count();
+    assert_eq!(followed, n as usize, "one record per kubelet connection");
+    assert!(
+        host.get("inet_sock_set_state")
+            .is_some_and(|(_, runs)| *runs >= u64::from(n)),
+        "the program ran for the churn: {host:?}"
+    );
+}

@@ -219,6 +219,34 @@ pub enum KernelEventKind {
         daddr: std::net::IpAddr,
         dport: u16,
     },
+    /// A TCP connection of the kubelet (by comm, at its connect) to a pod address, reported
+    /// when its socket closed. `ts_ns` is the close; current is whoever ran it.
+    KubeletConn {
+        sk: u64,
+        /// The pod's address and port.
+        addr: std::net::IpAddr,
+        port: u16,
+        /// The kubelet's port.
+        sport: u16,
+        outcome: ConnOutcome,
+        /// Monotonic ns of the connect and, if it connected, of the handshake's end.
+        start_ns: u64,
+        established_ns: Option<u64>,
+    },
+}
+
+/// How a kubelet connection to a pod ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnOutcome {
+    /// A reset answered the SYN: nothing listened on the port.
+    Refused,
+    /// Closed before connecting, without a reset: the kubelet's timeout (or SYNs ran out).
+    Timeout,
+    /// Connected and closed.
+    Closed,
+    /// Connected, then ended by a reset from the pod.
+    Reset,
 }
 
 /// CLONE_* and CLONE_NEW* bits used by the rules.

@@ -138,6 +138,59 @@ impl ConnPhase {
     }
 }
 
+/// How a probe is performed (`probe_kind` of ProbeFailed / ProbeSucceeded, the probe metrics'
+/// label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// A command run in the container (an exec session).
+    Exec,
+    /// A TCP connection of the kubelet: a tcpSocket probe, or any connection-level probe when
+    /// no spec tells more (the kernel sees the connection, not the HTTP or gRPC on it).
+    Tcp,
+    /// An httpGet probe by the pod spec.
+    Http,
+    /// A grpc probe by the pod spec.
+    Grpc,
+}
+
+impl ProbeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exec => "exec",
+            Self::Tcp => "tcp",
+            Self::Http => "http",
+            Self::Grpc => "grpc",
+        }
+    }
+}
+
+/// Why a probe failed (`ProbeFailed.reason`, the probe failures metric's label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeFailReason {
+    /// An exec probe exited non-zero.
+    ExitCode,
+    /// An exec probe killed at its timeout, or a connection that never completed its handshake
+    /// (the kubelet gave up on it).
+    Timeout,
+    /// The pod's address answered the SYN with a reset: nothing listened on the port.
+    ConnectionRefused,
+    /// The connection was established, then reset by the pod.
+    Reset,
+}
+
+impl ProbeFailReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ExitCode => "exit_code",
+            Self::Timeout => "timeout",
+            Self::ConnectionRefused => "connection_refused",
+            Self::Reset => "reset",
+        }
+    }
+}
+
 /// What ended the instance before a restart (`ContainerRestarted.cause`, the restarts metric's
 /// label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -255,12 +308,28 @@ pub enum LifecycleKind {
         /// command, null for a one-off exec.
         probe: Option<String>,
     },
+    /// A failed probe: an exec probe (argv, exit code) or a kubelet connection to the pod
+    /// (port, reason). `probe` is the spec's liveness/readiness/startup (exec: "exec_probe" for
+    /// a recurring command without a spec); null when no spec names it.
     ProbeFailed {
         argv: Vec<String>,
         exit_code: Option<i32>,
         timed_out: bool,
         probe: Option<String>,
         consecutive_failures: u32,
+        probe_kind: ProbeKind,
+        port: Option<u16>,
+        reason: ProbeFailReason,
+    },
+    /// A kubelet probe of the pod succeeded for the first time since the container started
+    /// (`first`), or for the first time after failures (`after_failures` of them); never one
+    /// event per healthy probe.
+    ProbeSucceeded {
+        probe_kind: ProbeKind,
+        port: Option<u16>,
+        probe: Option<String>,
+        first: bool,
+        after_failures: u32,
     },
     StopRequested {
         signal: String,
@@ -423,6 +492,7 @@ impl LifecycleKind {
             Self::ExecStarted { .. } => "ExecStarted",
             Self::ExecFinished { .. } => "ExecFinished",
             Self::ProbeFailed { .. } => "ProbeFailed",
+            Self::ProbeSucceeded { .. } => "ProbeSucceeded",
             Self::StopRequested { .. } => "StopRequested",
             Self::StopSignalIgnored { .. } => "StopSignalIgnored",
             Self::GracePeriodOverrun { .. } => "GracePeriodOverrun",

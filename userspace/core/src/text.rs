@@ -34,6 +34,31 @@ fn is_problem(k: &K) -> bool {
     }
 }
 
+/// `readiness http` / `tcp`: the probe's type when the spec names it, and its kind.
+fn kind_of(probe: &Option<String>, kind: crate::lifecycle::ProbeKind) -> String {
+    match probe {
+        Some(p) => format!("{p} {}", kind.as_str()),
+        None => kind.as_str().to_string(),
+    }
+}
+
+/// `after 1 failure`, `after 4 failures`.
+fn plural(n: u32, what: &str) -> String {
+    format!("after {n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// 1st, 2nd, 3rd, 4th, 11th, 21st ...
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
 fn duration(ns: i128) -> String {
     let ms = ns as f64 / 1e6;
     if ms.abs() < 1000.0 {
@@ -82,7 +107,54 @@ fn detail(e: &TimelineEvent) -> String {
         argv: Some(argv), ..
     } = k
     {
-        push("", Some(format!("`{}`", argv.join(" "))));
+        // A network probe has no command line.
+        if !argv.is_empty() {
+            push("", Some(format!("`{}`", argv.join(" "))));
+        }
+    }
+    if let K::ProbeFailed {
+        probe,
+        probe_kind,
+        port: Some(port),
+        reason,
+        consecutive_failures,
+        ..
+    } = k
+    {
+        push(
+            "",
+            Some(format!(
+                "{} :{port} {} ({} in a row)",
+                kind_of(probe, *probe_kind),
+                reason.as_str().replace('_', " "),
+                ordinal(*consecutive_failures)
+            )),
+        );
+    }
+    if let K::ProbeSucceeded {
+        probe,
+        probe_kind,
+        port,
+        first,
+        after_failures,
+    } = k
+    {
+        let port = port.map_or(String::new(), |p| format!(" :{p}"));
+        let when = if *after_failures > 0 {
+            plural(*after_failures, "failure")
+        } else if *first {
+            "first".into()
+        } else {
+            String::new()
+        };
+        push(
+            "",
+            Some(
+                format!("{}{port} {when}", kind_of(probe, *probe_kind))
+                    .trim_end()
+                    .into(),
+            ),
+        );
     }
     if let K::PreStopStarted { handler, .. } | K::PreStopFinished { handler, .. } = k {
         push("handler", some(handler));
@@ -185,7 +257,9 @@ fn detail(e: &TimelineEvent) -> String {
         timed_out: true, ..
     }
     | K::ProbeFailed {
-        timed_out: true, ..
+        timed_out: true,
+        port: None,
+        ..
     } = k
     {
         push("", Some("TIMED OUT".into()));
@@ -383,8 +457,11 @@ pub fn to_text(t: &Timeline) -> String {
                 let listen = c
                     .time_to_listen_s
                     .map_or(String::new(), |s| format!(", listening after {s:.3}s"));
+                let probed = c
+                    .time_to_first_probe_success_s
+                    .map_or(String::new(), |s| format!(", probe ok after {s:.3}s"));
                 format!(
-                    "{} ({}, {}, restarts {}{listen})",
+                    "{} ({}, {}, restarts {}{listen}{probed})",
                     c.name.as_deref().unwrap_or(fallback),
                     c.kind.as_deref().unwrap_or("?"),
                     c.state,
@@ -573,6 +650,7 @@ mod tests {
                 restarts: 0,
                 state: "Exited".into(),
                 time_to_listen_s: None,
+                time_to_first_probe_success_s: None,
                 termination: None,
             }],
             shutdown_order: Vec::new(),

@@ -76,6 +76,9 @@ pub struct TimelineContainer {
     /// ContainerStarted → first ListenerOpened (seconds); null until it listens.
     #[serde(default)]
     pub time_to_listen_s: Option<f64>,
+    /// ContainerStarted → first successful kubelet probe (ProbeSucceeded); null until then.
+    #[serde(default)]
+    pub time_to_first_probe_success_s: Option<f64>,
     /// How it stopped (termination.rs); null while running.
     #[serde(default)]
     pub termination: Option<Termination>,

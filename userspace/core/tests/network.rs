@@ -4,61 +4,10 @@
 use podlife_core::*;
 use serde_json::{json, Value};
 
+mod recorded_pod;
+use recorded_pod::*;
+
 const MS: u64 = 1_000_000;
-
-fn recorded() -> Vec<KernelEvent> {
-    let path = format!(
-        "{}/tests/fixtures/cri_graceful.jsonl",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path}: {e}")))
-        .collect()
-}
-
-fn run(events: &[KernelEvent]) -> (Engine, Vec<LifecycleEvent>) {
-    let mut engine = Engine::new(EngineConfig::default());
-    let mut out: Vec<_> = events.iter().flat_map(|e| engine.apply(e)).collect();
-    out.extend(engine.flush());
-    (engine, out)
-}
-
-fn find<'a>(out: &'a [LifecycleEvent], name: &str) -> Vec<&'a LifecycleEvent> {
-    out.iter().filter(|e| e.kind.name() == name).collect()
-}
-
-/// The recorded pod's app.
-struct App {
-    pid: u32,
-    cgroup: u64,
-    start: u64,
-    stop: u64,
-    exit: u64,
-    uid: String,
-}
-
-fn app() -> App {
-    let events = recorded();
-    let (_, out) = run(&events);
-    let started = find(&out, "ContainerStarted")[0];
-    let LifecycleKind::ContainerStarted { pid, .. } = started.kind else {
-        unreachable!()
-    };
-    let cgroup = events
-        .iter()
-        .find(|e| e.tgid == pid && matches!(e.kind, KernelEventKind::Exec { .. }))
-        .expect("the init's exec")
-        .cgroup_id;
-    App {
-        pid,
-        cgroup,
-        start: started.ts_ns,
-        stop: find(&out, "StopRequested")[0].ts_ns,
-        exit: find(&out, "ContainerExited")[0].ts_ns,
-        uid: started.pod_uid.clone(),
-    }
-}
 
 fn sock(ts: u64, tgid: u32, cgroup_id: u64, sk: u64, old: TcpState, new: TcpState) -> KernelEvent {
     KernelEvent {
@@ -103,6 +52,7 @@ fn a_listener_opened_after_start_and_closed_after_sigterm() {
         stop,
         exit,
         uid,
+        ..
     } = app();
     // The recorded app is stopped tens of ms after its start and exits soon after that.
     let listen = start + (stop - start) / 2;
@@ -299,6 +249,7 @@ fn connections_refused_per_port_and_second_with_the_pod_s_phase() {
         stop,
         exit,
         uid,
+        ..
     } = app();
     let listen = start + (stop - start) / 2;
     let close = stop + (exit - stop) / 3;

@@ -3,7 +3,8 @@
 use podlife_common::decode::{trim_nul, Record};
 use podlife_common::*;
 use podlife_core::{
-    Comm, ExitStatus, KernelEvent, KernelEventKind, SignalHandler, SignalResult, TcpState,
+    Comm, ConnOutcome, ExitStatus, KernelEvent, KernelEventKind, SignalHandler, SignalResult,
+    TcpState,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -157,6 +158,23 @@ pub fn to_kernel_event(r: &Record) -> KernelEvent {
                 sport: e.sport,
                 daddr: IpAddr::V6(Ipv6Addr::from(e.daddr)).to_canonical(),
                 dport: e.dport,
+            },
+        ),
+        Record::KubeletConn(e) => event(
+            &e.header,
+            KernelEventKind::KubeletConn {
+                sk: e.skaddr,
+                addr: IpAddr::V6(Ipv6Addr::from(e.daddr)).to_canonical(),
+                port: e.dport,
+                sport: e.sport,
+                outcome: match e.outcome {
+                    CONN_REFUSED => ConnOutcome::Refused,
+                    CONN_TIMEOUT => ConnOutcome::Timeout,
+                    CONN_RESET => ConnOutcome::Reset,
+                    _ => ConnOutcome::Closed,
+                },
+                start_ns: e.start_ns,
+                established_ns: (e.established_ns != 0).then_some(e.established_ns),
             },
         ),
     }

@@ -9,7 +9,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 use podlife_common::decode::{decode, DecodeError, Record};
-use podlife_common::{Counter, ProbeConfig, MODE_NO_FILTER};
+use podlife_common::{Counter, KubeletSock, ProbeConfig, MODE_NO_FILTER};
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -58,6 +58,12 @@ pub const PROGRAMS: &[(&str, &str, &str, &str)] = &[
         "listeners",
     ),
     ("tcp_send_reset", "tcp", "tcp_send_reset", "resets"),
+    (
+        "tcp_receive_reset",
+        "tcp",
+        "tcp_receive_reset",
+        "probe_resets",
+    ),
 ];
 
 /// Tracepoint fields only newer kernels have: (feature, tracepoint, field, what is lost
@@ -120,6 +126,8 @@ pub struct LoadOptions {
     /// Report every process on the node, not only pods (`podlife record --all`, debugging).
     pub no_filter: bool,
     pub self_tgid: u32,
+    /// comm of the kubelet: its connections to pod addresses are probes (empty: not followed).
+    pub kubelet_comm: String,
 }
 
 impl Default for LoadOptions {
@@ -128,8 +136,18 @@ impl Default for LoadOptions {
             ringbuf_bytes: 8 << 20,
             no_filter: false,
             self_tgid: std::process::id(),
+            kubelet_comm: "kubelet".into(),
         }
     }
+}
+
+/// A comm as the kernel holds it: at most 15 bytes, NUL padded.
+pub fn comm_bytes(comm: &str) -> [u8; 16] {
+    let mut out = [0; 16];
+    let b = comm.as_bytes();
+    let n = b.len().min(podlife_common::KUBELET_COMM_MAX);
+    out[..n].copy_from_slice(&b[..n]);
+    out
 }
 
 /// Loaded and attached programs with the maps userspace needs.
@@ -140,6 +158,7 @@ pub struct Capture {
     tracked_tgids: BpfHashMap<MapData, u32, u8>,
     tracked_cgroups: BpfHashMap<MapData, u64, u8>,
     pod_addrs: BpfHashMap<MapData, [u8; 16], u8>,
+    kubelet_socks: BpfHashMap<MapData, u64, KubeletSock>,
     counters: PerCpuArray<MapData, u64>,
     pub features: Vec<Feature>,
 }
@@ -191,6 +210,7 @@ impl Capture {
             task_exit_code,
             cgroup_root,
             tp: tracefs::offsets(&formats),
+            kubelet_comm: comm_bytes(&opts.kubelet_comm),
         };
         let mut ebpf = EbpfLoader::new()
             .override_global("PROBE_CONFIG", &config, true)
@@ -267,6 +287,13 @@ impl Capture {
                 source,
             }
         })?;
+        let kubelet_socks =
+            BpfHashMap::try_from(take(&mut ebpf, "KUBELET_SOCKS")?).map_err(|source| {
+                LoadError::Map {
+                    name: "KUBELET_SOCKS",
+                    source,
+                }
+            })?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?).map_err(|source| {
             LoadError::Map {
                 name: "COUNTERS",
@@ -279,6 +306,7 @@ impl Capture {
             tracked_tgids,
             tracked_cgroups,
             pod_addrs,
+            kubelet_socks,
             counters,
             features,
         })
@@ -302,6 +330,11 @@ impl Capture {
     /// The pod is gone: its address may go to another pod.
     pub fn remove_pod_address(&mut self, addr: IpAddr) -> Result<(), aya::maps::MapError> {
         self.pod_addrs.remove(&addr_key(addr))
+    }
+
+    /// Kubelet connections to pod addresses under way (between their connect and close).
+    pub fn kubelet_socks_followed(&self) -> usize {
+        self.kubelet_socks.keys().count()
     }
 
     pub fn tracked_tgid_count(&self) -> usize {

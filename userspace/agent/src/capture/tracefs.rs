@@ -154,6 +154,7 @@ pub fn offsets(formats: &HashMap<String, Format>) -> TracepointOffsets {
     o.rst_reason = get(r, "reason");
     o.rst_saddr = get(r, "saddr");
     o.rst_daddr = get(r, "daddr");
+    o.rrst_skaddr = get("tcp/tcp_receive_reset", "skaddr");
     o
 }
 

@@ -2,7 +2,11 @@
 //! probes, container kinds and ids, and the deletion request. Pure: no client, no clock.
 
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, Probe};
-use podlife_core::{ContainerKind, ContainerMeta, ExecProbe, Owner, PodMeta, PreStop};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use podlife_core::{
+    ContainerKind, ContainerMeta, ExecProbe, NetProbe, Owner, PodMeta, PreStop, ProbeKind,
+    MAX_NET_PROBES,
+};
 
 /// The API server accepted the pod's deletion.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,13 +38,17 @@ fn prestop(c: &Container) -> Option<PreStop> {
     PreStop::from_value(&serde_json::to_value(handler).ok()?).ok()
 }
 
-fn exec_probes(c: &Container) -> Vec<ExecProbe> {
-    let probes: [(&str, &Option<Probe>); 3] = [
+/// The container's probes by type.
+fn probes_of(c: &Container) -> [(&'static str, &Option<Probe>); 3] {
+    [
         ("liveness", &c.liveness_probe),
         ("readiness", &c.readiness_probe),
         ("startup", &c.startup_probe),
-    ];
-    probes
+    ]
+}
+
+fn exec_probes(c: &Container) -> Vec<ExecProbe> {
+    probes_of(c)
         .into_iter()
         .filter_map(|(t, p)| {
             let p = p.as_ref()?;
@@ -49,6 +57,45 @@ fn exec_probes(c: &Container) -> Vec<ExecProbe> {
                 probe_type: t.to_string(),
                 argv,
                 timeout_s: p.timeout_seconds.map(f64::from),
+            })
+        })
+        .collect()
+}
+
+/// A probe port: a number, or the name of one of the container's ports. `None` when it
+/// names no port of the container or is out of range.
+fn resolve_port(c: &Container, port: &IntOrString) -> Option<u16> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n).ok().filter(|p| *p != 0),
+        IntOrString::String(name) => c
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .and_then(|p| u16::try_from(p.container_port).ok()),
+    }
+}
+
+/// tcpSocket / httpGet / grpc probes of a container: the kubelet connects to the pod for them.
+fn net_probes(c: &Container) -> Vec<NetProbe> {
+    probes_of(c)
+        .into_iter()
+        .filter_map(|(t, p)| {
+            let p = p.as_ref()?;
+            let (kind, port) = if let Some(h) = &p.http_get {
+                (ProbeKind::Http, resolve_port(c, &h.port)?)
+            } else if let Some(tcp) = &p.tcp_socket {
+                (ProbeKind::Tcp, resolve_port(c, &tcp.port)?)
+            } else if let Some(g) = &p.grpc {
+                (ProbeKind::Grpc, resolve_port(c, &IntOrString::Int(g.port))?)
+            } else {
+                return None;
+            };
+            Some(NetProbe {
+                container: c.name.clone(),
+                probe_type: t.to_string(),
+                kind,
+                port,
             })
         })
         .collect()
@@ -104,6 +151,11 @@ pub fn pod_facts(pod: &Pod) -> Option<PodFacts> {
                     .into_iter()
                     .map(|p| (c.name.clone(), p.probe_type, p.argv))
             })
+            .collect(),
+        net_probes: specs
+            .iter()
+            .flat_map(|(c, _)| net_probes(c))
+            .take(MAX_NET_PROBES)
             .collect(),
         owner,
         container_kinds: specs.iter().map(|(c, k)| (c.name.clone(), *k)).collect(),
@@ -291,6 +343,48 @@ mod tests {
             "d5088fde9f12dd4a2e4ec2a9db76b5640d9b04f8c2779e215c071f6800a7df8a"
         );
         assert_eq!(f.containers[0].1.probes[0].timeout_s, Some(5.0));
+        assert_eq!(
+            f.meta.net_probes,
+            vec![NetProbe {
+                container: "postgres".into(),
+                probe_type: "readiness".into(),
+                kind: ProbeKind::Tcp,
+                port: 5432,
+            }]
+        );
+    }
+
+    #[test]
+    fn network_probes_resolve_named_ports_and_skip_unknown_ones() {
+        let f = fixture("pod-deployment-terminating");
+        // httpGet on the named port "http" of app: 8080.
+        assert_eq!(
+            f.meta.net_probes,
+            vec![NetProbe {
+                container: "app".into(),
+                probe_type: "readiness".into(),
+                kind: ProbeKind::Http,
+                port: 8080,
+            }]
+        );
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "api",
+            "ports": [{"containerPort": 9090, "name": "grpc"}],
+            "livenessProbe": {"grpc": {"port": 9090}},
+            "readinessProbe": {"httpGet": {"port": "nope", "path": "/"}},
+            "startupProbe": {"tcpSocket": {"port": 70000}}
+        }))
+        .unwrap();
+        assert_eq!(
+            net_probes(&c),
+            vec![NetProbe {
+                container: "api".into(),
+                probe_type: "liveness".into(),
+                kind: ProbeKind::Grpc,
+                port: 9090,
+            }],
+            "a port name the container lacks and an out-of-range port match nothing"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub struct PodLabels {
 }
 
 /// `what` label values of podlife_evictions_total.
-pub const EVICTED: [&str; 9] = [
+pub const EVICTED: [&str; 10] = [
     "pods",
     "containers",
     "processes",
@@ -31,6 +31,7 @@ pub const EVICTED: [&str; 9] = [
     "exec_sessions",
     "pending",
     "buffered_events",
+    "probe_states",
     "history_pods",
 ];
 /// `result` label values of podlife_kube_events_total.
@@ -58,6 +59,9 @@ pub struct Metrics {
     pods: PodSeries,
     termination_seconds: HistogramVec,
     exec_seconds: HistogramVec,
+    startup_seconds: HistogramVec,
+    /// Probe runs of the node (the engine's counts), by `probe_kind` and `result`.
+    pub probe_runs: IntCounterVec,
     pub ringbuf_events: IntCounter,
     pub ringbuf_lost: IntCounter,
     pub decode_errors: IntCounter,
@@ -122,6 +126,28 @@ impl Metrics {
         )
         .expect("valid");
         reg(Box::new(exec_seconds.clone()));
+        let startup_seconds = HistogramVec::new(
+            histogram_opts!(
+                "container_startup_seconds",
+                "Time from a container's start to its first listener (stage listen) and to its \
+                 first successful kubelet probe (stage probe_success)",
+                vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]
+            ),
+            &["stage"],
+        )
+        .expect("valid");
+        reg(Box::new(startup_seconds.clone()));
+        let probe_runs = IntCounterVec::new(
+            opts!(
+                "probe_runs_total",
+                "Probe runs on the node, healthy ones included: exec probe sessions and kubelet \
+                 connections to pod addresses, by probe_kind and result (success or the failure \
+                 reason)"
+            ),
+            &["probe_kind", "result"],
+        )
+        .expect("valid");
+        reg(Box::new(probe_runs.clone()));
         let int = |name: &str, help: &str| {
             let c = IntCounter::with_opts(opts!(name, help)).expect("valid");
             reg(Box::new(c.clone()));
@@ -225,6 +251,8 @@ impl Metrics {
         Self {
             termination_seconds,
             exec_seconds,
+            startup_seconds,
+            probe_runs,
             ringbuf_events: int(
                 "ringbuf_events_total",
                 "Records read from the eBPF ring buffer",
@@ -350,9 +378,14 @@ impl Metrics {
                     .with_label_values(&[kind])
                     .observe(duration_ms / 1000.0);
             }
-            LifecycleKind::ProbeFailed { timed_out, .. } => {
-                let reason = if *timed_out { "timeout" } else { "exit_code" };
-                self.inc(Family::ProbeFail, labels, &[reason]);
+            LifecycleKind::ProbeFailed {
+                probe_kind, reason, ..
+            } => {
+                self.inc(
+                    Family::ProbeFail,
+                    labels,
+                    &[probe_kind.as_str(), reason.as_str()],
+                );
             }
             LifecycleKind::StopSignalIgnored { .. } => self.inc(Family::Ignored, labels, &[]),
             LifecycleKind::GracePeriodOverrun { .. } => self.inc(Family::Overrun, labels, &[]),
@@ -373,7 +406,9 @@ impl Metrics {
             | LifecycleKind::AgentGap { .. }
             | LifecycleKind::EventsLost { .. }
             | LifecycleKind::ListenerOpened { .. }
-            | LifecycleKind::ListenerClosed { .. } => {}
+            | LifecycleKind::ListenerClosed { .. }
+            // Startup times: `observe_startup`; runs: the engine's counts (`probe_runs`).
+            | LifecycleKind::ProbeSucceeded { .. } => {}
             LifecycleKind::ConnectionsRefused { count, phase, .. } => {
                 *self.series_of(Family::Refused, labels, &[phase.as_str()]) += u64::from(*count);
             }
@@ -385,6 +420,21 @@ impl Metrics {
         self.termination_seconds
             .with_label_values(&[] as &[&str])
             .observe(seconds);
+    }
+
+    /// Observe a container startup stage (`listen`, `probe_success`) from its start.
+    pub fn observe_startup(&self, stage: &str, seconds: f64) {
+        self.startup_seconds
+            .with_label_values(&[stage])
+            .observe(seconds);
+    }
+
+    /// Bring the probe runs counter up to the engine's counts (it only grows).
+    pub fn sync_probe_runs(&self, runs: &podlife_core::ProbeRuns) {
+        for (kind, result, now) in runs.iter() {
+            let c = self.probe_runs.with_label_values(&[kind.as_str(), result]);
+            c.inc_by(now.saturating_sub(c.get()));
+        }
     }
 
     /// Delete every series of a pod (call a few scrape intervals after PodRemoved).
@@ -631,6 +681,9 @@ mod tests {
                 timed_out: true,
                 probe: None,
                 consecutive_failures: 1,
+                probe_kind: podlife_core::ProbeKind::Tcp,
+                port: Some(8080),
+                reason: podlife_core::ProbeFailReason::Timeout,
             }),
             ev(LifecycleKind::StopSignalIgnored {
                 signal: "SIGTERM".into(),
@@ -652,7 +705,56 @@ mod tests {
             .with_label_values(&["unknown_cgroup"])
             .inc();
         m.feature_enabled.with_label_values(&["kube_api"]).set(1);
+        m.observe_startup("listen", 0.3);
+        let mut runs = podlife_core::ProbeRuns::default();
+        runs.add(podlife_core::ProbeKind::Http, None);
+        m.sync_probe_runs(&runs);
         m
+    }
+
+    #[test]
+    fn probe_runs_follow_the_engine_counts_and_failures_carry_kind_and_reason() {
+        let m = Metrics::new("test");
+        let mut runs = podlife_core::ProbeRuns::default();
+        for _ in 0..3 {
+            runs.add(podlife_core::ProbeKind::Tcp, None);
+        }
+        m.sync_probe_runs(&runs);
+        runs.add(podlife_core::ProbeKind::Tcp, None);
+        runs.add(
+            podlife_core::ProbeKind::Tcp,
+            Some(podlife_core::ProbeFailReason::ConnectionRefused),
+        );
+        m.sync_probe_runs(&runs);
+        m.sync_probe_runs(&runs);
+        let text = m.encode();
+        let ok = "podlife_probe_runs_total{probe_kind=\"tcp\",result=\"success\"}";
+        let refused = "podlife_probe_runs_total{probe_kind=\"tcp\",result=\"connection_refused\"}";
+        assert_eq!(sample(&text, ok), Some(4.0), "{text}");
+        assert_eq!(sample(&text, refused), Some(1.0), "{text}");
+        let mut m = every_family();
+        m.observe(
+            &labels(),
+            &ev(LifecycleKind::ProbeFailed {
+                argv: vec!["true".into()],
+                exit_code: Some(1),
+                timed_out: false,
+                probe: Some("liveness".into()),
+                consecutive_failures: 1,
+                probe_kind: podlife_core::ProbeKind::Exec,
+                port: None,
+                reason: podlife_core::ProbeFailReason::ExitCode,
+            }),
+        );
+        let text = m.encode();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("podlife_probe_failures_total{")
+                    && l.contains("probe_kind=\"exec\"")
+                    && l.contains("reason=\"exit_code\"")
+                    && l.ends_with(" 1")),
+            "{text}"
+        );
     }
 
     /// `name type label,label` per family of an exposition, sorted.

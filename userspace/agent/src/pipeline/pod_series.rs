@@ -67,8 +67,9 @@ impl Family {
             ),
             Family::ProbeFail => (
                 "probe_failures_total",
-                "Failed exec probes by reason",
-                &["reason"],
+                "Failed probes by probe_kind (exec, tcp, http, grpc) and reason (exit_code, \
+                 timeout, connection_refused, reset)",
+                &["probe_kind", "reason"],
             ),
             Family::Ignored => (
                 "stop_signals_ignored_total",

@@ -274,6 +274,9 @@ impl Inner {
     /// streaming.
     pub fn publish(&mut self, events: Vec<LifecycleEvent>) {
         for e in events {
+            if let Some((stage, secs)) = self.engine.startup_stage(&e) {
+                self.metrics.observe_startup(stage, secs);
+            }
             let wall = self.clock.wall_ns(e.ts_ns);
             let mut ev = ServedEvent::new(e, wall as i64);
             // Also for a sandbox found again after a restart: the new kernel map is empty.
@@ -400,6 +403,7 @@ impl Inner {
         }
         let stats = self.engine.stats();
         let f = stats.attribution_failures;
+        self.metrics.sync_probe_runs(&stats.probe_runs);
         let e = stats.evictions;
         for (what, now) in [
             ("pods", e.pods),
@@ -410,6 +414,7 @@ impl Inner {
             ("exec_sessions", e.exec_sessions),
             ("pending", e.pending),
             ("buffered_events", e.buffered_events),
+            ("probe_states", e.probe_states),
             ("history_pods", self.history.evicted_pods),
         ] {
             let c = self.metrics.evictions.with_label_values(&[what]);

@@ -141,6 +141,10 @@ impl Engine {
         if !meta.exec_probes.is_empty() {
             m.exec_probes = meta.exec_probes;
         }
+        if !meta.net_probes.is_empty() {
+            m.net_probes = meta.net_probes;
+            m.net_probes.truncate(MAX_NET_PROBES);
+        }
         if meta.owner.is_some() {
             m.owner = meta.owner;
         }

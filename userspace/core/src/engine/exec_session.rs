@@ -136,6 +136,15 @@ impl Engine {
         let (runs, fails) = (st.runs, st.consecutive_failures);
         let probe = spec.or_else(|| (runs >= recurrence).then(|| "exec_probe".to_string()));
         let exit_code = code.or(signal.map(|s| 128 + s));
+        let reason = if timed_out {
+            ProbeFailReason::Timeout
+        } else {
+            ProbeFailReason::ExitCode
+        };
+        if probe.is_some() {
+            self.probe_runs
+                .add(ProbeKind::Exec, failed.then_some(reason));
+        }
         out.push(self.event(
             ev.ts_ns,
             uid,
@@ -161,6 +170,9 @@ impl Engine {
                     timed_out,
                     probe,
                     consecutive_failures: fails,
+                    probe_kind: ProbeKind::Exec,
+                    port: None,
+                    reason,
                 },
             ));
         }

@@ -18,6 +18,7 @@ mod exec_session;
 mod exit;
 pub mod model;
 mod namespaces;
+mod net_probe;
 mod network;
 mod prestop;
 mod queries;
@@ -80,6 +81,7 @@ pub struct Engine {
     seq: u64,
     last_sweep_ns: u64,
     evictions: Evictions,
+    probe_runs: ProbeRuns,
     failures: AttributionFailures,
     net: network::NetIndex,
 }
@@ -114,6 +116,7 @@ impl Engine {
             seq: 0,
             last_sweep_ns: 0,
             evictions: Evictions::default(),
+            probe_runs: ProbeRuns::default(),
             failures: AttributionFailures::default(),
             net: network::NetIndex::default(),
         }
@@ -236,6 +239,12 @@ impl Engine {
             KernelEventKind::TcpReset { saddr, sport, .. } => {
                 self.on_tcp_reset(ev.ts_ns, (*saddr, *sport), out)
             }
+            KernelEventKind::KubeletConn {
+                addr,
+                port,
+                outcome,
+                ..
+            } => self.on_kubelet_conn(ev.ts_ns, (*addr, *port), *outcome, out),
         }
     }
 

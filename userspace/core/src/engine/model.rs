@@ -111,6 +111,20 @@ pub struct ExecProbe {
     pub timeout_s: Option<f64>,
 }
 
+/// A probe of a pod spec that the kubelet performs over the network (tcpSocket, httpGet,
+/// grpc), its port resolved (a named port through the container's ports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetProbe {
+    pub container: String,
+    /// `liveness`, `readiness`, `startup`.
+    pub probe_type: String,
+    pub kind: crate::lifecycle::ProbeKind,
+    pub port: u16,
+}
+
+/// Network probes kept of one pod spec (three per container; the rest is not matched).
+pub const MAX_NET_PROBES: usize = 64;
+
 /// Names and facts from the runtime (OCI bundle annotations, CRI) or the API server.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContainerMeta {
@@ -142,6 +156,8 @@ pub struct PodMeta {
     pub grace_period_s: Option<f64>,
     /// Exec probes of the pod spec: (container name, probe type, argv).
     pub exec_probes: Vec<(String, String, Vec<String>)>,
+    /// tcpSocket / httpGet / grpc probes of the pod spec, at most [`MAX_NET_PROBES`].
+    pub net_probes: Vec<NetProbe>,
     pub owner: Option<Owner>,
     /// Kind of each container of the pod spec by name (init, sidecar, app).
     pub container_kinds: Vec<(String, ContainerKind)>,
@@ -278,6 +294,8 @@ pub struct NetState {
     /// Ports it ever listened on (bounded by [`MAX_LISTENERS`]): a refused connection to one
     /// of them is the container's.
     pub ports: Vec<u16>,
+    /// Time of the first successful kubelet probe of the container (engine/net_probe.rs).
+    pub first_probe_ok_ns: Option<u64>,
 }
 
 /// Listeners kept per container: a server listens on a few ports; past this, a close is
@@ -427,6 +445,8 @@ pub struct Evictions {
     pub exec_sessions: u64,
     pub pending: u64,
     pub buffered_events: u64,
+    /// Probe state of pod ports dropped at its bound (net_probe.rs).
+    pub probe_states: u64,
 }
 
 /// Events the engine could not tie to a pod, by the stage that failed.
@@ -453,4 +473,59 @@ pub struct EngineStats {
     pub cgroup_mode: CgroupMode,
     pub evictions: Evictions,
     pub attribution_failures: AttributionFailures,
+    pub probe_runs: ProbeRuns,
+}
+
+/// Probe runs since the engine started, by kind and result: every exec probe session and
+/// every kubelet connection to a pod, healthy ones included (they derive no event).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ProbeRuns {
+    /// [kind][result]: kinds in [`PROBE_KINDS`] order, results in [`PROBE_RESULTS`] order.
+    counts: [[u64; 5]; 4],
+}
+
+/// Kinds counted by [`ProbeRuns`].
+pub const PROBE_KINDS: [crate::lifecycle::ProbeKind; 4] = {
+    use crate::lifecycle::ProbeKind::*;
+    [Exec, Tcp, Http, Grpc]
+};
+
+/// Results counted by [`ProbeRuns`]: success, then each failure reason.
+pub const PROBE_RESULTS: [&str; 5] = [
+    "success",
+    "exit_code",
+    "timeout",
+    "connection_refused",
+    "reset",
+];
+
+impl ProbeRuns {
+    pub fn add(
+        &mut self,
+        kind: crate::lifecycle::ProbeKind,
+        failed: Option<crate::lifecycle::ProbeFailReason>,
+    ) {
+        use crate::lifecycle::ProbeFailReason as R;
+        let k = PROBE_KINDS.iter().position(|x| *x == kind).unwrap_or(0);
+        let r = match failed {
+            None => 0,
+            Some(R::ExitCode) => 1,
+            Some(R::Timeout) => 2,
+            Some(R::ConnectionRefused) => 3,
+            Some(R::Reset) => 4,
+        };
+        self.counts[k][r] += 1;
+    }
+
+    /// (kind, result, runs) of every pair, zeros included.
+    pub fn iter(
+        &self,
+    ) -> impl Iterator<Item = (crate::lifecycle::ProbeKind, &'static str, u64)> + '_ {
+        PROBE_KINDS.iter().enumerate().flat_map(move |(k, kind)| {
+            PROBE_RESULTS
+                .iter()
+                .enumerate()
+                .map(move |(r, result)| (*kind, *result, self.counts[k][r]))
+        })
+    }
 }

@@ -76,11 +76,13 @@ impl Engine {
 #[derive(Default)]
 pub(super) struct NetIndex {
     /// Pod address → pod uid, bounded by [`MAX_POD_ADDRESSES`].
-    addrs: HashMap<IpAddr, String>,
+    pub(super) addrs: HashMap<IpAddr, String>,
     /// Resets of one pod port within the current second, reported when the second is over.
     refused: HashMap<(String, u16), Refused>,
     /// Renders `first` / `last` of ConnectionsRefused (the agent's offset; tests fix one).
     wall: WallClock,
+    /// Kubelet probes of pod ports (net_probe.rs).
+    pub(super) probes: super::net_probe::ProbeStates,
 }
 
 struct Refused {
@@ -119,6 +121,7 @@ impl Engine {
         for a in &gone {
             self.net.addrs.remove(a);
         }
+        self.forget_probes(uid);
         gone
     }
 

@@ -18,6 +18,8 @@ pub struct ContainerSummary {
     pub pid: Option<u32>,
     /// ContainerStarted → its first ListenerOpened, in seconds.
     pub time_to_listen_s: Option<f64>,
+    /// ContainerStarted → its first successful kubelet probe, in seconds.
+    pub time_to_first_probe_success_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +89,10 @@ impl Engine {
                     .started_ns
                     .zip(c.net.first_listen_ns)
                     .map(|(start, listen)| secs(start, listen)),
+                time_to_first_probe_success_s: c
+                    .started_ns
+                    .zip(c.net.first_probe_ok_ns)
+                    .map(|(start, ok)| secs(start, ok)),
             })
             .collect();
         Some(PodSummary {
@@ -170,6 +176,7 @@ impl Engine {
                     restarts: c.restarts,
                     state: c.state.as_str().to_string(),
                     time_to_listen_s: c.time_to_listen_s,
+                    time_to_first_probe_success_s: c.time_to_first_probe_success_s,
                 })
                 .collect(),
             shutdown_order: shutdown.order,
@@ -221,6 +228,25 @@ impl Engine {
             cgroup_mode: self.mode,
             evictions: self.evictions,
             attribution_failures: self.failures,
+            probe_runs: self.probe_runs,
         }
+    }
+
+    /// The container startup stage an event completes, with its time from ContainerStarted:
+    /// its first listener (`listen`) or its first successful kubelet probe (`probe_success`).
+    pub fn startup_stage(&self, e: &LifecycleEvent) -> Option<(&'static str, f64)> {
+        if e.source != Source::Kernel {
+            return None;
+        }
+        let c = self.containers.get(e.container_id.as_deref()?)?;
+        let start = c.started_ns?;
+        let (stage, at) = match e.kind {
+            LifecycleKind::ListenerOpened { .. } => ("listen", c.net.first_listen_ns?),
+            LifecycleKind::ProbeSucceeded { first: true, .. } => {
+                ("probe_success", c.net.first_probe_ok_ns?)
+            }
+            _ => return None,
+        };
+        (at == e.ts_ns).then(|| (stage, secs(start, at)))
     }
 }

@@ -3,7 +3,7 @@
 //! killed at its timeout, a crashed child process). Pure: typed served event in, finding out.
 
 use podlife_core::timeline::format_rfc3339;
-use podlife_core::{LifecycleKind, ServedEvent};
+use podlife_core::{LifecycleKind, ProbeKind, ServedEvent};
 
 /// One finding about a pod, ready to be recorded as an Event on it.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,8 +81,10 @@ pub fn finding(e: &ServedEvent) -> Option<Finding> {
                     .unwrap_or_default()
             ),
         ),
+        // Exec probes only: the kubelet posts its own Unhealthy events for network probes.
         LifecycleKind::ProbeFailed {
             timed_out: true,
+            probe_kind: ProbeKind::Exec,
             probe,
             consecutive_failures,
             argv,
@@ -174,6 +176,9 @@ mod tests {
             timed_out,
             probe: None,
             consecutive_failures: 3,
+            probe_kind: ProbeKind::Exec,
+            port: None,
+            reason: podlife_core::ProbeFailReason::Timeout,
         }
     }
 

@@ -11,7 +11,8 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use podlife_common::Counter;
@@ -235,16 +236,35 @@ fn vfork_storm_in_a_pod_decodes_and_capture_recovers() {
     );
 }
 
-/// A listener on `addr` accepting and dropping every connection until the process ends.
-fn accept_all(addr: &str) -> u16 {
+/// A listener on `addr` accepting and dropping every connection until the process ends; the
+/// counter says how many it has closed.
+fn accept_all(addr: &str) -> (u16, Arc<AtomicU32>) {
     let l = std::net::TcpListener::bind((addr, 0)).expect("bind");
     let port = l.local_addr().unwrap().port();
+    let closed = Arc::new(AtomicU32::new(0));
+    let count = closed.clone();
     std::thread::spawn(move || {
         for s in l.incoming() {
             drop(s);
+            count.fetch_add(1, Ordering::SeqCst);
         }
     });
-    port
+    (port, closed)
+}
+
+/// Wait until the acceptor closed `n` connections: a client's socket reaches CLOSE (where its
+/// record is written) only after the server's FIN, and on a slow (emulated) CPU the acceptor
+/// can lag the clients by seconds.
+fn wait_closed(closed: &AtomicU32, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while closed.load(Ordering::SeqCst) < n {
+        assert!(
+            Instant::now() < deadline,
+            "the acceptor closed {} of {n} connections in 120 s",
+            closed.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// `n` connects and closes to `addr:port` from a thread named `comm`.
@@ -267,8 +287,8 @@ fn connection_cost_in_the_kernel_host_churn_vs_kubelet_probes() {
     let mut cap = capture();
     cap.add_pod_address("127.0.0.6".parse().unwrap())
         .expect("a pod address");
-    let host_port = accept_all("127.0.0.1");
-    let pod_port = accept_all("127.0.0.6");
+    let (host_port, _) = accept_all("127.0.0.1");
+    let (pod_port, pod_closed) = accept_all("127.0.0.6");
     let _stats = StatsEnabled::on();
     let n = 1000;
     let s0 = prog_stats();
@@ -277,6 +297,7 @@ fn connection_cost_in_the_kernel_host_churn_vs_kubelet_probes() {
     let host_read = drain_for(&mut cap, Duration::from_millis(200));
     let s2 = prog_stats();
     connects("kubelet", "127.0.0.6", pod_port, n);
+    wait_closed(&pod_closed, n);
     let s3 = prog_stats();
     let probes = drain_until(&mut cap, "every kubelet connection", &[], |s| {
         s.0.iter()

@@ -300,7 +300,7 @@ fn connection_cost_in_the_kernel_host_churn_vs_kubelet_probes() {
     wait_closed(&pod_closed, n);
     let s3 = prog_stats();
     // Exactness per connection is the functional suite's (kernel_probes). Here, on the
-    // emulated 6.1 and 6.12 VMs, 6–14 of 1,000 back-to-back connections came without a record
+    // emulated 6.1 and 6.12 VMs, 2–14 of 1,000 back-to-back connections came without a record
     // (none on 6.18 here): an open question recorded in docs/KERNEL-CAPTURE.md; the cost figures
     // need only most of them.
     let enough = n as usize * 97 / 100;

@@ -19,6 +19,7 @@ const ALL: &[&str] = &[
     "drops",
     "latency",
     "memory",
+    "events_page",
     "processes",
     "startup",
 ];
@@ -48,6 +49,7 @@ fn main() -> Result<()> {
             "drops" => node::drops()?,
             "latency" => node::latency()?,
             "memory" => node::memory()?,
+            "events_page" => node::events_page()?,
             "processes" => node::processes()?,
             "startup" => node::startup()?,
             other => anyhow::bail!("unknown benchmark {other}; known: {ALL:?}"),

@@ -233,6 +233,87 @@ pub fn memory() -> Result<Value> {
     }))
 }
 
+/// The largest `/events` page (limit=100000, bounded by the agent at 4 MiB of events) asked
+/// for again and again during a vfork storm: how much the agent's RSS grows above what its
+/// history holds, and whether the ring buffer lost anything meanwhile. The history is filled
+/// first with 1000 pods whose containers start with a 2 KB command line (~4.5 MB of events).
+pub fn events_page() -> Result<Value> {
+    let agent = Agent::start(PORT)?;
+    let filler = format!("/bin/true {}", "x".repeat(2000));
+    let mut cgs = Vec::new();
+    for i in 0..1000u32 {
+        let u = uid(i, 4);
+        for c in 0..2u64 {
+            let cid = format!("{:064x}", u64::from(i) * 2 + c + 1);
+            let cg = Cgroup::new(&format!("kubepods/burstable/pod{u}/{cid}"))?;
+            Command::new("sh")
+                .arg("-c")
+                .arg(cg.wrap(&filler))
+                .status()?;
+            cgs.push(cg);
+        }
+    }
+    // The burst's queues drained and trimmed (every 10 s): the baseline holds the history.
+    std::thread::sleep(Duration::from_secs(11));
+    let before = agent.rss_kb();
+    let storm_cg = tracked("events-page")?;
+    let lost0 = agent.metric("podlife_ringbuf_events_lost_total");
+    let events0 = agent.metric("podlife_ringbuf_events_total");
+    let mut s = storm(&storm_cg, 30)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let (stop, peak) = (
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before)),
+    );
+    let sampler = {
+        let (stop, peak, pid) = (stop.clone(), peak.clone(), agent.pid());
+        std::thread::spawn(move || {
+            use std::sync::atomic::Ordering::Relaxed;
+            while !stop.load(Relaxed) {
+                peak.fetch_max(crate::util::rss_kb(pid), Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let (mut times, mut bytes, mut events) = (Vec::new(), 0usize, 0usize);
+    let t0 = Instant::now();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let (status, body) = get(PORT, "/events?limit=100000")?;
+        anyhow::ensure!(status == 200, "/events answered {status}");
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        bytes = body.len();
+        events = serde_json::from_str::<Value>(&body)?["events"]
+            .as_array()
+            .map_or(0, Vec::len);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = sampler.join();
+    let lost = agent.metric("podlife_ringbuf_events_lost_total") - lost0;
+    let ring_events = agent.metric("podlife_ringbuf_events_total") - events0;
+    let _ = s.kill();
+    let _ = Command::new("pkill")
+        .args(["-f", "stress-ng --vfork"])
+        .status();
+    let _ = s.wait();
+    drop(cgs);
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(json!({
+        "workload": "20 x GET /events?limit=100000 during stress-ng --vfork 2 in a pod cgroup",
+        "page_bytes": bytes,
+        "page_events": events,
+        "get_ms_median": median(&mut times),
+        "rss_before_kb": before,
+        "rss_peak_kb": peak,
+        "rss_growth_kb": peak.saturating_sub(before),
+        "ring_events_during": ring_events,
+        "ring_events_per_s": (ring_events / secs).round(),
+        "lost": lost,
+        "targets": "RSS grows <= 16 MB, 0 lost",
+    }))
+}
+
 /// /metrics latency is measured in `memory` (it needs the 1000 pods); this one measures the
 /// engine's memory for 100k tracked processes, in-process.
 pub fn processes() -> Result<Value> {

@@ -95,14 +95,65 @@ impl Inner {
         })
     }
 
-    /// The pod's summary with its shutdown: `termination` of each container (null while
-    /// running), `shutdown_order` and `sidecars_outlived_apps`, from the served events.
-    fn summary_with_shutdown(&self, uid: &str) -> Option<Map<String, Value>> {
-        let Value::Object(mut obj) = self.summary(uid)? else {
+    /// What a timeline answer needs, taken under the lock: the pod's summary, handles on its
+    /// served events and the containers' grace periods. Sorting, the shutdown summary and
+    /// rendering happen after the lock is released ([`TimelineSnapshot`]).
+    pub fn timeline_snapshot(&self, uid: &str) -> Option<TimelineSnapshot> {
+        let Value::Object(summary) = self.summary(uid)? else {
             return None;
         };
-        let events = self.events_in_time_order(uid);
-        let steps: Vec<Step> = events
+        let graces = summary["containers"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|c| c["id"].as_str())
+                    .map(|id| (id.to_string(), self.engine.grace_of(id)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(TimelineSnapshot {
+            uid: uid.to_string(),
+            node: self.node.clone(),
+            summary,
+            events: self
+                .history
+                .pod(uid)
+                .map(<[Stored]>::to_vec)
+                .unwrap_or_default(),
+            graces,
+            complete: !self.incomplete.contains(uid),
+        })
+    }
+
+    pub fn timeline_json(&self, uid: &str) -> Option<Value> {
+        Some(self.timeline_snapshot(uid)?.json())
+    }
+}
+
+/// A pod's timeline as taken under the lock, rendered without it.
+pub struct TimelineSnapshot {
+    uid: String,
+    node: Option<String>,
+    summary: Map<String, Value>,
+    events: Vec<Stored>,
+    graces: Vec<(String, Option<f64>)>,
+    complete: bool,
+}
+
+impl TimelineSnapshot {
+    /// Kernel events of different CPUs, and events dated to an earlier fact (ContainerCreated
+    /// at its cgroup's mkdir, a hook told at the stop signal), arrive out of order: timelines
+    /// serve them in time order.
+    fn sort(&mut self) {
+        self.events.sort_by_key(|e| e.ts_wall_ns);
+    }
+
+    /// The summary with the shutdown: `termination` of each container (null while running),
+    /// `shutdown_order` and `sidecars_outlived_apps`, from the served events.
+    fn summary_with_shutdown(&self) -> Map<String, Value> {
+        let mut obj = self.summary.clone();
+        let steps: Vec<Step> = self
+            .events
             .iter()
             .map(|e| Step {
                 ns: e.ts_wall_ns.into(),
@@ -119,7 +170,11 @@ impl Inner {
                     id,
                     name: c["name"].as_str(),
                     kind: serde_json::from_value(c["kind"].clone()).ok(),
-                    grace_s: self.engine.grace_of(id),
+                    grace_s: self
+                        .graces
+                        .iter()
+                        .find(|(g, _)| g == id)
+                        .and_then(|(_, s)| *s),
                 })
             })
             .collect();
@@ -137,37 +192,30 @@ impl Inner {
             "sidecars_outlived_apps".into(),
             json!(shutdown.sidecars_outlived_apps),
         );
-        Some(obj)
+        obj
     }
 
-    pub fn timeline_json(&self, uid: &str) -> Option<Value> {
-        let mut obj = self.summary_with_shutdown(uid)?;
+    pub fn json(mut self) -> Value {
+        self.sort();
+        let mut obj = self.summary_with_shutdown();
         let events: Vec<Value> = self
-            .events_in_time_order(uid)
-            .into_iter()
+            .events
+            .iter()
             .filter_map(|e| e.to_map(Fields::Timeline).ok().map(Value::Object))
             .collect();
         obj.insert("events".into(), Value::Array(events));
-        obj.insert("complete".into(), (!self.incomplete.contains(uid)).into());
-        Some(Value::Object(obj))
-    }
-
-    /// Kernel events of different CPUs, and events dated to an earlier fact (ContainerCreated
-    /// at its cgroup's mkdir), arrive out of order: timelines serve them in time order.
-    fn events_in_time_order(&self, uid: &str) -> Vec<&Stored> {
-        let mut stored: Vec<_> = self.history.pod(uid).unwrap_or(&[]).iter().collect();
-        stored.sort_by_key(|e| e.ts_wall_ns);
-        stored
+        obj.insert("complete".into(), self.complete.into());
+        Value::Object(obj)
     }
 
     /// The timeline as text, by core's renderer: the header from the pod's summary (the
     /// same fields as the JSON timeline), then its served events.
-    pub fn timeline_text(&self, uid: &str) -> Option<String> {
-        let mut summary = self.summary_with_shutdown(uid)?;
+    pub fn text(mut self) -> String {
+        self.sort();
+        let mut summary = self.summary_with_shutdown();
         summary.insert("events".into(), json!([]));
-        let summary = Value::Object(summary);
         let fallback = || Timeline {
-            uid: uid.into(),
+            uid: self.uid.clone(),
             namespace: None,
             name: None,
             qos: None,
@@ -181,13 +229,14 @@ impl Inner {
         };
         // The summary is built from typed values: it reads back; the fallback still serves the
         // events should it not.
-        let mut t: Timeline = serde_json::from_value(summary).unwrap_or_else(|_| fallback());
+        let mut t: Timeline =
+            serde_json::from_value(Value::Object(summary)).unwrap_or_else(|_| fallback());
         t.events = self
-            .events_in_time_order(uid)
-            .into_iter()
+            .events
+            .iter()
             .map(|e| TimelineEvent::served(e))
             .collect();
-        Some(podlife_core::text::to_text(&t))
+        podlife_core::text::to_text(&t)
     }
 }
 

@@ -234,12 +234,16 @@ fn render_timeline(
     check_params(q, &["format"])?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let text = params::wants_text(q.get("format").map(String::as_str), accept)?;
-    let inner = s.lock();
+    // Handles and the summary are taken under the lock; sorting and rendering after it.
+    let snapshot = s
+        .lock()
+        .timeline_snapshot(uid)
+        .ok_or_else(|| unknown_pod(uid))?;
     if text {
-        let body = inner.timeline_text(uid).ok_or_else(|| unknown_pod(uid))?;
+        let body = snapshot.text();
         Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
     } else {
-        Ok(Json(inner.timeline_json(uid).ok_or_else(|| unknown_pod(uid))?).into_response())
+        Ok(Json(snapshot.json()).into_response())
     }
 }
 

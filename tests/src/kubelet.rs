@@ -80,6 +80,8 @@ pub struct CtrOpts {
     pub image: Option<&'static str>,
     /// An exec preStop hook: its command, annotated on the container as the kubelet does.
     pub prestop: Option<Vec<String>>,
+    /// An httpGet preStop hook (port, path), annotated the same way.
+    pub prestop_http: Option<(u16, &'static str)>,
     /// `memory.oom.group` = 1 in the container cgroup, as the kubelet sets it on cgroup v2
     /// (since 1.28, unless singleProcessOOMKill): an OOM kill takes the whole container.
     pub oom_group: bool,
@@ -248,10 +250,14 @@ impl Kubelet {
         let attempt = opts.attempt.to_string();
         let grace = opts.grace_s.unwrap_or(30).to_string();
         // The kubelet's JSON of the pod spec's lifecycle.preStop handler.
-        let prestop = opts
-            .prestop
-            .as_ref()
-            .map(|cmd| serde_json::json!({"exec": {"command": cmd}}).to_string());
+        let prestop = match (&opts.prestop, opts.prestop_http) {
+            (Some(cmd), _) => Some(serde_json::json!({"exec": {"command": cmd}})),
+            (None, Some((port, path))) => Some(serde_json::json!({
+                "httpGet": {"path": path, "port": port, "scheme": "HTTP"}
+            })),
+            (None, None) => None,
+        }
+        .map(|h| h.to_string());
         let config = ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: name.into(),
@@ -343,6 +349,23 @@ impl Kubelet {
         let left = grace_s - started.elapsed().as_secs() as i64;
         self.cri.stop_container(&c.id, left.max(2));
         hook_result
+    }
+
+    /// The kubelet's stop of a container with an httpGet preStop hook: its own GET of `path` at
+    /// `addr` (the pod's address and the hook's port, from a thread whose comm is `kubelet`),
+    /// then StopContainer with what is left of the grace (at least 2 s).
+    pub fn stop_with_http_prestop(
+        &mut self,
+        c: &Container,
+        addr: std::net::SocketAddr,
+        path: &'static str,
+        grace_s: i64,
+    ) -> crate::pod_net::Seen {
+        let started = std::time::Instant::now();
+        let seen = crate::pod_net::kubelet_probe(addr, Some(path));
+        let left = grace_s - started.elapsed().as_secs() as i64;
+        self.cri.stop_container(&c.id, left.max(2));
+        seen
     }
 
     /// Panics unless a running container's cgroup is where this run's layout puts it (in the

@@ -100,3 +100,22 @@ fn probe(addr: SocketAddr, path: Option<&str>) -> Seen {
     }
     Seen::Ok
 }
+
+/// Waits until the agent follows kubelet connections to `ip` (it adds a pod's address to the
+/// kernel's filter once it sees the sandbox): probes `port`, where nothing listens, until the
+/// pod's timeline shows one refused.
+pub fn wait_for_probe_capture(agent: &crate::agent::Agent, uid: &str, ip: IpAddr, port: u16) {
+    let addr = SocketAddr::new(ip, port);
+    for _ in 0..300 {
+        assert_eq!(kubelet_probe(addr, None), Seen::Refused);
+        let t = agent.json(&format!("/pods/{uid}/timeline"));
+        if crate::agent::events(&t, "ProbeFailed")
+            .iter()
+            .any(|e| e["port"] == port)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no probe of the pod's address {ip} was reported");
+}

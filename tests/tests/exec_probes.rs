@@ -1,6 +1,7 @@
 //! Exec sessions as the kubelet's exec probes run them (ExecSync): success, failure (exit 1,
 //! twice: a recurring command is a probe, ProbeFailed), and a timeout the shim enforces with
-//! SIGKILL (timed_out true).
+//! SIGKILL (timed_out true). The first command run twice more: from its second run it is a
+//! probe, whose first success gives one ProbeSucceeded and the next nothing.
 
 use podlife_e2e::agent::{events_of, has, metric};
 use podlife_e2e::{CtrOpts, Env, PodOpts, WAIT};
@@ -30,10 +31,18 @@ fn exec_probes_success_failure_and_timeout() {
     }
     let timeout = env.cri.exec_sync(&app.id, &["sleep", "5"], 1);
     assert!(timeout.is_err(), "ExecSync should time out: {timeout:?}");
+    for _ in 0..2 {
+        assert_eq!(
+            env.cri
+                .exec_sync(&app.id, &["sh", "-c", "exit 0"], 5)
+                .unwrap(),
+            0
+        );
+    }
     let t = env
         .agent
-        .wait_for(&pod.uid, "four exec sessions", WAIT, |t| {
-            events_of(t, "ExecFinished", &app.id).len() >= 4
+        .wait_for(&pod.uid, "six exec sessions", WAIT, |t| {
+            events_of(t, "ExecFinished", &app.id).len() >= 6
         });
     let fin = events_of(&t, "ExecFinished", &app.id);
     assert_eq!(fin[0]["exit_code"], 0);
@@ -58,7 +67,21 @@ fn exec_probes_success_failure_and_timeout() {
     let failed = events_of(&t, "ProbeFailed", &app.id);
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["consecutive_failures"], 2);
-    assert_eq!(events_of(&t, "ExecStarted", &app.id).len(), 4);
+    assert_eq!(events_of(&t, "ExecStarted", &app.id).len(), 6);
+    let ok = events_of(&t, "ProbeSucceeded", &app.id);
+    assert_eq!(
+        ok.len(),
+        1,
+        "one success told, not one per healthy run: {t}"
+    );
+    assert_eq!(ok[0]["probe_kind"], "exec");
+    assert_eq!(ok[0]["probe"], "exec_probe");
+    assert_eq!(ok[0]["first"], true);
+    assert_eq!(ok[0]["after_failures"], 0);
+    assert_eq!(
+        ok[0]["time"], fin[4]["time"],
+        "at the second run's end: {t}"
+    );
     let m = env.agent.metrics();
     let uid = pod.uid.as_str();
     assert_eq!(

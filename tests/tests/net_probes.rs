@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use podlife_e2e::agent::{events, events_of, metric};
-use podlife_e2e::pod_net::{kubelet_probe, pod_ip, route_to_pod, Seen};
+use podlife_e2e::pod_net::{kubelet_probe, pod_ip, route_to_pod, wait_for_probe_capture, Seen};
 use podlife_e2e::{CtrOpts, Env, PodOpts, WAIT};
 
 const PORT: u16 = 8080;
@@ -33,23 +33,8 @@ fn refused_probes_before_the_listener_then_one_success_and_silence() {
     route_to_pod(&env.kubelet.containerd.bridge, &ip);
     let addr = SocketAddr::new(ip.parse().unwrap(), PORT);
 
-    // The agent puts the pod's address in the kernel's filter once it sees the sandbox: probe
-    // a port nothing listens on until it reports one, so every probe after that counts.
-    let warmup = SocketAddr::new(addr.ip(), PORT + 2);
-    let mut ready = false;
-    for _ in 0..300 {
-        assert_eq!(kubelet_probe(warmup, None), Seen::Refused);
-        let t = env.agent.json(&format!("/pods/{}/timeline", pod.uid));
-        if events(&t, "ProbeFailed")
-            .iter()
-            .any(|e| e["port"] == PORT + 2)
-        {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(ready, "no probe of the pod's address was reported");
+    // Every probe after this counts.
+    wait_for_probe_capture(&env.agent, &pod.uid, addr.ip(), PORT + 2);
 
     // Probe (tcp and http in turn) every 100 ms until one connects, then 6 healthy probes.
     let mut refused = 0u32;

@@ -1,9 +1,14 @@
 //! Exec preStop hooks as the kubelet runs them: the handler annotated on the container, the
 //! hook through ExecSync, then StopContainer with the rest of the grace period. A hook that
 //! ends in time (`sleep 1`, then a clean stop) and one that outlives the grace (killed by the
-//! runtime at the exec timeout, then the stop).
+//! runtime at the exec timeout, then the stop). An httpGet hook: the kubelet's GET of the pod
+//! (from the host, comm `kubelet`) just before the stop, told apart from the probes of the
+//! same port that came before it.
 
-use podlife_e2e::agent::{events_of, has};
+use std::net::SocketAddr;
+
+use podlife_e2e::agent::{events, events_of, has};
+use podlife_e2e::pod_net::{kubelet_probe, pod_ip, route_to_pod, wait_for_probe_capture, Seen};
 use podlife_e2e::{CtrOpts, Env, PodOpts, WAIT};
 use serde_json::{json, Value};
 
@@ -109,4 +114,83 @@ fn a_hook_that_runs_past_the_grace_period() {
     let used = done["grace_used"].as_f64().unwrap();
     assert!(used > 0.9, "{done}");
     assert!(position(&t, "PreStopStarted", &app.id) < position(&t, "StopRequested", &app.id));
+}
+
+#[test]
+fn an_http_hook_then_a_clean_stop() {
+    let mut env = Env::start();
+    let pod = env.run_pod("prestop-http", PodOpts::default());
+    // busybox httpd on 8080 with a /drain page; the shell ends it on SIGTERM.
+    let server = "echo drained > /tmp/drain; httpd -f -p 8080 -h /tmp & p=$!; \
+                  trap 'kill $p; exit 0' TERM; wait";
+    let app = env.run_container(
+        &pod,
+        "app",
+        &["sh", "-c", server],
+        CtrOpts {
+            grace_s: Some(10),
+            prestop_http: Some((8080, "/drain")),
+            ..CtrOpts::default()
+        },
+    );
+    let t = env.agent.wait_for(&pod.uid, "app start", WAIT, |t| {
+        has(t, "ContainerStarted", &app.id) && !events(t, "SandboxStarted").is_empty()
+    });
+    let sandbox = events(&t, "SandboxStarted")[0]["pid"].as_u64().unwrap();
+    let ip = pod_ip(sandbox);
+    route_to_pod(&env.kubelet.containerd.bridge, &ip);
+    let addr = SocketAddr::new(ip.parse().unwrap(), 8080);
+    wait_for_probe_capture(&env.agent, &pod.uid, addr.ip(), 8082);
+    // Readiness-style probes of the hook's port first: probes, not the hook.
+    let mut ok = 0;
+    for _ in 0..100 {
+        if kubelet_probe(addr, Some("/drain")) == Seen::Ok {
+            ok += 1;
+            if ok == 3 {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(ok, 3, "the server never answered on {addr}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    assert_eq!(
+        env.stop_with_http_prestop(&app, addr, "/drain", 10),
+        Seen::Ok
+    );
+    let status = env.cri.wait_exited(&app.id);
+    assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"));
+
+    let t = env
+        .agent
+        .wait_for(&pod.uid, "app exit and hook", WAIT, |t| {
+            has(t, "ContainerExited", &app.id) && has(t, "PreStopFinished", &app.id)
+        });
+    let started = events_of(&t, "PreStopStarted", &app.id);
+    assert_eq!(
+        started.len(),
+        1,
+        "one hook, the probes before it are not: {t}"
+    );
+    assert_eq!(started[0]["handler"], "http");
+    assert_eq!(started[0]["port"], 8080);
+    assert_eq!(started[0]["path"], "/drain");
+    let done = &events_of(&t, "PreStopFinished", &app.id)[0];
+    assert_eq!(done["handler"], "http");
+    assert_eq!(done["connection"], "closed");
+    assert_eq!(done["killed_at_grace"], false);
+    let ms = done["duration_ms"].as_f64().unwrap();
+    assert!((0.0..1000.0).contains(&ms), "{done}");
+    assert!(position(&t, "PreStopStarted", &app.id) < position(&t, "StopRequested", &app.id));
+    assert!(position(&t, "PreStopFinished", &app.id) < position(&t, "StopRequested", &app.id));
+    let term = t["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == app.id.as_str())
+        .map(|c| c["termination"].clone())
+        .unwrap();
+    assert!(term["prestop_s"].as_f64().is_some(), "{term}");
+    assert_eq!(term["outcome"], "clean", "{term}");
 }

@@ -249,6 +249,17 @@ pub enum ConnOutcome {
     Reset,
 }
 
+impl ConnOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Refused => "refused",
+            Self::Timeout => "timeout",
+            Self::Closed => "closed",
+            Self::Reset => "reset",
+        }
+    }
+}
+
 /// CLONE_* and CLONE_NEW* bits used by the rules.
 pub mod clone {
     pub const CLONE_THREAD: u64 = 0x0001_0000;

@@ -321,9 +321,9 @@ pub enum LifecycleKind {
         port: Option<u16>,
         reason: ProbeFailReason,
     },
-    /// A kubelet probe of the pod succeeded for the first time since the container started
-    /// (`first`), or for the first time after failures (`after_failures` of them); never one
-    /// event per healthy probe.
+    /// A probe of the pod (the kubelet's connection, or an exec probe's command) succeeded for
+    /// the first time since the container started (`first`), or for the first time after
+    /// failures (`after_failures` of them); never one event per healthy probe.
     ProbeSucceeded {
         probe_kind: ProbeKind,
         port: Option<u16>,
@@ -427,7 +427,8 @@ pub enum LifecycleKind {
         cause: Option<RestartCause>,
     },
     /// The kubelet started the container's preStop hook: an exec session matching the
-    /// handler of the container config (exec), or the deletion of a pod whose hook is a sleep.
+    /// handler of the container config (exec), the kubelet's connection to the hook's port
+    /// just before the stop signal (http), or the deletion of a pod whose hook is a sleep.
     PreStopStarted {
         handler: HandlerKind,
         argv: Option<Vec<String>>,
@@ -443,6 +444,9 @@ pub enum LifecycleKind {
         duration_ms: f64,
         grace_used: Option<f64>,
         killed_at_grace: bool,
+        /// How the kubelet's connection of an http hook ended (`refused`: nothing listened,
+        /// the hook failed); null for exec and sleep hooks.
+        connection: Option<crate::kernel_event::ConnOutcome>,
     },
     SandboxStopped {
         pid: u32,

@@ -284,6 +284,7 @@ mod tests {
             duration_ms: 1500.0,
             grace_used: None,
             killed_at_grace,
+            connection: None,
         }
     }
     fn started() -> K {

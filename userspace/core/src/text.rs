@@ -3,6 +3,7 @@
 //! agent's served timelines and the engine's own; control characters from argv, comm or
 //! names are escaped (`terminal`).
 
+use crate::kernel_event::ConnOutcome;
 use crate::lifecycle::{ExitReason, LifecycleKind as K, Source};
 use crate::terminal::write_line;
 use crate::termination::Outcome;
@@ -19,8 +20,13 @@ fn is_problem(k: &K) -> bool {
         K::PreStopFinished {
             exit_code,
             killed_at_grace,
+            connection,
             ..
-        } => *killed_at_grace || exit_code.is_some_and(|c| c != 0),
+        } => {
+            *killed_at_grace
+                || exit_code.is_some_and(|c| c != 0)
+                || connection.is_some_and(|c| c != ConnOutcome::Closed)
+        }
         K::ProbeFailed { .. }
         | K::StopSignalIgnored { .. }
         | K::GracePeriodOverrun { .. }
@@ -238,6 +244,13 @@ fn detail(e: &TimelineEvent) -> String {
     }
     if let K::ExecFinished { duration_ms, .. } | K::PreStopFinished { duration_ms, .. } = k {
         push("", Some(format!("took {duration_ms:.1}ms")));
+    }
+    if let K::PreStopFinished {
+        connection: Some(c),
+        ..
+    } = k
+    {
+        push("connection", Some(c.as_str().into()));
     }
     if let K::PreStopFinished {
         grace_used,

@@ -307,6 +307,96 @@ fn recurring_failing_command_becomes_a_probe() {
     assert_eq!(json(probes[1], "consecutive_failures"), 3);
 }
 
+/// Exec probe runs of `check` (exit codes in turn), 10 s apart; the spec names the command
+/// when `spec`.
+fn exec_probe_runs(codes: &[u32], spec: bool) -> (Engine, Vec<LifecycleEvent>) {
+    let mut events = pod();
+    for (i, code) in codes.iter().enumerate() {
+        let t = (100 + i as u64 * 10_000) * MS;
+        let p = 600 + i as u32 * 10;
+        events.extend([
+            ns(t, p, 1, true, CLONE_NEWNS),
+            fork(t + 1, p, 1, p + 1),
+            attach(t + 2, 0, 21, &format!("{POD}/{APP}"), p + 1),
+            exec(t + 3, p + 1, 21, "/bin/check", &["check"]),
+            exit(t + 4 * MS, p + 1, 21, code << 8),
+        ]);
+    }
+    let mut e = Engine::new(EngineConfig::default());
+    let mut out: Vec<_> = events[..2].iter().flat_map(|k| e.apply(k)).collect();
+    if spec {
+        e.set_container_metadata(
+            APP,
+            ContainerMeta {
+                container_name: Some("app".into()),
+                probes: vec![ExecProbe {
+                    probe_type: "readiness".into(),
+                    argv: vec!["check".into()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        );
+    }
+    out.extend(events[2..].iter().flat_map(|k| e.apply(k)));
+    out.extend(e.flush());
+    (e, out)
+}
+
+#[test]
+fn exec_probe_successes_are_told_first_and_after_failures_only() {
+    let (engine, out) = exec_probe_runs(&[0, 0, 0, 1, 1, 0, 0, 1, 0], true);
+    let told: Vec<_> = out
+        .iter()
+        .filter(|e| matches!(e.kind.name(), "ProbeSucceeded" | "ProbeFailed"))
+        .map(|e| {
+            let v = serde_json::to_value(e).unwrap();
+            (
+                e.kind.name(),
+                v["first"].clone(),
+                v["after_failures"].clone(),
+                v["consecutive_failures"].clone(),
+            )
+        })
+        .collect();
+    let n = serde_json::Value::Null;
+    assert_eq!(
+        told,
+        [
+            ("ProbeSucceeded", true.into(), 0.into(), n.clone()),
+            ("ProbeFailed", n.clone(), n.clone(), 1.into()),
+            ("ProbeFailed", n.clone(), n.clone(), 2.into()),
+            ("ProbeSucceeded", false.into(), 2.into(), n.clone()),
+            ("ProbeFailed", n.clone(), n.clone(), 1.into()),
+            ("ProbeSucceeded", false.into(), 1.into(), n.clone()),
+        ]
+    );
+    let ok = find(&out, "ProbeSucceeded");
+    assert_eq!(json(ok, "probe_kind"), "exec");
+    assert_eq!(json(ok, "probe"), "readiness");
+    assert_eq!(json(ok, "port"), serde_json::Value::Null);
+    assert_eq!(ok.container_id.as_deref(), Some(APP));
+    // The first success is the container's first probe success in its summary.
+    let p = engine.pod_summary(UID).unwrap();
+    let c = p.containers.iter().find(|c| c.id == APP).unwrap();
+    let s = c.time_to_first_probe_success_s.unwrap();
+    assert!((s - 0.092).abs() < 0.002, "{s}");
+}
+
+#[test]
+fn without_a_spec_the_first_success_is_told_once_the_command_recurs() {
+    let (_, out) = exec_probe_runs(&[0, 0, 0], false);
+    let ok: Vec<_> = out
+        .iter()
+        .filter(|e| e.kind.name() == "ProbeSucceeded")
+        .collect();
+    assert_eq!(ok.len(), 1, "{:?}", names(&out));
+    assert_eq!(json(ok[0], "probe"), "exec_probe");
+    assert_eq!(json(ok[0], "first"), true);
+    // The second run: the first that recurs.
+    assert_eq!(ok[0].ts_ns, (100 + 10_000) * MS + 4 * MS);
+}
+
 #[test]
 fn crash_loop_back_off_is_recognised() {
     let mut events = pod();

@@ -136,6 +136,182 @@ fn a_sleep_hook_is_the_pause_from_the_deletion_to_the_stop_signal() {
     assert_eq!(json(find(&out, "PreStopFinished"), "killed_at_grace"), true);
 }
 
+const POD_IP: &str = "10.88.0.9";
+
+/// A kubelet connection to the pod's `port` from `start` to its close at `end`.
+fn kubelet_conn(start: u64, end: u64, port: u16, outcome: ConnOutcome) -> KernelEvent {
+    let kind = KernelEventKind::KubeletConn {
+        sk: start,
+        addr: POD_IP.parse().unwrap(),
+        port,
+        sport: 40_000,
+        outcome,
+        start_ns: start,
+        established_ns: (outcome == ConnOutcome::Closed).then_some(start + MS / 10),
+    };
+    ev(end, 0, 1, "swapper/0", kind)
+}
+
+fn http_hook_engine(grace_s: f64) -> Engine {
+    let mut e = engine_with(
+        PreStop::Http {
+            port: Some(8080),
+            path: "/drain".into(),
+        },
+        grace_s,
+    );
+    assert!(e.set_pod_address(UID, POD_IP.parse().unwrap()));
+    e
+}
+
+/// The hook's events as (name, ts, fields that matter).
+fn hook_events(out: &[LifecycleEvent]) -> Vec<(&'static str, u64, serde_json::Value)> {
+    out.iter()
+        .filter(|e| e.kind.name().starts_with("PreStop"))
+        .map(|e| {
+            let v = serde_json::to_value(e).unwrap();
+            let keep = [
+                "handler",
+                "port",
+                "path",
+                "duration_ms",
+                "killed_at_grace",
+                "connection",
+            ];
+            let fields: serde_json::Map<_, _> = keep
+                .iter()
+                .filter(|k| !v[**k].is_null())
+                .map(|k| (k.to_string(), v[*k].clone()))
+                .collect();
+            (e.kind.name(), e.ts_ns, fields.into())
+        })
+        .collect()
+}
+
+#[test]
+fn an_http_hook_is_the_kubelet_connection_that_ends_just_before_the_stop() {
+    let mut e = http_hook_engine(30.0);
+    let mut events = pod();
+    // Probes of the same port before: ordinary probes.
+    events.push(kubelet_conn(SEC, SEC + MS, 8080, ConnOutcome::Closed));
+    events.push(kubelet_conn(
+        3 * SEC,
+        3 * SEC + MS,
+        8080,
+        ConnOutcome::Closed,
+    ));
+    // The hook: 1.5 s, then the stop signal 3 ms after its close.
+    events.push(kubelet_conn(
+        10 * SEC,
+        11 * SEC + 500 * MS,
+        8080,
+        ConnOutcome::Closed,
+    ));
+    events.push(signal(11 * SEC + 503 * MS, 700, 1, "runc", 200, 15, 0));
+    events.push(exit(11 * SEC + 520 * MS, 200, 21, 0x0));
+    let out = feed(&mut e, &events);
+    assert_eq!(
+        hook_events(&out),
+        [
+            (
+                "PreStopStarted",
+                10 * SEC,
+                serde_json::json!({"handler": "http", "port": 8080, "path": "/drain"})
+            ),
+            (
+                "PreStopFinished",
+                11 * SEC + 500 * MS,
+                serde_json::json!({"handler": "http", "duration_ms": 1500.0,
+                    "killed_at_grace": false, "connection": "closed"})
+            ),
+        ]
+    );
+    // Told once: a later connection to the port is a probe again.
+    let n = names(&out);
+    assert_eq!(n.iter().filter(|x| x.starts_with("PreStop")).count(), 2);
+}
+
+#[test]
+fn a_kept_alive_hook_connection_closing_after_the_stop_is_the_hook_until_the_stop() {
+    let mut e = http_hook_engine(30.0);
+    let mut events = pod();
+    events.push(signal(12 * SEC, 700, 1, "runc", 200, 15, 0));
+    events.push(exit(12 * SEC + 20 * MS, 200, 21, 0x0));
+    // The kubelet kept the connection: it closes when the container's process is gone.
+    events.push(kubelet_conn(
+        10 * SEC,
+        12 * SEC + 21 * MS,
+        8080,
+        ConnOutcome::Closed,
+    ));
+    let out = feed(&mut e, &events);
+    let hook = hook_events(&out);
+    assert_eq!(hook.len(), 2, "{:?}", names(&out));
+    assert_eq!(hook[0].1, 10 * SEC);
+    assert_eq!(
+        (hook[1].1, &hook[1].2["duration_ms"]),
+        (12 * SEC, &2000.0.into())
+    );
+    assert!(
+        !names(&out).contains(&"ProbeSucceeded"),
+        "the hook is not a probe"
+    );
+}
+
+#[test]
+fn an_http_hook_refused_or_outlasting_the_grace_says_so() {
+    // Nothing listened: the hook failed at once, then the stop.
+    let mut e = http_hook_engine(30.0);
+    let mut events = pod();
+    events.push(kubelet_conn(
+        10 * SEC,
+        10 * SEC + MS,
+        8080,
+        ConnOutcome::Refused,
+    ));
+    events.push(signal(10 * SEC + 3 * MS, 700, 1, "runc", 200, 15, 0));
+    let out = feed(&mut e, &events);
+    let done = find(&out, "PreStopFinished");
+    assert_eq!(json(done, "connection"), "refused");
+    let text = text::to_text(&e.timeline(UID, WallClock::default()).unwrap());
+    let line = text
+        .lines()
+        .find(|l| l.contains("PreStopFinished"))
+        .unwrap();
+    assert!(line.contains("connection=refused"), "{text}");
+
+    // A hook still answering at the grace (2 s): the kubelet stops the container anyway.
+    let mut e = http_hook_engine(2.0);
+    let mut events = pod();
+    events.push(signal(12 * SEC, 700, 1, "runc", 200, 15, 0));
+    events.push(kubelet_conn(
+        10 * SEC,
+        12 * SEC + 30 * MS,
+        8080,
+        ConnOutcome::Reset,
+    ));
+    let out = feed(&mut e, &events);
+    let done = find(&out, "PreStopFinished");
+    assert_eq!(json(done, "killed_at_grace"), true);
+    assert_eq!(json(done, "grace_used"), 1.0);
+}
+
+#[test]
+fn a_probe_long_before_the_stop_or_on_another_port_is_not_the_hook() {
+    let mut e = http_hook_engine(30.0);
+    let mut events = pod();
+    events.push(kubelet_conn(SEC, SEC + MS, 8080, ConnOutcome::Closed));
+    events.push(kubelet_conn(
+        9 * SEC,
+        9 * SEC + MS,
+        9090,
+        ConnOutcome::Closed,
+    ));
+    events.push(signal(10 * SEC, 700, 1, "runc", 200, 15, 0));
+    let out = feed(&mut e, &events);
+    assert!(hook_events(&out).is_empty(), "{:?}", names(&out));
+}
+
 #[test]
 fn without_the_deletion_a_sleep_hook_cannot_be_told() {
     let mut e = engine_with(PreStop::Sleep { seconds: 5 }, 30.0);

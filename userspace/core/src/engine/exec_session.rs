@@ -2,7 +2,8 @@
 //! from outside and was attached to its cgroup runs a command (ExecStarted); its exit ends the
 //! session (ExecFinished with status and duration; timed out when the runtime's shim killed it).
 //! A session is a probe when its command matches the pod's probe spec, or, without a spec, when
-//! the same command keeps recurring in the container; failed probes give ProbeFailed.
+//! the same command keeps recurring in the container; failed probes give ProbeFailed, the first
+//! success of a probe command and the first after failures ProbeSucceeded.
 
 use super::*;
 use crate::kernel_event::ExitStatus;
@@ -124,17 +125,26 @@ impl Engine {
         }
         let st = c.exec_counts.entry(s.argv.clone()).or_default();
         if st.runs > 0 && ev.ts_ns.saturating_sub(st.last_ns) > window {
-            *st = ExecStats::default();
+            *st = ExecStats {
+                ever_ok: st.ever_ok,
+                ..ExecStats::default()
+            };
         }
         st.runs += 1;
         st.last_ns = ev.ts_ns;
-        st.consecutive_failures = if failed {
-            st.consecutive_failures + 1
-        } else {
-            0
-        };
+        let before = std::mem::take(&mut st.consecutive_failures);
+        if failed {
+            st.consecutive_failures = before + 1;
+        }
         let (runs, fails) = (st.runs, st.consecutive_failures);
         let probe = spec.or_else(|| (runs >= recurrence).then(|| "exec_probe".to_string()));
+        // A success of a probe is told only when it is the command's first or ends failures
+        // (the same rule as the network probes): a healthy container's probes add nothing.
+        let succeeded = (probe.is_some() && !failed).then(|| {
+            let first = !std::mem::replace(&mut st.ever_ok, true);
+            c.net.first_probe_ok_ns.get_or_insert(ev.ts_ns);
+            (first, before)
+        });
         let exit_code = code.or(signal.map(|s| 128 + s));
         let reason = if timed_out {
             ProbeFailReason::Timeout
@@ -159,6 +169,20 @@ impl Engine {
                 probe: probe.clone(),
             },
         ));
+        if let Some((first, after_failures)) = succeeded.filter(|(f, n)| *f || *n > 0) {
+            out.push(self.event(
+                ev.ts_ns,
+                uid,
+                Some(&s.container_id),
+                LifecycleKind::ProbeSucceeded {
+                    probe_kind: ProbeKind::Exec,
+                    port: None,
+                    probe: probe.clone(),
+                    first,
+                    after_failures,
+                },
+            ));
+        }
         if probe.is_some() && failed {
             out.push(self.event(
                 ev.ts_ns,

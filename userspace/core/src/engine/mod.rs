@@ -243,8 +243,9 @@ impl Engine {
                 addr,
                 port,
                 outcome,
+                start_ns,
                 ..
-            } => self.on_kubelet_conn(ev.ts_ns, (*addr, *port), *outcome, out),
+            } => self.on_kubelet_conn((*start_ns, ev.ts_ns), (*addr, *port), *outcome, out),
         }
     }
 

@@ -248,6 +248,8 @@ pub struct ExecStats {
     pub runs: u32,
     pub consecutive_failures: u32,
     pub last_ns: u64,
+    /// A run of it succeeded as a probe (kept when a pause restarts the count).
+    pub ever_ok: bool,
 }
 
 pub struct Container {
@@ -296,6 +298,19 @@ pub struct NetState {
     pub ports: Vec<u16>,
     /// Time of the first successful kubelet probe of the container (engine/net_probe.rs).
     pub first_probe_ok_ns: Option<u64>,
+    /// The last kubelet connection to the port of the container's http preStop hook, while
+    /// its stop is not known: the hook if the stop signal follows it (engine/prestop.rs).
+    pub hook_conn: Option<HookConn>,
+    /// The container's http hook was told.
+    pub hook_told: bool,
+}
+
+/// A kubelet connection to a container's http hook port.
+#[derive(Debug, Clone, Copy)]
+pub struct HookConn {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub outcome: crate::kernel_event::ConnOutcome,
 }
 
 /// Listeners kept per container: a server listens on a few ports; past this, a close is

@@ -49,7 +49,7 @@ fn spec_of(meta: &PodMeta, port: u16) -> (ProbeKind, Option<String>, Option<Stri
 impl Engine {
     pub(super) fn on_kubelet_conn(
         &mut self,
-        ts: u64,
+        (start, ts): (u64, u64),
         (addr, port): (IpAddr, u16),
         outcome: ConnOutcome,
         out: &mut Vec<LifecycleEvent>,
@@ -57,6 +57,9 @@ impl Engine {
         let Some(uid) = self.net.addrs.get(&addr).cloned() else {
             return;
         };
+        if self.http_prestop_conn(&uid, port, (start, ts), outcome, out) {
+            return;
+        }
         let Some(pod) = self.pods.get(&uid).filter(|p| p.removed_ns.is_none()) else {
             return;
         };

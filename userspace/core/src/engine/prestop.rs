@@ -3,10 +3,23 @@
 //! PreStopStarted / PreStopFinished instead of ExecStarted / ExecFinished. A sleep hook has no
 //! process: it is the kubelet's pause between the deletion request and the stop signal, told
 //! only when the deletion is known (API server watch). An HTTP hook is the kubelet's own
-//! connection: not seen here.
+//! connection to the hook's port: the kernel sees when it began and ended, not its path, so it
+//! is told apart from the probes on that port by what follows it: the container's stop signal,
+//! which the kubelet sends as soon as the hook returned (or gave up at the grace). The
+//! connection's record comes at its close, before the signal or, when the kubelet kept it
+//! open, after it: both orders are matched, and the hook is dated to the connection.
 
 use super::*;
+use crate::kernel_event::ConnOutcome;
 use crate::prestop::{HandlerKind, PreStop};
+
+/// Longest pause between the end of an http hook's connection and the stop signal the kubelet
+/// sends after it.
+const HOOK_TO_STOP_NS: u64 = 2_000_000_000;
+/// A hook the kubelet gave up on at the grace ends this close to it.
+const AT_GRACE_S: f64 = 0.25;
+/// Default Kubernetes grace period, for the longest hook when the grace is unknown.
+const DEFAULT_GRACE_S: f64 = 30.0;
 
 impl Engine {
     /// The configured grace period of a container (its own, else its pod's).
@@ -88,6 +101,7 @@ impl Engine {
             secs,
             grace,
             killed,
+            None,
         ));
     }
 
@@ -102,6 +116,7 @@ impl Engine {
         secs: f64,
         grace: Option<f64>,
         killed_at_grace: bool,
+        connection: Option<ConnOutcome>,
     ) -> LifecycleEvent {
         let grace_used = grace
             .filter(|g| *g > 0.0)
@@ -116,6 +131,7 @@ impl Engine {
                 duration_ms: (secs * 1e6).round() / 1e3,
                 grace_used,
                 killed_at_grace,
+                connection,
             },
         )
     }
@@ -160,6 +176,153 @@ impl Engine {
             },
         ));
         let cut = grace.is_some_and(|g| seconds as f64 >= g);
-        out.push(self.prestop_finished(ts, uid, cid, HandlerKind::Sleep, None, secs, grace, cut));
+        out.push(self.prestop_finished(
+            ts,
+            uid,
+            cid,
+            HandlerKind::Sleep,
+            None,
+            secs,
+            grace,
+            cut,
+            None,
+        ));
+    }
+
+    /// The live container of pod `uid` whose http hook is on `port` and not told yet.
+    fn http_hook_on(&self, uid: &str, port: u16) -> Option<String> {
+        let pod = self.pods.get(uid)?;
+        pod.containers
+            .iter()
+            .rev()
+            .find(|id| {
+                self.containers.get(*id).is_some_and(|c| {
+                    // Exited: the kubelet's kept-alive connection closes with the container.
+                    !c.net.hook_told
+                        && (c.exited_ns.is_none() || c.stop.is_some())
+                        && matches!(c.meta.prestop, Some(PreStop::Http { port: Some(p), .. }) if p == port)
+                })
+            })
+            .cloned()
+    }
+
+    /// A kubelet connection to `port` of pod `uid` (`start`..`end`). With the container's stop
+    /// signal already seen after the connection began, it is the container's http hook (true:
+    /// not a probe). Before the stop it is kept as the candidate the stop signal may confirm.
+    pub(super) fn http_prestop_conn(
+        &mut self,
+        uid: &str,
+        port: u16,
+        (start, end): (u64, u64),
+        outcome: ConnOutcome,
+        out: &mut Vec<LifecycleEvent>,
+    ) -> bool {
+        let Some(cid) = self.http_hook_on(uid, port) else {
+            return false;
+        };
+        let deletion = self.pods.get(uid).and_then(|p| p.deletion_ns);
+        let longest = self.grace_of(&cid).unwrap_or(DEFAULT_GRACE_S) * 1e9;
+        let Some(c) = self.containers.get_mut(&cid) else {
+            return false;
+        };
+        match c.stop.as_ref() {
+            None => {
+                c.net.hook_conn = Some(HookConn {
+                    start_ns: start,
+                    end_ns: end,
+                    outcome,
+                });
+                false
+            }
+            Some(st) => {
+                let stop = st.ts;
+                let began_before = start <= stop && (stop - start) as f64 <= longest + 2e9;
+                let after_deletion = deletion.is_none_or(|d| start + HOOK_TO_STOP_NS >= d);
+                if !began_before || !after_deletion {
+                    return false;
+                }
+                let conn = HookConn {
+                    start_ns: start,
+                    end_ns: end.min(stop),
+                    outcome,
+                };
+                self.tell_http_hook(uid, &cid, port, conn, out);
+                true
+            }
+        }
+    }
+
+    /// The stop signal of container `cid`: the kubelet connection to its http hook's port that
+    /// ended just before it was the hook.
+    pub(super) fn http_prestop_at_stop(
+        &mut self,
+        ts: u64,
+        uid: &str,
+        cid: &str,
+        out: &mut Vec<LifecycleEvent>,
+    ) {
+        let deletion = self.pods.get(uid).and_then(|p| p.deletion_ns);
+        let Some(c) = self.containers.get_mut(cid) else {
+            return;
+        };
+        let Some(PreStop::Http {
+            port: Some(port), ..
+        }) = c.meta.prestop
+        else {
+            return;
+        };
+        let Some(conn) = c.net.hook_conn.take() else {
+            return;
+        };
+        let just_before = conn.end_ns <= ts && ts - conn.end_ns <= HOOK_TO_STOP_NS;
+        let after_deletion = deletion.is_none_or(|d| conn.start_ns + HOOK_TO_STOP_NS >= d);
+        if !c.net.hook_told && just_before && after_deletion {
+            self.tell_http_hook(uid, cid, port, conn, out);
+        }
+    }
+
+    fn tell_http_hook(
+        &mut self,
+        uid: &str,
+        cid: &str,
+        port: u16,
+        conn: HookConn,
+        out: &mut Vec<LifecycleEvent>,
+    ) {
+        let Some(c) = self.containers.get_mut(cid) else {
+            return;
+        };
+        c.net.hook_told = true;
+        c.net.hook_conn = None;
+        let path = match &c.meta.prestop {
+            Some(PreStop::Http { path, .. }) => Some(path.clone()),
+            _ => None,
+        };
+        out.push(self.event(
+            conn.start_ns,
+            uid,
+            Some(cid),
+            LifecycleKind::PreStopStarted {
+                handler: HandlerKind::Http,
+                argv: None,
+                port: Some(port),
+                path,
+                pid: None,
+            },
+        ));
+        let grace = self.grace_of(cid);
+        let secs = conn.end_ns.saturating_sub(conn.start_ns) as f64 / 1e9;
+        let cut = grace.is_some_and(|g| secs + AT_GRACE_S >= g);
+        out.push(self.prestop_finished(
+            conn.end_ns,
+            uid,
+            cid,
+            HandlerKind::Http,
+            None,
+            secs,
+            grace,
+            cut,
+            Some(conn.outcome),
+        ));
     }
 }

@@ -18,7 +18,7 @@ pub struct ContainerSummary {
     pub pid: Option<u32>,
     /// ContainerStarted → its first ListenerOpened, in seconds.
     pub time_to_listen_s: Option<f64>,
-    /// ContainerStarted → its first successful kubelet probe, in seconds.
+    /// ContainerStarted → its first successful probe (kubelet connection or exec), in seconds.
     pub time_to_first_probe_success_s: Option<f64>,
 }
 

@@ -130,6 +130,7 @@ impl Engine {
             }
         }
         self.sleep_prestop(ts, &uid, cid, out);
+        self.http_prestop_at_stop(ts, &uid, cid, out);
         out.push(self.event(
             ts,
             &uid,

@@ -253,34 +253,32 @@ pub fn events_page(
     max_bytes: usize,
     expired_after: Option<u64>,
 ) -> String {
-    let mut parts: Vec<(u64, String)> = Vec::new();
+    // Two passes: the sizes first (each event's text dropped at once), then the chosen events
+    // written into one buffer of the right size. The page is then the only large allocation:
+    // holding every event's text until the end doubled the peak.
     let mut bytes = 0;
-    let mut take = |e: &Stored| {
-        let text = e.to_json(Fields::Events);
-        if bytes + text.len() + 1 > max_bytes && !parts.is_empty() {
+    let mut fits = |e: &Stored, taken: usize| {
+        let len = e.to_json(Fields::Events).len() + 1;
+        if bytes + len > max_bytes && taken > 0 {
             return false;
         }
-        bytes += text.len() + 1;
-        parts.push((e.seq, text));
+        bytes += len;
         true
     };
-    if cursor {
-        for e in picked {
-            if !take(e) {
-                break;
-            }
-        }
+    let chosen: &[Stored] = if cursor {
+        let n = (0..picked.len())
+            .take_while(|&i| fits(&picked[i], i))
+            .count();
+        &picked[..n]
     } else {
-        for e in picked.iter().rev() {
-            if !take(e) {
-                break;
-            }
-        }
-        parts.reverse();
-    }
-    let more = parts.len() < picked.len() || (cursor && picked.len() >= limit);
-    let next = parts.last().map(|(seq, _)| *seq);
-    let mut out = String::with_capacity(bytes + 64);
+        let n = (0..picked.len())
+            .take_while(|&i| fits(&picked[picked.len() - 1 - i], i))
+            .count();
+        &picked[picked.len() - n..]
+    };
+    let more = chosen.len() < picked.len() || (cursor && picked.len() >= limit);
+    let next = chosen.last().map(|e| e.seq);
+    let mut out = String::with_capacity(bytes + 256);
     out.push_str("{\"events\":[");
     if let Some(after) = expired_after {
         let marker = json!({
@@ -290,15 +288,15 @@ pub fn events_page(
             "message": "events after this id have left retention; the page resumes at the oldest kept",
         });
         out.push_str(&marker.to_string());
-        if !parts.is_empty() {
+        if !chosen.is_empty() {
             out.push(',');
         }
     }
-    for (i, (_, text)) in parts.iter().enumerate() {
+    for (i, e) in chosen.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(text);
+        out.push_str(&e.to_json(Fields::Events));
     }
     out.push_str("],\"next\":");
     out.push_str(&next.map_or("null".to_string(), |n| format!("\"{n}\"")));

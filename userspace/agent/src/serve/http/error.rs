@@ -17,6 +17,8 @@ pub enum ApiError {
     Private,
     /// 405: the API is read-only.
     MethodNotAllowed,
+    /// 503: the agent could not answer this time (stopping, or rendering failed).
+    Unavailable { code: &'static str, message: String },
 }
 
 impl ApiError {
@@ -32,6 +34,12 @@ impl ApiError {
             message: message.into(),
         }
     }
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unavailable {
+            code,
+            message: message.into(),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -39,6 +47,9 @@ impl IntoResponse for ApiError {
         let (status, code, message) = match self {
             Self::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message),
             Self::NotFound { code, message } => (StatusCode::NOT_FOUND, code, message),
+            Self::Unavailable { code, message } => {
+                (StatusCode::SERVICE_UNAVAILABLE, code, message)
+            }
             Self::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

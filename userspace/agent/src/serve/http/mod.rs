@@ -278,6 +278,12 @@ async fn timeline_by_name(
 /// Bytes of events in one `/events` answer at most (the page's `more` says what is left).
 const EVENTS_PAGE_BYTES: usize = 4 << 20;
 
+/// `/events` pages rendered at the same time at most: a page's buffer (up to
+/// EVENTS_PAGE_BYTES) is the largest allocation an HTTP client can cause, so this bounds what
+/// many clients together can add to the agent's memory. Others wait their turn (within the
+/// request timeout).
+static PAGE_RENDERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 async fn events(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Response, ApiError> {
     check_params(&q, &["since", "limit", "uid", "after"])?;
     let since = match q.get("since") {
@@ -310,19 +316,23 @@ async fn events(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Response, A
         after,
         limit,
     };
-    // Only handles are taken under the lock; parsing and rendering happen after it.
+    let _turn = PAGE_RENDERS
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("shutting_down", "the agent is stopping"))?;
+    // Only handles are taken under the lock; rendering happens after it, on a blocking
+    // thread: a 4 MiB page takes tens of ms, which would hold up a runtime worker.
     let (picked, expired) = {
         let inner = s.lock();
         let expired = after.filter(|&a| inner.history.expired_after(a));
         (inner.history.select(&query), expired)
     };
-    let body = crate::serve::views::events_page(
-        &picked,
-        after.is_some(),
-        limit,
-        EVENTS_PAGE_BYTES,
-        expired,
-    );
+    let cursor = after.is_some();
+    let body = tokio::task::spawn_blocking(move || {
+        crate::serve::views::events_page(&picked, cursor, limit, EVENTS_PAGE_BYTES, expired)
+    })
+    .await
+    .map_err(|e| ApiError::unavailable("render_failed", format!("rendering the page: {e}")))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

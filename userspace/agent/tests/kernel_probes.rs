@@ -15,7 +15,6 @@ use std::time::Duration;
 use podlife_core::{ConnOutcome, KernelEventKind as K};
 use support::*;
 
-const POD: &str = "127.0.0.4";
 const NOT_POD: &str = "127.0.0.5";
 
 /// (outcome, pod address, pod port, kubelet port, connected) of kubelet connections to `port`.
@@ -53,9 +52,11 @@ fn as_comm<T: Send + 'static>(comm: &str, f: impl FnOnce() -> T + Send + 'static
         .expect("the thread panicked")
 }
 
-fn pod_capture() -> podlife::capture::loader::Capture {
+/// A capture that follows `pod`. Each test has its own pod address: the tests run at once,
+/// and every capture's programs see every test's connections.
+fn pod_capture(pod: &str) -> podlife::capture::loader::Capture {
     let mut cap = capture();
-    cap.add_pod_address(POD.parse().unwrap())
+    cap.add_pod_address(pod.parse().unwrap())
         .expect("add a pod address");
     cap
 }
@@ -68,7 +69,8 @@ fn listen(addr: &str) -> (TcpListener, u16) {
 
 #[test]
 fn a_kubelet_connection_accepted_by_a_pod_is_reported_once_at_its_close() {
-    let mut cap = pod_capture();
+    const POD: &str = "127.0.0.4";
+    let mut cap = pod_capture(POD);
     let (l, port) = listen(POD);
     // Held open: followed, not yet reported.
     let (stream, local) = as_comm("kubelet", move || {
@@ -76,7 +78,7 @@ fn a_kubelet_connection_accepted_by_a_pod_is_reported_once_at_its_close() {
         let local = s.local_addr().unwrap().port();
         (s, local)
     });
-    let (_server, _) = l.accept().expect("accept");
+    let (server, _) = l.accept().expect("accept");
     let open = drain_for(&mut cap, Duration::from_millis(100));
     assert!(conns(&open, port).is_empty(), "{:?}", conns(&open, port));
     assert_eq!(
@@ -84,7 +86,11 @@ fn a_kubelet_connection_accepted_by_a_pod_is_reported_once_at_its_close() {
         1,
         "the open connection is followed"
     );
+    // Both ends close: a client left in FIN_WAIT2 reaches CLOSE only when the server's FIN
+    // comes, or after tcp_fin_timeout when the ACK of its own FIN met the socket still locked by
+    // close() (a rare race on loopback).
     drop(stream);
+    drop(server);
     let seen = drain_until(&mut cap, "the kubelet connection's close", &[], |s| {
         !conns(s, port).is_empty()
     });
@@ -103,7 +109,8 @@ fn a_kubelet_connection_accepted_by_a_pod_is_reported_once_at_its_close() {
 
 #[test]
 fn a_kubelet_connection_refused_by_a_pod_is_reported_as_refused() {
-    let mut cap = pod_capture();
+    const POD: &str = "127.0.0.6";
+    let mut cap = pod_capture(POD);
     let (l, port) = listen(POD);
     drop(l);
     as_comm("kubelet", move || {
@@ -124,7 +131,8 @@ fn a_kubelet_connection_refused_by_a_pod_is_reported_as_refused() {
 
 #[test]
 fn a_kubelet_connection_given_up_before_the_handshake_is_a_timeout() {
-    let mut cap = pod_capture();
+    const POD: &str = "127.0.0.7";
+    let mut cap = pod_capture(POD);
     let (l, port) = listen(POD);
     // Backlog 0 (listen again on a listening socket sets it): one pending connection fills
     // the accept queue, and the kernel drops the next SYNs.
@@ -148,7 +156,8 @@ fn a_kubelet_connection_given_up_before_the_handshake_is_a_timeout() {
 
 #[test]
 fn a_kubelet_connection_reset_by_the_pod_is_reported_as_reset() {
-    let mut cap = pod_capture();
+    const POD: &str = "127.0.0.8";
+    let mut cap = pod_capture(POD);
     let (l, port) = listen(POD);
     let client = as_comm("kubelet", move || {
         TcpStream::connect((POD, port)).expect("connect")
@@ -184,7 +193,8 @@ fn a_kubelet_connection_reset_by_the_pod_is_reported_as_reset() {
 
 #[test]
 fn other_processes_and_other_addresses_leave_no_record_and_no_entry() {
-    let mut cap = pod_capture();
+    const POD: &str = "127.0.0.9";
+    let mut cap = pod_capture(POD);
     let (pod_l, pod_port) = listen(POD);
     let (other_l, other_port) = listen(NOT_POD);
     // Another comm to the pod address (accepted, then refused); the kubelet to an address
@@ -215,6 +225,8 @@ fn other_processes_and_other_addresses_leave_no_record_and_no_entry() {
     assert!(leaked.is_empty(), "{leaked:?}");
     // The filter is not simply off: the kubelet to the pod address is reported.
     as_comm("kubelet", move || drop(TcpStream::connect((POD, pod_port))));
+    // The server's end closes too (see the first test).
+    drop(pod_l.accept().expect("accept"));
     drain_until(&mut cap, "the kubelet's connection", &[], |s| {
         !conns(s, pod_port).is_empty()
     });

@@ -111,7 +111,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 fn feature(s: &Shared) -> Option<i64> {
-    let text = s.lock().metrics_text();
+    let text = s.lock().metrics.encode();
     text.lines()
         .find(|l| l.starts_with("podlife_feature_enabled{feature=\"kube_api\"}"))
         .and_then(|l| l.rsplit(' ').next())

@@ -3,6 +3,7 @@
 //! container id, path or argv. A removed pod's series are deleted a few scrapes later.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use podlife_core::{LifecycleKind, RestartCause, ServedEvent};
 use prometheus::{
@@ -55,8 +56,9 @@ const RESTART_CAUSES: [&str; 7] = [
 
 pub struct Metrics {
     pub registry: Registry,
-    /// The per-pod families (starts, exits, restarts, ...), kept apart from the registry.
-    pods: PodSeries,
+    /// The per-pod families (starts, exits, restarts, ...), kept apart from the registry;
+    /// shared with scrapes that encode outside the lock.
+    pods: Arc<PodSeries>,
     termination_seconds: HistogramVec,
     exec_seconds: HistogramVec,
     startup_seconds: HistogramVec,
@@ -304,7 +306,7 @@ impl Metrics {
                 "1 once programs are attached, bootstrap done and the ring buffer read",
             ),
             registry,
-            pods: PodSeries::default(),
+            pods: Arc::default(),
             keep,
         }
     }
@@ -315,7 +317,7 @@ impl Metrics {
 
     /// The counter of a pod's series, created at 0 if new.
     fn series_of(&mut self, family: Family, labels: &PodLabels, extra: &[&str]) -> &mut u64 {
-        self.pods.series(family, labels, extra)
+        Arc::make_mut(&mut self.pods).series(family, labels, extra)
     }
 
     /// Count one lifecycle event (its JSON form, as served).
@@ -439,9 +441,32 @@ impl Metrics {
 
     /// Delete every series of a pod (call a few scrape intervals after PodRemoved).
     pub fn forget_pod(&mut self, uid: &str) {
-        self.pods.forget(uid);
+        Arc::make_mut(&mut self.pods).forget(uid);
     }
 
+    pub fn encode(&self) -> String {
+        self.snapshot().encode()
+    }
+
+    /// What a scrape needs, taken under the lock in O(1): the registry (its metrics are
+    /// atomics) and the per-pod series as they are now.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            registry: self.registry.clone(),
+            pods: self.pods.clone(),
+            keep: self.keep,
+        }
+    }
+}
+
+/// The metrics of one scrape, encoded without the lock.
+pub struct MetricsSnapshot {
+    registry: Registry,
+    pods: Arc<PodSeries>,
+    keep: [bool; 4],
+}
+
+impl MetricsSnapshot {
     pub fn encode(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

@@ -99,6 +99,7 @@ impl Family {
 /// Extra label values of one family: at most two.
 const MAX_EXTRA: usize = 2;
 
+#[derive(Clone)]
 struct Series {
     family: Family,
     container: Arc<str>,
@@ -106,6 +107,7 @@ struct Series {
     value: u64,
 }
 
+#[derive(Clone)]
 struct PodEntry {
     namespace: Arc<str>,
     pod: Arc<str>,
@@ -113,8 +115,9 @@ struct PodEntry {
     series: Vec<Series>,
 }
 
-/// The per-pod series of every family, by pod uid.
-#[derive(Default)]
+/// The per-pod series of every family, by pod uid. Cloned only when a scrape still encodes
+/// the previous state as the pipeline changes it (`Arc::make_mut` in metrics.rs).
+#[derive(Default, Clone)]
 pub struct PodSeries {
     pods: HashMap<Arc<str>, PodEntry>,
     /// Label values shared between series (namespaces, container names, reasons, causes...).

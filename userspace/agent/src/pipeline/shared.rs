@@ -504,8 +504,4 @@ impl Inner {
             });
         }
     }
-
-    pub fn metrics_text(&self) -> String {
-        self.metrics.encode()
-    }
 }

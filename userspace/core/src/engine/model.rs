@@ -298,11 +298,18 @@ pub struct NetState {
     pub ports: Vec<u16>,
     /// Time of the first successful kubelet probe of the container (engine/net_probe.rs).
     pub first_probe_ok_ns: Option<u64>,
-    /// The last kubelet connection to the port of the container's http preStop hook, while
-    /// its stop is not known: the hook if the stop signal follows it (engine/prestop.rs).
-    pub hook_conn: Option<HookConn>,
-    /// The container's http hook was told.
-    pub hook_told: bool,
+    /// The container's http preStop hook (engine/prestop.rs); boxed: most containers have none.
+    pub hook: Option<Box<HttpHook>>,
+}
+
+/// What is known of a container's http preStop hook.
+#[derive(Debug, Clone, Copy)]
+pub enum HttpHook {
+    /// The last kubelet connection to the hook's port while the stop is not known: the hook
+    /// if the stop signal follows it.
+    Candidate(HookConn),
+    /// Told.
+    Told,
 }
 
 /// A kubelet connection to a container's http hook port.

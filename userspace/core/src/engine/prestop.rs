@@ -198,7 +198,7 @@ impl Engine {
             .find(|id| {
                 self.containers.get(*id).is_some_and(|c| {
                     // Exited: the kubelet's kept-alive connection closes with the container.
-                    !c.net.hook_told
+                    !matches!(c.net.hook.as_deref(), Some(HttpHook::Told))
                         && (c.exited_ns.is_none() || c.stop.is_some())
                         && matches!(c.meta.prestop, Some(PreStop::Http { port: Some(p), .. }) if p == port)
                 })
@@ -227,11 +227,11 @@ impl Engine {
         };
         match c.stop.as_ref() {
             None => {
-                c.net.hook_conn = Some(HookConn {
+                c.net.hook = Some(Box::new(HttpHook::Candidate(HookConn {
                     start_ns: start,
                     end_ns: end,
                     outcome,
-                });
+                })));
                 false
             }
             Some(st) => {
@@ -271,12 +271,13 @@ impl Engine {
         else {
             return;
         };
-        let Some(conn) = c.net.hook_conn.take() else {
+        let Some(HttpHook::Candidate(conn)) = c.net.hook.as_deref().copied() else {
             return;
         };
+        c.net.hook = None;
         let just_before = conn.end_ns <= ts && ts - conn.end_ns <= HOOK_TO_STOP_NS;
         let after_deletion = deletion.is_none_or(|d| conn.start_ns + HOOK_TO_STOP_NS >= d);
-        if !c.net.hook_told && just_before && after_deletion {
+        if just_before && after_deletion {
             self.tell_http_hook(uid, cid, port, conn, out);
         }
     }
@@ -292,8 +293,7 @@ impl Engine {
         let Some(c) = self.containers.get_mut(cid) else {
             return;
         };
-        c.net.hook_told = true;
-        c.net.hook_conn = None;
+        c.net.hook = Some(Box::new(HttpHook::Told));
         let path = match &c.meta.prestop {
             Some(PreStop::Http { path, .. }) => Some(path.clone()),
             _ => None,

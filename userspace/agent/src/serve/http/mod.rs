@@ -336,8 +336,8 @@ async fn events(State(s): State<Arc<Shared>>, Query(q): Q) -> Result<Response, A
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    let body = {
+async fn metrics(State(s): State<Arc<Shared>>) -> Result<Response, ApiError> {
+    let snapshot = {
         let inner = s.lock();
         let r = &s.http_refused;
         for (reason, n) in [
@@ -349,15 +349,22 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
             let c = inner.metrics.http_refused.with_label_values(&[reason]);
             c.inc_by(n.load(Ordering::Relaxed).saturating_sub(c.get()));
         }
-        inner.metrics_text()
+        inner.metrics.snapshot()
     };
-    (
+    // Encoded after the lock (~10 ms for 11k series), on a blocking thread.
+    let body = tokio::task::spawn_blocking(move || snapshot.encode())
+        .await
+        .map_err(|e| {
+            ApiError::unavailable("render_failed", format!("encoding the metrics: {e}"))
+        })?;
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         body,
     )
+        .into_response())
 }
 
 /// Fails (503, JSON) when the reader or the pipeline has stopped looping: see progress.rs.

@@ -46,7 +46,7 @@ fn shared() -> Arc<Shared> {
 /// The kernel's side of a pod: its cgroup and its containers' cgroups appear.
 fn kernel_sees_pod(s: &Shared, uid: &str, containers: &[&str]) {
     static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
-    let mut inner = s.lock();
+    let mut inner = state(s);
     let pod = format!("/kubepods/burstable/pod{uid}");
     let mut paths = vec![(pod.clone(), 3)];
     paths.extend(containers.iter().map(|c| (format!("{pod}/{c}"), 4)));
@@ -100,6 +100,13 @@ fn write_kubeconfig(dir: &str, server: &str) -> PathBuf {
 }
 
 /// Poll until `cond` holds (the watch runs on its own task), or fail saying what was awaited.
+/// The shared state after the queued facts were applied: the pipeline does this every loop;
+/// these tests run the watch without one.
+fn state(s: &Shared) -> std::sync::MutexGuard<'_, podlife::pipeline::shared::Inner> {
+    podlife::pipeline::facts::apply_pending(s);
+    s.lock()
+}
+
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !cond() {
@@ -111,7 +118,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 fn feature(s: &Shared) -> Option<i64> {
-    let text = s.lock().metrics.encode();
+    let text = state(s).metrics.encode();
     text.lines()
         .find(|l| l.starts_with("podlife_feature_enabled{feature=\"kube_api\"}"))
         .and_then(|l| l.rsplit(' ').next())
@@ -160,7 +167,7 @@ async fn list_and_watch_reach_the_timeline_the_pod_api_and_metrics() {
     ));
 
     eventually("the owner from the listed pod", || {
-        s.lock()
+        state(&s)
             .pod_json(WEB_UID)
             .is_some_and(|p| p["owner"]["kind"] == "ReplicaSet")
     })
@@ -198,7 +205,7 @@ async fn list_and_watch_reach_the_timeline_the_pod_api_and_metrics() {
     );
     let list: Value = serde_json::from_str(&get(api, "/pods").await).unwrap();
     assert_eq!(list["pods"][0]["owner"]["name"], "web-5d4f7c9b8");
-    let meta = s.lock().engine.pod_meta(WEB_UID).unwrap();
+    let meta = state(&s).engine.pod_meta(WEB_UID).unwrap();
     assert_eq!(
         meta.grace_period_s,
         Some(60.0),
@@ -219,7 +226,7 @@ async fn list_and_watch_reach_the_timeline_the_pod_api_and_metrics() {
     deleted["metadata"]["deletionGracePeriodSeconds"] = json!(30);
     server.send("MODIFIED", deleted.clone());
     eventually("DeletionRequested on the timeline", || {
-        s.lock().timeline_json(WEB_UID).is_some_and(|t| {
+        state(&s).timeline_json(WEB_UID).is_some_and(|t| {
             t["events"]
                 .as_array()
                 .unwrap()
@@ -245,18 +252,18 @@ async fn list_and_watch_reach_the_timeline_the_pod_api_and_metrics() {
     server.send("ADDED", db);
     server.send("ADDED", marker);
     eventually("the marker pod sent after it named", || {
-        s.lock()
+        state(&s)
             .pod_json(MARKER_UID)
             .is_some_and(|p| p["name"] == "marker-0")
     })
     .await;
     assert!(
-        s.lock().pod_json(DB_UID).is_none(),
+        state(&s).pod_json(DB_UID).is_none(),
         "the statefulset pod is not known before its cgroup"
     );
     kernel_sees_pod(&s, DB_UID, &[]);
     eventually("the statefulset pod's owner", || {
-        s.lock()
+        state(&s)
             .pod_json(DB_UID)
             .is_some_and(|p| p["owner"]["kind"] == "StatefulSet")
     })
@@ -288,7 +295,7 @@ async fn list_and_watch_reach_the_timeline_the_pod_api_and_metrics() {
     // kernel events it arrives after).
     assert_eq!(types.last(), Some(&"DeletionRequested"), "{types:?}");
     assert_eq!(
-        s.lock().engine.pod_meta(WEB_UID).unwrap().grace_period_s,
+        state(&s).engine.pod_meta(WEB_UID).unwrap().grace_period_s,
         Some(30.0)
     );
     let text = get(api, &format!("/pods/{WEB_UID}/timeline?format=text")).await;
@@ -319,14 +326,14 @@ async fn forbidden_degrades_the_feature_retries_and_recovers() {
     eventually("retries with back-off", || server.requests().len() >= 3).await;
     assert!(!task.is_finished(), "a 403 does not end the watch");
     // The agent still serves the pod from kernel data alone.
-    let pod = s.lock().pod_json(WEB_UID).unwrap();
+    let pod = state(&s).pod_json(WEB_UID).unwrap();
     assert_eq!(pod["owner"], Value::Null);
     assert_eq!(pod["uid"], WEB_UID);
     // RBAC granted: the next attempt lists and the feature comes back.
     server.set_forbidden(false);
     eventually("the feature metric back at 1", || feature(&s) == Some(1)).await;
     eventually("the owner once allowed", || {
-        s.lock()
+        state(&s)
             .pod_json(WEB_UID)
             .is_some_and(|p| !p["owner"].is_null())
     })

@@ -8,23 +8,7 @@ use podlife_core::{
     MAX_NET_PROBES,
 };
 
-/// The API server accepted the pod's deletion.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Deletion {
-    /// Wall-clock ns of the request: deletionTimestamp minus deletionGracePeriodSeconds (the
-    /// API server sets deletionTimestamp to the end of the grace period, not to the request).
-    pub requested_wall_ns: i128,
-    pub grace_period_s: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PodFacts {
-    pub uid: String,
-    pub meta: PodMeta,
-    /// (container id as the runtime and the cgroup path name it, what the spec says of it).
-    pub containers: Vec<(String, ContainerMeta)>,
-    pub deletion: Option<Deletion>,
-}
+pub use crate::pipeline::facts::{Deletion, PodFacts};
 
 /// `containerd://<id>`, `cri-o://<id>`, `docker://<id>` → `<id>`.
 fn runtime_id(s: &str) -> Option<String> {

@@ -17,8 +17,9 @@ use kube::{Api, Client};
 use tracing::{error, info, warn};
 
 use crate::config::KubeApi;
-use crate::kube::pod_facts::{pod_facts, PodFacts};
-use crate::pipeline::shared::{Inner, Shared};
+use crate::kube::pod_facts::pod_facts;
+use crate::pipeline::facts::Fact;
+use crate::pipeline::shared::Shared;
 
 pub const FEATURE: &str = "kube_api";
 
@@ -184,37 +185,13 @@ fn set_enabled(shared: &Shared, on: bool) {
         .set(i64::from(on));
 }
 
-/// Hand one pod's facts to the engine; a deletion request becomes a timeline event.
-pub fn apply(inner: &mut Inner, facts: PodFacts) {
-    inner.engine.set_pod_metadata(&facts.uid, facts.meta);
-    for (id, meta) in facts.containers {
-        inner.engine.set_container_metadata(&id, meta);
-    }
-    let Some(d) = facts.deletion else {
-        return;
-    };
-    // The engine keeps time on the kernel's monotonic clock; a request from before this boot
-    // cannot concern a pod running here.
-    let Ok(mono) = u64::try_from(d.requested_wall_ns - inner.clock.offset_ns) else {
-        tracing::debug!(uid = %facts.uid, "deletion requested before this boot: ignored");
-        return;
-    };
-    let out = inner
-        .engine
-        .deletion_requested(&facts.uid, mono, d.grace_period_s);
-    inner.publish(out);
-}
-
+/// The pod's facts go to the pipeline, which applies them (a full queue counts the loss).
 fn on_pod(shared: &Shared, pod: &Pod) {
     let Some(facts) = pod_facts(pod) else {
         return;
     };
-    let mut inner = shared.lock();
-    apply(&mut inner, facts);
-    let out = std::mem::take(&mut inner.outbox);
-    drop(inner);
-    for ev in out {
-        let _ = shared.live.send(ev);
+    if !shared.facts.send(Fact::Pod(Box::new(facts))) {
+        tracing::debug!("the facts queue is full: a pod update was dropped");
     }
 }
 

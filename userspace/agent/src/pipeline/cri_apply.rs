@@ -1,40 +1,51 @@
-//! What the runtime's CRI answers, applied to the shared state: grace periods and preStop
-//! handlers of containers (the engine matches the hook's exec session to it), and pod names from `PodSandboxStatus`, which override the bundle's.
+//! What the runtime's CRI answers: grace periods and preStop handlers of containers (the
+//! engine matches the hook's exec session to it), and pod names from `PodSandboxStatus`, which
+//! override the bundle's. The CRI task hands them to the pipeline as facts (facts.rs); the
+//! pipeline applies them here.
 
 use podlife_core::{ContainerMeta, PodMeta};
 
 use crate::node::cri::{Cri, CriAsk, SandboxNames};
+use crate::pipeline::facts::Fact;
 use crate::pipeline::shared::{Inner, Shared};
 
-/// Ask the runtime one question and apply its answer. Errors only log: the CRI is optional.
+/// Ask the runtime one question and hand its answer to the pipeline. Errors only log: the CRI
+/// is optional.
 pub async fn answer(cri: &mut Cri, shared: &Shared, ask: CriAsk) {
-    match ask {
+    let fact = match ask {
         CriAsk::Container(id) => match cri.container(&id).await {
-            Ok(meta) => {
-                let mut inner = shared.lock();
-                if meta.grace_period_s.is_some() || meta.prestop.is_some() {
-                    inner.engine.set_container_metadata(
-                        &id,
-                        ContainerMeta {
-                            grace_period_s: meta.grace_period_s,
-                            prestop: meta.prestop,
-                            ..Default::default()
-                        },
-                    );
-                }
-                if let Some(g) = meta.grace_period_s {
-                    if inner.cri_grace.len() > 50_000 {
-                        inner.cri_grace.clear();
-                    }
-                    inner.cri_grace.insert(id, g);
+            Ok(meta) if meta.grace_period_s.is_some() || meta.prestop.is_some() => {
+                Fact::CriContainer {
+                    id,
+                    meta: ContainerMeta {
+                        grace_period_s: meta.grace_period_s,
+                        prestop: meta.prestop,
+                        ..Default::default()
+                    },
                 }
             }
-            Err(e) => tracing::debug!("CRI status of {id}: {e}"),
+            Ok(_) => return,
+            Err(e) => return tracing::debug!("CRI status of {id}: {e}"),
         },
         CriAsk::Sandbox { id, uid } => match cri.sandbox(&id).await {
-            Ok(names) => apply_sandbox_names(&mut shared.lock(), &uid, names),
-            Err(e) => tracing::debug!("CRI sandbox status of {id}: {e}"),
+            Ok(names) => Fact::CriSandbox { uid, names },
+            Err(e) => return tracing::debug!("CRI sandbox status of {id}: {e}"),
         },
+    };
+    if !shared.facts.send(fact) {
+        tracing::debug!("the facts queue is full: a CRI answer was dropped");
+    }
+}
+
+/// A container's grace period and preStop handler from the CRI.
+pub fn apply_container(inner: &mut Inner, id: String, meta: ContainerMeta) {
+    let grace = meta.grace_period_s;
+    inner.engine.set_container_metadata(&id, meta);
+    if let Some(g) = grace {
+        if inner.cri_grace.len() > 50_000 {
+            inner.cri_grace.clear();
+        }
+        inner.cri_grace.insert(id, g);
     }
 }
 

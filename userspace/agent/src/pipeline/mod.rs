@@ -6,6 +6,7 @@
 
 pub mod cri_apply;
 pub mod enrich;
+pub mod facts;
 pub mod history;
 pub mod loss;
 pub mod metrics;
@@ -63,6 +64,7 @@ impl Pipeline {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            facts::apply_pending(&self.shared);
             if Instant::now() >= next_tick {
                 self.tick(&mut lost_seen, &mut rescan);
                 trim.maybe();
@@ -114,6 +116,7 @@ impl Pipeline {
             .then(|| crate::pipeline::seed::track_existing(&mut self.capture, &self.mounts));
         let s = &self.shared;
         let mut inner = s.lock();
+        inner.facts_dropped = s.facts.dropped();
         if let Some((cgroups, procs)) = found {
             crate::pipeline::enrich::bootstrap_engine(
                 &mut inner,

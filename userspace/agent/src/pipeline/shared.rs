@@ -52,6 +52,8 @@ pub struct Shared {
     pub progress: Arc<crate::progress::Progress>,
     /// What the HTTP bounds refused (exported with /metrics).
     pub http_refused: Arc<crate::pipeline::metrics::Refused>,
+    /// Metadata from the CRI and API tasks, applied by the pipeline.
+    pub facts: crate::pipeline::facts::FactQueue,
 }
 
 impl Shared {
@@ -63,6 +65,7 @@ impl Shared {
             live,
             progress: Default::default(),
             http_refused: Default::default(),
+            facts: Default::default(),
         })
     }
 
@@ -97,6 +100,8 @@ pub struct Inner {
     pub incomplete: HashSet<String>,
     /// Grace periods from the CRI (kubelet annotations), by container id.
     pub cri_grace: HashMap<String, f64>,
+    /// Facts the CRI and API tasks could not queue (Shared::facts), as of the last tick.
+    pub facts_dropped: u64,
     /// Started containers whose CRI metadata is still to be asked for.
     pub cri_queue: Vec<CriAsk>,
     /// Pod addresses to add (true) to or remove from the kernel's reset filter, by the ticker.
@@ -141,6 +146,7 @@ impl Inner {
             outbox: Vec::new(),
             incomplete: HashSet::new(),
             cri_grace: HashMap::new(),
+            facts_dropped: 0,
             cri_queue: Vec::new(),
             pod_addr_changes: Vec::new(),
             loss: Default::default(),
@@ -416,6 +422,7 @@ impl Inner {
             ("buffered_events", e.buffered_events),
             ("probe_states", e.probe_states),
             ("history_pods", self.history.evicted_pods),
+            ("facts", self.facts_dropped),
         ] {
             let c = self.metrics.evictions.with_label_values(&[what]);
             c.inc_by(now.saturating_sub(c.get()));

@@ -6,6 +6,7 @@ use foldhash::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::unhealthy::ProbeMessages;
 use crate::cgroup_path::Qos;
 use crate::lifecycle::{LifecycleEvent, Sender};
 use crate::Comm;
@@ -231,6 +232,8 @@ pub struct Pod {
     pub restarts: HashMap<String, RestartState>,
     /// When the API server said the pod is being deleted (DeletionRequested derived once).
     pub deletion_ns: Option<u64>,
+    /// Probe messages of the kubelet that name no container of the pod (engine/unhealthy.rs).
+    pub probe_messages: ProbeMessages,
     /// Derived events of this pod, in derivation order.
     pub events: VecDeque<LifecycleEvent>,
 }
@@ -296,6 +299,8 @@ pub struct NetState {
     pub ports: Vec<u16>,
     /// Time of the first successful kubelet probe of the container (engine/net_probe.rs).
     pub first_probe_ok_ns: Option<u64>,
+    /// The kubelet's messages for its failed probes (engine/unhealthy.rs).
+    pub probe_messages: ProbeMessages,
 }
 
 /// Listeners kept per container: a server listens on a few ports; past this, a close is
@@ -447,6 +452,8 @@ pub struct Evictions {
     pub buffered_events: u64,
     /// Probe state of pod ports dropped at its bound (net_probe.rs).
     pub probe_states: u64,
+    /// New kubelet probe messages of a container beyond the ones it remembers (unhealthy.rs).
+    pub probe_messages: u64,
 }
 
 /// Events the engine could not tie to a pod, by the stage that failed.

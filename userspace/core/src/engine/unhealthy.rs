@@ -56,15 +56,18 @@ impl Engine {
     /// container derives ProbeUnhealthy; one seen before derives nothing. A pod not seen yet:
     /// nothing (the agent asks only after a kernel probe failure of a known pod).
     pub fn probe_unhealthy(&mut self, uid: &str, events: &[UnhealthyEvent]) -> Vec<LifecycleEvent> {
+        let mut out = Vec::new();
+        if !self.pods.contains_key(uid) {
+            return out;
+        }
         let mut sorted: Vec<&UnhealthyEvent> = events.iter().collect();
         sorted.sort_by_key(|e| e.ts_ns);
-        let mut out = Vec::new();
         for ev in sorted {
-            let Some(pod) = self.pods.get(uid) else {
-                return out;
-            };
             let name = ev.field_path.as_deref().and_then(container_of_field_path);
-            let cid = name.and_then(|n| self.container_named(pod, n, ev.ts_ns));
+            let cid = name.and_then(|n| {
+                let pod = self.pods.get(uid)?;
+                self.container_named(pod, n, ev.ts_ns)
+            });
             let message = truncate(&ev.message, MAX_MESSAGE_BYTES).to_string();
             let messages = match &cid {
                 Some(id) => self

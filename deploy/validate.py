@@ -7,8 +7,8 @@
 2. kustomize kustomization.yaml lists files that exist and covers every manifest; each
             component's JSON patches apply, the patched DaemonSet is valid and keeps the
             policy, the component's own resources are valid; the kube-api component grants
-            exactly get/list/watch on pods to podlife's service account and mounts its token
-            read-only.
+            exactly get/list/watch on pods and list on events to podlife's service account and
+            mounts its token read-only.
 3. policy   what the design promises operators: not privileged, capabilities exactly the five
             documented ones, host mounts read-only except the state dir, probes, scrape
             annotations, ports, selectors and namespaces that line up; the API private (a
@@ -206,7 +206,8 @@ def check_kustomize(tree):
     return f"{len(res)} resources, {len(comps)} component(s) patched and valid"
 
 
-POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+              {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]}]
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
@@ -231,9 +232,11 @@ def check_account_role(where, objs, tree, rules, says):
 
 
 def check_kube_api(ds, objs, tree):
-    """The API watch gets read access to pods and nothing else, for podlife's account only."""
+    """The API watch gets read access to pods and list on events (probe messages) and nothing
+    else, for podlife's account only."""
     where = "components/kube-api"
-    check_account_role(where, objs, tree, POD_READER, "get, list, watch on pods")
+    check_account_role(where, objs, tree, POD_READER,
+                       "get, list, watch on pods and list on events")
     (c,) = ds["spec"]["template"]["spec"]["containers"]
     if env_of(c).get("PODLIFE_KUBE_API") != "in-cluster":
         raise Failed(f"{where}: PODLIFE_KUBE_API must be in-cluster")
@@ -608,6 +611,10 @@ MUST_FAIL = [
                                               "- {port: 8080, protocol: TCP}"), "policy", "port"),
     ("kube-api role writes", mutate("components/kube-api/rbac.yaml", '["get", "list", "watch"]',
                                     '["get", "list", "watch", "delete"]'), "kustomize", "delete"),
+    ("kube-api role watches events", mutate("components/kube-api/rbac.yaml",
+                                            'resources: ["events"]\n    verbs: ["list"]',
+                                            'resources: ["events"]\n    verbs: ["list", "watch"]'),
+     "kustomize", "watch"),
     ("kube-api role reads secrets", mutate("components/kube-api/rbac.yaml", '["pods"]',
                                            '["pods", "secrets"]'), "kustomize", "secrets"),
     ("kube-api binding to another account", mutate("components/kube-api/rbac.yaml",

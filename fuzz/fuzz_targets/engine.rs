@@ -1,6 +1,7 @@
 //! The correlation engine under arbitrary operation sequences: the recorded scenarios replayed
 //! with events dropped, repeated, re-timed or changed, interleaved with invented events,
-//! expiry, flushes, bootstrap findings, metadata, OOM hints and restores, on tight bounds.
+//! expiry, flushes, bootstrap findings, metadata, OOM hints, the kubelet's probe messages and
+//! restores, on tight bounds.
 //! Never a panic; every bound holds; every pod renders as a timeline (JSON and text).
 #![no_main]
 
@@ -47,7 +48,7 @@ fn step(
 ) -> Result<bool> {
     let p = pools();
     let fx = fixtures();
-    match u.int_in_range(0..=15)? {
+    match u.int_in_range(0..=16)? {
         // Mostly the recorded scenarios, in order, so the rules see real sequences.
         0..=7 => {
             let f = u.choose_index(fx.len())?;
@@ -154,6 +155,28 @@ fn step(
                 },
             )
         }
+        15 => {
+            // The kubelet's Unhealthy Events of a pod, as the agent reads them from the API.
+            let uid = match engine.pod_uids() {
+                uids if !uids.is_empty() => uids[u.choose_index(uids.len())?].clone(),
+                _ => u.arbitrary()?,
+            };
+            let n = u.int_in_range(0..=20)?;
+            let mut found = Vec::with_capacity(n);
+            for _ in 0..n {
+                found.push(podlife_core::UnhealthyEvent {
+                    ts_ns: p.ts(u)?,
+                    field_path: if u.arbitrary()? {
+                        Some("spec.containers{app}".into())
+                    } else {
+                        u.arbitrary()?
+                    },
+                    message: u.arbitrary()?,
+                    count: u.arbitrary()?,
+                });
+            }
+            out.extend(engine.probe_unhealthy(&uid, &found));
+        }
         _ => {
             // What an earlier run derived, restored as after an agent restart.
             let keep = u.int_in_range(0..=out.len())?;
@@ -183,6 +206,11 @@ fuzz_target!(|data: &[u8]| {
     out.extend(engine.flush());
     out.extend(engine.expire(u64::MAX));
 
+    for e in &out {
+        if let podlife_core::LifecycleKind::ProbeUnhealthy { message, .. } = &e.kind {
+            assert!(message.len() <= podlife_core::probe_message::MAX_MESSAGE_BYTES);
+        }
+    }
     let s = engine.stats();
     assert!(s.pods <= limits.max_pods, "{} pods", s.pods);
     assert!(

@@ -5,7 +5,9 @@
 //! kube-apiserver's authentication filter, does not pass the caller's Authorization header on
 //! to the proxied pod. It records every request so a test can assert what was asked. For the
 //! agent's `--kube-api` + `--kube-events` it also answers the node's pod list (empty) and watch
-//! (held open a few seconds, then ended), and keeps the Events posted and patched.
+//! (held open a few seconds, then ended), and keeps the Events posted and patched; for the
+//! agent's probe messages it lists the core/v1 Events it holds in a namespace, filtered by the
+//! field selector (`involvedObject.uid`, `reason`) as kube-apiserver does.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -27,6 +29,8 @@ pub struct World {
     pub events: BTreeMap<(String, String), Value>,
     /// Merge patches received, by (namespace, name), in order.
     pub patches: Vec<((String, String), Value)>,
+    /// core/v1 Events (the kubelet's, such as `Unhealthy`), each with its metadata.namespace.
+    pub core_events: Vec<Value>,
 }
 
 /// One request as the stand-in saw it.
@@ -181,12 +185,8 @@ fn answer(
     if !authorized(headers) {
         return status(401, "Unauthorized", "Unauthorized");
     }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let query: BTreeMap<String, String> = query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), percent_decode(v)))
-        .collect();
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let query = query_of(target);
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let w = world.lock().unwrap();
     match parts.as_slice() {
@@ -225,6 +225,28 @@ fn answer(
                 200,
                 "application/json".into(),
                 json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": items}),
+            )
+        }
+        ["api", "v1", "namespaces", ns, "events"] => {
+            let selector = query.get("fieldSelector").map_or("", String::as_str);
+            let Some(wanted) = field_selector(selector) else {
+                return status(400, "BadRequest", "the stand-in takes k=v field selectors");
+            };
+            let items: Vec<Value> = w
+                .core_events
+                .iter()
+                .filter(|e| e["metadata"]["namespace"] == *ns)
+                .filter(|e| {
+                    wanted
+                        .iter()
+                        .all(|(path, v)| field(e, path) == Some(v.as_str()))
+                })
+                .cloned()
+                .collect();
+            (
+                200,
+                "application/json".into(),
+                json!({"apiVersion": "v1", "kind": "EventList", "metadata": {"resourceVersion": "1"}, "items": items}),
             )
         }
         ["api", "v1", "namespaces", ns, "pods", name] => {
@@ -281,6 +303,34 @@ fn answer(
         }
         _ => status(404, "NotFound", "the stand-in does not serve this path"),
     }
+}
+
+/// `involvedObject.uid=u,reason=Unhealthy` → [(path, value)]; None for what it does not take
+/// (`!=`, a term without `=`).
+fn field_selector(selector: &str) -> Option<Vec<(String, String)>> {
+    selector
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            let (k, v) = t.split_once('=')?;
+            (!k.ends_with('!')).then(|| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// The string at a dotted path of a JSON object: `involvedObject.uid`.
+fn field<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
+    path.split('.').try_fold(v, |v, k| v.get(k))?.as_str()
+}
+
+/// The query of a request target, decoded: what a test asserts the client asked.
+pub fn query_of(target: &str) -> BTreeMap<String, String> {
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), percent_decode(v)))
+        .collect()
 }
 
 fn authorized(headers: &[(String, String)]) -> bool {
@@ -415,5 +465,22 @@ mod tests {
             "spec.nodeName=node-a"
         );
         assert_eq!(super::percent_decode("a%2"), "a%2");
+    }
+
+    #[test]
+    fn field_selectors_of_events() {
+        let sel = super::field_selector("involvedObject.uid=u1,reason=Unhealthy").unwrap();
+        assert_eq!(sel.len(), 2);
+        let e = serde_json::json!({"involvedObject": {"uid": "u1"}, "reason": "Unhealthy"});
+        assert!(sel
+            .iter()
+            .all(|(p, v)| super::field(&e, p) == Some(v.as_str())));
+        assert!(super::field_selector("reason!=Unhealthy").is_none());
+        assert_eq!(
+            super::query_of(
+                "/api/v1/namespaces/shop/events?fieldSelector=reason%3DUnhealthy&limit=50"
+            )["fieldSelector"],
+            "reason=Unhealthy"
+        );
     }
 }

@@ -114,6 +114,15 @@ fn refused_probes_before_the_listener_then_one_success_and_silence() {
         "the first success needs the listener: {c}"
     );
 
+    // The engine's probe run counts reach /metrics at the pipeline's next tick (250 ms), which
+    // may come after the marker's event is served.
+    let runs = [("probe_kind", "tcp"), ("result", "success")];
+    let synced = std::time::Instant::now();
+    while metric(&env.agent.metrics(), "podlife_probe_runs_total", &runs) < f64::from(healthy + 1)
+        && synced.elapsed() < Duration::from_secs(2)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let m = env.agent.metrics();
     let fails = [
         ("uid", pod.uid.as_str()),
@@ -125,7 +134,6 @@ fn refused_probes_before_the_listener_then_one_success_and_silence() {
         events(&t, "ProbeFailed").len() as f64,
         "every ProbeFailed of the pod (warm-up, probes, marker): {m}"
     );
-    let runs = [("probe_kind", "tcp"), ("result", "success")];
     assert_eq!(
         metric(&m, "podlife_probe_runs_total", &runs),
         f64::from(healthy + 1),

@@ -14,11 +14,63 @@ use crate::pipeline::metrics::Metrics;
 use crate::pipeline::shared::Inner;
 use podlife_core::{Engine, EngineConfig, KernelEvent};
 
-const FIXTURES: &[&str] = &["ctr_lifecycle", "ctr_graceful", "ctr_oom", "ctr_restart"];
+const FIXTURES: &[&str] = &[
+    "ctr_lifecycle",
+    "ctr_graceful",
+    "ctr_oom",
+    "ctr_restart",
+    PROBE_MESSAGES,
+];
+
+/// ctr_lifecycle with the kubelet's probe messages read from the API server (`--kube-api`).
+const PROBE_MESSAGES: &str = "ctr_lifecycle+probe_messages";
+
+/// The API's Unhealthy Events of the recorded app, told after the replay: one message twice
+/// (one event), another once.
+fn tell_probe_messages(inner: &mut Inner) {
+    let uid = inner.history.uids().next().expect("a pod").to_string();
+    let pod = inner.engine.pod_summary(&uid).expect("the pod");
+    let app = pod
+        .containers
+        .iter()
+        .find(|c| c.kind != Some(podlife_core::ContainerKind::Sandbox))
+        .expect("the app");
+    inner.engine.set_container_metadata(
+        &app.id,
+        podlife_core::ContainerMeta {
+            container_name: Some("app".into()),
+            ..Default::default()
+        },
+    );
+    let at = pod.first_ts_ns.unwrap_or(0) + 1_000_000_000;
+    let event = |ts_ns, message: &str, count| podlife_core::UnhealthyEvent {
+        ts_ns,
+        field_path: Some("spec.containers{app}".into()),
+        message: message.into(),
+        count,
+    };
+    let m503 = "Readiness probe failed: HTTP probe failed with statuscode: 503";
+    let out = inner.engine.probe_unhealthy(
+        &uid,
+        &[
+            event(at, m503, 1),
+            event(at + 1, "Liveness probe errored: rpc error", 2),
+        ],
+    );
+    inner.publish(out);
+    let out = inner
+        .engine
+        .probe_unhealthy(&uid, &[event(at + 2, m503, 4)]);
+    inner.publish(out);
+}
 
 fn served(fixture: &str) -> Value {
+    let (file, extra) = match fixture.split_once('+') {
+        Some((file, _)) => (file, Some(tell_probe_messages as fn(&mut Inner))),
+        None => (fixture, None),
+    };
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/fixtures");
-    let path = format!("{dir}/{fixture}.jsonl");
+    let path = format!("{dir}/{file}.jsonl");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut inner = Inner::new(
         Engine::new(EngineConfig::default()),
@@ -37,6 +89,9 @@ fn served(fixture: &str) -> Value {
     }
     let rest = inner.engine.flush();
     inner.publish(rest);
+    if let Some(tell) = extra {
+        tell(&mut inner);
+    }
     let uids: Vec<String> = inner.history.uids().map(str::to_string).collect();
     let timelines: Vec<Value> = uids.iter().filter_map(|u| inner.timeline_json(u)).collect();
     let picked = inner.history.select(&EventQuery {
@@ -113,6 +168,7 @@ fn the_golden_files_hold_every_story_they_pin() {
         "OOMKill",
         "ContainerExited",
         "ContainerRestarted",
+        "ProbeUnhealthy",
     ] {
         assert!(all.iter().any(|k| k == kind), "no {kind} in {all:?}");
     }

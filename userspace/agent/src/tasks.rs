@@ -38,7 +38,8 @@ pub fn spawn_cri(args: &Args, shared: &Arc<Shared>) -> Result<tokio::sync::mpsc:
     Ok(cri_tx)
 }
 
-/// The API watch (names, owners, deletions) and, with --kube-events, the Events writer.
+/// The API watch (names, owners, deletions), the kubelet's probe messages and, with
+/// --kube-events, the Events writer.
 pub async fn spawn_kube(args: &Args, shared: &Arc<Shared>) {
     match args.kube_api {
         crate::config::KubeApi::Off => {
@@ -70,9 +71,35 @@ pub async fn spawn_kube(args: &Args, shared: &Arc<Shared>) {
                     Err(e) => warn!("--kube-events off: {e}"),
                 }
             }
+            spawn_probe_lookups(&options, shared).await;
             tokio::spawn(crate::kube::watch::run(shared.clone(), options));
         }
     }
+}
+
+/// The kubelet's probe messages: the pipeline queues pods whose network probes failed, a task
+/// reads their Unhealthy Events.
+async fn spawn_probe_lookups(options: &crate::kube::watch::WatchOptions, shared: &Arc<Shared>) {
+    use crate::pipeline::probe_lookups::{ProbeLookups, QUEUE};
+    let client = match crate::kube::watch::client(options).await {
+        Ok(c) => c,
+        Err(e) => {
+            warn!("kubelet probe messages off: {e}");
+            return;
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+    let results = {
+        let mut inner = shared.lock();
+        inner.probe_lookups = Some(ProbeLookups::new(tx));
+        inner.metrics.probe_lookups.clone()
+    };
+    tokio::spawn(crate::kube::unhealthy::run(
+        client,
+        shared.clone(),
+        rx,
+        results,
+    ));
 }
 
 /// The OTLP log export, with --otlp-endpoint.

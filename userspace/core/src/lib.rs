@@ -3,7 +3,7 @@
 //! `cgroup_path` names pods and containers from cgroup paths, `engine` turns kernel events into
 //! lifecycle events (`lifecycle`), `timeline` and `text` serve them (`terminal` escapes what a
 //! terminal would obey), `served` is the event as kept and served, `redact` hides secrets in
-//! argv, `prestop` reads the kubelet's preStop handler of a container, `termination` sums up
+//! argv, `probe_message` reads the kubelet's Unhealthy Events, `prestop` reads the kubelet's preStop handler of a container, `termination` sums up
 //! how each container stopped.
 pub mod cgroup_path;
 pub mod comm;
@@ -12,6 +12,7 @@ pub mod kernel_event;
 pub mod lifecycle;
 pub mod names;
 pub mod prestop;
+pub mod probe_message;
 pub mod redact;
 pub mod served;
 pub mod terminal;

@@ -331,6 +331,15 @@ pub enum LifecycleKind {
         first: bool,
         after_failures: u32,
     },
+    /// The kubelet's own message for a failed probe of the container, from its `Unhealthy`
+    /// Event on the API server (`--kube-api`, source `api`): what the kernel cannot see, such
+    /// as an HTTP status. Once per new message of a container; `count` is the Event's count
+    /// when it was read, `probe` the type from the message's prefix (null when it has none).
+    ProbeUnhealthy {
+        probe: Option<String>,
+        message: String,
+        count: u32,
+    },
     StopRequested {
         signal: String,
         sender: Sender,
@@ -497,6 +506,7 @@ impl LifecycleKind {
             Self::ExecFinished { .. } => "ExecFinished",
             Self::ProbeFailed { .. } => "ProbeFailed",
             Self::ProbeSucceeded { .. } => "ProbeSucceeded",
+            Self::ProbeUnhealthy { .. } => "ProbeUnhealthy",
             Self::StopRequested { .. } => "StopRequested",
             Self::StopSignalIgnored { .. } => "StopSignalIgnored",
             Self::GracePeriodOverrun { .. } => "GracePeriodOverrun",

@@ -28,6 +28,7 @@ fn is_problem(k: &K) -> bool {
                 || connection.is_some_and(|c| c != ConnOutcome::Closed)
         }
         K::ProbeFailed { .. }
+        | K::ProbeUnhealthy { .. }
         | K::StopSignalIgnored { .. }
         | K::GracePeriodOverrun { .. }
         | K::OomKill { .. }
@@ -161,6 +162,22 @@ fn detail(e: &TimelineEvent) -> String {
                     .into(),
             ),
         );
+    }
+    if let K::ProbeUnhealthy {
+        probe,
+        message,
+        count,
+    } = k
+    {
+        // The probe type is said once: the kubelet's prefix repeats it.
+        let detail = crate::probe_message::split_probe(message).1;
+        let probe = probe.as_deref().map_or(String::new(), |p| format!("{p}: "));
+        let times = if *count > 1 {
+            format!(" (×{count})")
+        } else {
+            String::new()
+        };
+        push("", Some(format!("{probe}{detail}{times}")));
     }
     if let K::PreStopStarted { handler, .. } | K::PreStopFinished { handler, .. } = k {
         push("handler", some(handler));
@@ -664,6 +681,7 @@ mod tests {
                 state: "Exited".into(),
                 time_to_listen_s: None,
                 time_to_first_probe_success_s: None,
+                last_probe_message: None,
                 termination: None,
             }],
             shutdown_order: Vec::new(),

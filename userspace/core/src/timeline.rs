@@ -79,6 +79,9 @@ pub struct TimelineContainer {
     /// ContainerStarted → first successful kubelet probe (ProbeSucceeded); null until then.
     #[serde(default)]
     pub time_to_first_probe_success_s: Option<f64>,
+    /// The kubelet's newest message for a failed probe of it (ProbeUnhealthy, `--kube-api`).
+    #[serde(default)]
+    pub last_probe_message: Option<String>,
     /// How it stopped (termination.rs); null while running.
     #[serde(default)]
     pub termination: Option<Termination>,

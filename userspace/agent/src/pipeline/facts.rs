@@ -45,6 +45,11 @@ pub enum Fact {
     },
     /// One pod of the API watch.
     Pod(Box<PodFacts>),
+    /// The kubelet's Unhealthy Events of pod `uid` (kube/unhealthy.rs).
+    Unhealthy {
+        uid: String,
+        events: Vec<podlife_core::UnhealthyEvent>,
+    },
 }
 
 pub struct FactQueue {
@@ -115,6 +120,10 @@ fn apply(inner: &mut Inner, fact: Fact) {
             crate::pipeline::cri_apply::apply_sandbox_names(inner, &uid, names)
         }
         Fact::Pod(facts) => apply_pod(inner, *facts),
+        Fact::Unhealthy { uid, events } => {
+            let out = inner.engine.probe_unhealthy(&uid, &events);
+            inner.publish(out);
+        }
     }
 }
 

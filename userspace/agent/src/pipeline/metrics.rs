@@ -23,7 +23,7 @@ pub struct PodLabels {
 }
 
 /// `what` label values of podlife_evictions_total.
-pub const EVICTED: [&str; 10] = [
+pub const EVICTED: [&str; 12] = [
     "pods",
     "containers",
     "processes",
@@ -33,12 +33,16 @@ pub const EVICTED: [&str; 10] = [
     "pending",
     "buffered_events",
     "probe_states",
+    "probe_messages",
+    "probe_lookup_pods",
     "history_pods",
 ];
 /// `result` label values of podlife_kube_events_total.
 pub const KUBE_EVENT_RESULTS: [&str; 4] = ["created", "patched", "aggregated", "failed"];
 /// `reason` label values of podlife_kube_events_dropped_total.
 pub const KUBE_EVENT_DROPS: [&str; 3] = ["rate_limited", "lagged", "series_evicted"];
+/// `result` label values of podlife_probe_message_lookups_total.
+pub const PROBE_LOOKUP_RESULTS: [&str; 3] = ["ok", "failed", "dropped"];
 /// `reason` label values of podlife_http_refused_total.
 pub const HTTP_REFUSED: [&str; 4] = ["connections", "requests", "streams", "timeouts"];
 
@@ -79,6 +83,8 @@ pub struct Metrics {
     pub kube_events: IntCounterVec,
     /// Findings left out of Kubernetes Events, by `reason`.
     pub kube_events_dropped: IntCounterVec,
+    /// Lookups of the kubelet's probe messages on the API server (--kube-api), by `result`.
+    pub probe_lookups: IntCounterVec,
     /// OTLP log records (--otlp-endpoint), by `result`.
     pub otlp_records: IntCounterVec,
     pub otlp_failures: IntCounter,
@@ -184,7 +190,7 @@ impl Metrics {
                 "evictions_total",
                 "Entries the agent's bounded state dropped to stay within its limits, by what \
                  (engine pods, containers, processes, cgroups, events, exec sessions, pending \
-                 facts, reorder buffer; history pods)"
+                 facts, reorder buffer, probe states and messages; probe lookup pods; history pods)"
             ),
             &["what"],
         )
@@ -218,6 +224,20 @@ impl Metrics {
         )
         .expect("valid");
         reg(Box::new(kube_events_dropped.clone()));
+        let probe_lookups = IntCounterVec::new(
+            opts!(
+                "probe_message_lookups_total",
+                "Lookups of a pod's Unhealthy Events on the API server after a kubelet network \
+                 probe failed (--kube-api), by result: ok, failed (refused, unreachable or timed \
+                 out), dropped (the lookup queue was full)"
+            ),
+            &["result"],
+        )
+        .expect("valid");
+        reg(Box::new(probe_lookups.clone()));
+        for r in PROBE_LOOKUP_RESULTS {
+            probe_lookups.with_label_values(&[r]);
+        }
         let otlp_records = IntCounterVec::new(
             opts!(
                 "otlp_records_total",
@@ -296,6 +316,7 @@ impl Metrics {
             evictions,
             kube_events,
             kube_events_dropped,
+            probe_lookups,
             otlp_records,
             otlp_failures: int(
                 "otlp_export_failures_total",
@@ -410,7 +431,9 @@ impl Metrics {
             | LifecycleKind::ListenerOpened { .. }
             | LifecycleKind::ListenerClosed { .. }
             // Startup times: `observe_startup`; runs: the engine's counts (`probe_runs`).
-            | LifecycleKind::ProbeSucceeded { .. } => {}
+            | LifecycleKind::ProbeSucceeded { .. }
+            // The kernel's ProbeFailed already counts the failure; this adds its words.
+            | LifecycleKind::ProbeUnhealthy { .. } => {}
             LifecycleKind::ConnectionsRefused { count, phase, .. } => {
                 *self.series_of(Family::Refused, labels, &[phase.as_str()]) += u64::from(*count);
             }

@@ -11,6 +11,7 @@ pub mod history;
 pub mod loss;
 pub mod metrics;
 pub mod pod_series;
+pub mod probe_lookups;
 pub mod seed;
 pub mod shared;
 

@@ -21,6 +21,7 @@ use crate::node::oom_memcg::{self, MemcgFacts};
 use crate::node::oom_scope::{self, MemCounters};
 use crate::pipeline::history::History;
 use crate::pipeline::metrics::{Metrics, PodLabels};
+use crate::pipeline::probe_lookups::{self, Offer, ProbeLookups};
 use crate::store::writer::StoreSink;
 
 /// One published event and its JSON: serialized once for the store line and the live stream.
@@ -110,6 +111,8 @@ pub struct Inner {
     loss: crate::pipeline::loss::LossEpisodes,
     /// Redacts argv before it is stored or served (built-in rules plus --redact-pattern).
     pub redactor: Redactor,
+    /// Pods whose kubelet probe messages to read from the API server (`--kube-api`).
+    pub probe_lookups: Option<ProbeLookups>,
 }
 
 /// Container ids whose bundle was read, remembered at most (then forgotten all at once).
@@ -151,6 +154,7 @@ impl Inner {
             pod_addr_changes: Vec::new(),
             loss: Default::default(),
             redactor: Redactor::default(),
+            probe_lookups: None,
         }
     }
 
@@ -284,6 +288,7 @@ impl Inner {
                 self.metrics.observe_startup(stage, secs);
             }
             let wall = self.clock.wall_ns(e.ts_ns);
+            let (mono, lookup) = (e.ts_ns, probe_lookups::wants_lookup(&e));
             let mut ev = ServedEvent::new(e, wall as i64);
             // Also for a sandbox found again after a restart: the new kernel map is empty.
             self.track_pod_addresses(&ev);
@@ -318,11 +323,28 @@ impl Inner {
                 ev.names = Some((labels.namespace.as_str().into(), labels.pod.as_str().into()));
             }
             self.metrics.observe(&labels, &ev);
+            if lookup && !labels.namespace.is_empty() {
+                self.offer_lookup(&labels, mono);
+            }
             if matches!(ev.kind, LifecycleKind::PodRemoved) {
                 let due = i128::from(ev.ts_wall_ns) + FORGET_AFTER_NS;
                 self.forget_at.push((due, labels.uid.clone()));
             }
             self.keep(ev);
+        }
+    }
+
+    /// Ask the API server for the kubelet's message of a failed network probe (bounded, rate
+    /// limited per pod; never waits).
+    fn offer_lookup(&mut self, labels: &PodLabels, mono_ns: u64) {
+        let Some(lookups) = self.probe_lookups.as_mut() else {
+            return;
+        };
+        if lookups.offer(&labels.namespace, &labels.uid, mono_ns) == Offer::Dropped {
+            self.metrics
+                .probe_lookups
+                .with_label_values(&["dropped"])
+                .inc();
         }
     }
 
@@ -361,8 +383,15 @@ impl Inner {
     fn already_known(&self, event: &ServedEvent) -> bool {
         self.history.pod(&event.uid).is_some_and(|h| {
             h.iter().any(|old| {
-                std::mem::discriminant(&old.kind) == std::mem::discriminant(&event.kind)
-                    && old.container_id == event.container_id
+                let same = match (&old.kind, &event.kind) {
+                    // A container has many messages: each is news once.
+                    (
+                        LifecycleKind::ProbeUnhealthy { message: a, .. },
+                        LifecycleKind::ProbeUnhealthy { message: b, .. },
+                    ) => a == b,
+                    (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+                };
+                same && old.container_id == event.container_id
             })
         })
     }
@@ -421,6 +450,11 @@ impl Inner {
             ("pending", e.pending),
             ("buffered_events", e.buffered_events),
             ("probe_states", e.probe_states),
+            ("probe_messages", e.probe_messages),
+            (
+                "probe_lookup_pods",
+                self.probe_lookups.as_ref().map_or(0, |l| l.evicted),
+            ),
             ("history_pods", self.history.evicted_pods),
             ("facts", self.facts_dropped),
         ] {

@@ -194,6 +194,7 @@ impl Engine {
                 sandbox_id: None,
                 restarts: HashMap::new(),
                 deletion_ns: None,
+                probe_messages: ProbeMessages::default(),
                 events: VecDeque::new(),
             }),
         );

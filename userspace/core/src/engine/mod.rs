@@ -8,7 +8,7 @@
 //! `exec_session` (probes and kubectl exec), `prestop` (preStop hooks), `signals` (stop
 //! requests, ignored stop signals, grace overruns, OOM kills), `network` (listeners, refused
 //! connections), `bootstrap` (state found at agent start, metadata), `deletion` (the API
-//! server's deletion request), `restore`, `evict` (bounds and retention), `queries`.
+//! server's deletion request), `unhealthy` (the kubelet's probe messages from the API server), `restore`, `evict` (bounds and retention), `queries`.
 
 mod bootstrap;
 mod cgroups;
@@ -25,6 +25,7 @@ mod queries;
 mod restore;
 mod signals;
 mod start;
+mod unhealthy;
 
 use std::collections::VecDeque;
 
@@ -33,6 +34,7 @@ use foldhash::{HashMap, HashMapExt as _};
 pub use model::*;
 pub use network::MAX_POD_ADDRESSES;
 pub use queries::{ContainerSummary, PodSummary};
+pub use unhealthy::{ProbeMessages, UnhealthyEvent, MAX_PROBE_MESSAGES};
 
 pub use crate::lifecycle::*;
 

@@ -6,6 +6,7 @@ use foldhash::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::unhealthy::ProbeMessages;
 use crate::cgroup_path::Qos;
 use crate::lifecycle::{LifecycleEvent, Sender};
 use crate::Comm;
@@ -231,6 +232,8 @@ pub struct Pod {
     pub restarts: HashMap<String, RestartState>,
     /// When the API server said the pod is being deleted (DeletionRequested derived once).
     pub deletion_ns: Option<u64>,
+    /// Probe messages of the kubelet that name no container of the pod (engine/unhealthy.rs).
+    pub probe_messages: ProbeMessages,
     /// Derived events of this pod, in derivation order.
     pub events: VecDeque<LifecycleEvent>,
 }
@@ -300,6 +303,8 @@ pub struct NetState {
     pub first_probe_ok_ns: Option<u64>,
     /// The container's http preStop hook (engine/prestop.rs); boxed: most containers have none.
     pub hook: Option<Box<HttpHook>>,
+    /// The kubelet's messages for its failed probes (engine/unhealthy.rs).
+    pub probe_messages: ProbeMessages,
 }
 
 /// What is known of a container's http preStop hook.
@@ -469,6 +474,8 @@ pub struct Evictions {
     pub buffered_events: u64,
     /// Probe state of pod ports dropped at its bound (net_probe.rs).
     pub probe_states: u64,
+    /// New kubelet probe messages of a container beyond the ones it remembers (unhealthy.rs).
+    pub probe_messages: u64,
 }
 
 /// Events the engine could not tie to a pod, by the stage that failed.

@@ -20,6 +20,8 @@ pub struct ContainerSummary {
     pub time_to_listen_s: Option<f64>,
     /// ContainerStarted → its first successful probe (kubelet connection or exec), in seconds.
     pub time_to_first_probe_success_s: Option<f64>,
+    /// The kubelet's newest message for a failed probe of it (ProbeUnhealthy).
+    pub last_probe_message: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +95,7 @@ impl Engine {
                     .started_ns
                     .zip(c.net.first_probe_ok_ns)
                     .map(|(start, ok)| secs(start, ok)),
+                last_probe_message: self.last_probe_message(id),
             })
             .collect();
         Some(PodSummary {
@@ -177,6 +180,7 @@ impl Engine {
                     state: c.state.as_str().to_string(),
                     time_to_listen_s: c.time_to_listen_s,
                     time_to_first_probe_success_s: c.time_to_first_probe_success_s,
+                    last_probe_message: c.last_probe_message,
                 })
                 .collect(),
             shutdown_order: shutdown.order,

@@ -23,7 +23,7 @@ fn string(key: &str, v: &str) -> KeyValue {
 /// Events that tell of something going wrong.
 fn severity(ty: &str) -> (i32, &'static str) {
     match ty {
-        "OOMKill" | "ProcessCrashed" | "ProbeFailed" | "StopSignalIgnored"
+        "OOMKill" | "ProcessCrashed" | "ProbeFailed" | "ProbeUnhealthy" | "StopSignalIgnored"
         | "GracePeriodOverrun" | "EventsLost" | "AgentGap" | "EventsExpired" => {
             (SEVERITY_WARN, "WARN")
         }

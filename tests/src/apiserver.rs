@@ -31,6 +31,9 @@ pub struct World {
     pub patches: Vec<((String, String), Value)>,
     /// core/v1 Events (the kubelet's, such as `Unhealthy`), each with its metadata.namespace.
     pub core_events: Vec<Value>,
+    /// Pods of the agent's node (`--kube-api` lists and watches them): each watch call sends
+    /// every one as MODIFIED after a second.
+    pub node_pods: Vec<Value>,
 }
 
 /// One request as the stand-in saw it.
@@ -190,17 +193,27 @@ fn answer(
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let w = world.lock().unwrap();
     match parts.as_slice() {
-        // The agent's --kube-api: its node's pods (none here), and a watch that ends quietly.
+        // The agent's --kube-api: its node's pods, listed; a watch answers after a second with
+        // each of them as MODIFIED (none: after 5 s, empty) and ends.
         ["api", "v1", "pods"] => {
+            let pods = w.node_pods.clone();
             drop(w);
             if query.get("watch").is_some_and(|v| v == "true" || v == "1") {
-                std::thread::sleep(Duration::from_secs(5));
-                return (200, "application/json".into(), Value::String(String::new()));
+                if pods.is_empty() {
+                    std::thread::sleep(Duration::from_secs(5));
+                    return (200, "application/json".into(), Value::String(String::new()));
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                let lines: String = pods
+                    .iter()
+                    .map(|p| format!("{}\n", json!({"type": "MODIFIED", "object": p})))
+                    .collect();
+                return (200, "application/json".into(), Value::String(lines));
             }
             (
                 200,
                 "application/json".into(),
-                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": []}),
+                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": pods}),
             )
         }
         ["api", "v1", "namespaces", ns, "pods"] => {
@@ -453,6 +466,27 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` of Unix seconds (civil from days, proleptic Gregorian).
+pub fn rfc3339_secs(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let sod = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        sod / 3_600,
+        sod % 3_600 / 60,
+        sod % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -482,5 +516,11 @@ mod tests {
             )["fieldSelector"],
             "reason=Unhealthy"
         );
+    }
+
+    #[test]
+    fn api_times_in_whole_seconds() {
+        assert_eq!(super::rfc3339_secs(1_795_348_800), "2026-11-22T12:00:00Z");
+        assert_eq!(super::rfc3339_secs(951_782_399), "2000-02-28T23:59:59Z");
     }
 }

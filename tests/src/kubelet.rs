@@ -82,6 +82,8 @@ pub struct CtrOpts {
     pub prestop: Option<Vec<String>>,
     /// An httpGet preStop hook (port, path), annotated the same way.
     pub prestop_http: Option<(u16, &'static str)>,
+    /// A sleep preStop hook (seconds), annotated the same way.
+    pub prestop_sleep: Option<u64>,
     /// `memory.oom.group` = 1 in the container cgroup, as the kubelet sets it on cgroup v2
     /// (since 1.28, unless singleProcessOOMKill): an OOM kill takes the whole container.
     pub oom_group: bool,
@@ -250,12 +252,13 @@ impl Kubelet {
         let attempt = opts.attempt.to_string();
         let grace = opts.grace_s.unwrap_or(30).to_string();
         // The kubelet's JSON of the pod spec's lifecycle.preStop handler.
-        let prestop = match (&opts.prestop, opts.prestop_http) {
-            (Some(cmd), _) => Some(serde_json::json!({"exec": {"command": cmd}})),
-            (None, Some((port, path))) => Some(serde_json::json!({
+        let prestop = match (&opts.prestop, opts.prestop_http, opts.prestop_sleep) {
+            (Some(cmd), _, _) => Some(serde_json::json!({"exec": {"command": cmd}})),
+            (None, Some((port, path)), _) => Some(serde_json::json!({
                 "httpGet": {"path": path, "port": port, "scheme": "HTTP"}
             })),
-            (None, None) => None,
+            (None, None, Some(seconds)) => Some(serde_json::json!({"sleep": {"seconds": seconds}})),
+            (None, None, None) => None,
         }
         .map(|h| h.to_string());
         let config = ContainerConfig {

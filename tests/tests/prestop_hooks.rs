@@ -3,11 +3,13 @@
 //! ends in time (`sleep 1`, then a clean stop) and one that outlives the grace (killed by the
 //! runtime at the exec timeout, then the stop). An httpGet hook: the kubelet's GET of the pod
 //! (from the host, comm `kubelet`) just before the stop, told apart from the probes of the
-//! same port that came before it.
+//! same port that came before it. A sleep hook: no process; the API server's deletion (a
+//! stand-in API server, `--kube-api`) starts it and the stop signal ends it.
 
 use std::net::SocketAddr;
 
 use podlife_e2e::agent::{events, events_of, has};
+use podlife_e2e::apiserver::{rfc3339_secs, ApiServer, World};
 use podlife_e2e::pod_net::{kubelet_probe, pod_ip, route_to_pod, wait_for_probe_capture, Seen};
 use podlife_e2e::{CtrOpts, Env, PodOpts, WAIT};
 use serde_json::{json, Value};
@@ -193,4 +195,100 @@ fn an_http_hook_then_a_clean_stop() {
         .unwrap();
     assert!(term["prestop_s"].as_f64().is_some(), "{term}");
     assert_eq!(term["outcome"], "clean", "{term}");
+}
+
+#[test]
+fn a_sleep_hook_from_the_deletion_to_the_stop_signal() {
+    podlife_e2e::require_root();
+    let api = ApiServer::start(World::default());
+    let tmp = std::env::temp_dir().join(format!("podlife-prestop-sleep-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let kc = api.kubeconfig(&tmp);
+    let mut env = Env::start_with_agent_args(&[
+        "--kube-api",
+        "kubeconfig",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--node-name",
+        "node-a",
+    ]);
+    let grace = 10;
+    let pod = env.run_pod_in("shop", "sleepy", PodOpts::default());
+    let app = env.run_container(
+        &pod,
+        "app",
+        &["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"],
+        CtrOpts {
+            grace_s: Some(grace),
+            prestop_sleep: Some(2),
+            ..CtrOpts::default()
+        },
+    );
+    env.agent.wait_for(&pod.uid, "app start", WAIT, |t| {
+        has(t, "ContainerStarted", &app.id)
+    });
+    // The deletion, as the API server shows it: deletionTimestamp = request + grace, in whole
+    // seconds; the request is dated to this second's start.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let requested = now.as_secs();
+    let deleted = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": "sleepy", "namespace": "shop", "uid": pod.uid, "resourceVersion": "2",
+            "deletionTimestamp": rfc3339_secs(requested + grace as u64),
+            "deletionGracePeriodSeconds": grace,
+        },
+        "spec": {
+            "nodeName": "node-a",
+            "terminationGracePeriodSeconds": grace,
+            "containers": [{"name": "app", "image": "busybox",
+                            "lifecycle": {"preStop": {"sleep": {"seconds": 2}}}}],
+        },
+        "status": {"containerStatuses": [{
+            "name": "app", "image": "busybox", "imageID": "", "ready": true, "restartCount": 0,
+            "containerID": format!("containerd://{}", app.id),
+        }]},
+    });
+    api.world.lock().unwrap().node_pods.push(deleted);
+    env.agent.wait_for(&pod.uid, "the deletion", WAIT, |t| {
+        !events(t, "DeletionRequested").is_empty()
+    });
+    // The kubelet sleeps the hook's 2 s from the deletion, then stops the container.
+    let hook_end = std::time::Duration::from_secs(requested + 2);
+    let since_epoch = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+    };
+    if let Some(left) = hook_end.checked_sub(since_epoch()) {
+        std::thread::sleep(left);
+    }
+    let stopped_after = since_epoch().as_secs_f64() - requested as f64;
+    env.cri.stop_container(&app.id, grace - 2);
+    env.cri.wait_exited(&app.id);
+
+    let t = env
+        .agent
+        .wait_for(&pod.uid, "app exit and hook", WAIT, |t| {
+            has(t, "ContainerExited", &app.id) && has(t, "PreStopFinished", &app.id)
+        });
+    let started = &events_of(&t, "PreStopStarted", &app.id)[0];
+    assert_eq!(started["handler"], "sleep", "{started}");
+    assert_eq!(
+        started["time"],
+        events(&t, "DeletionRequested")[0]["time"],
+        "dated to the deletion: {t}"
+    );
+    let done = &events_of(&t, "PreStopFinished", &app.id)[0];
+    assert_eq!(done["handler"], "sleep");
+    assert_eq!(done["killed_at_grace"], false);
+    let secs = done["duration_ms"].as_f64().unwrap() / 1e3;
+    assert!(
+        (secs - stopped_after).abs() < 0.5 && secs >= 1.9,
+        "the hook ran from the deletion to the stop signal ({stopped_after:.3} s): {done}"
+    );
+    assert!(position(&t, "PreStopFinished", &app.id) < position(&t, "StopRequested", &app.id));
+    let _ = std::fs::remove_dir_all(&tmp);
 }

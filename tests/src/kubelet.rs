@@ -411,6 +411,29 @@ impl Env {
         Self::start_with_agent_args(&[])
     }
 
+    /// With `--kube-api` against the stand-in API server `api`, as node `node-a`, plus `extra`
+    /// flags. The kubeconfig is written in a fresh temporary dir named after `tag`, returned for
+    /// the caller to remove.
+    pub fn start_with_kube_api(
+        api: &crate::apiserver::ApiServer,
+        tag: &str,
+        extra: &[&str],
+    ) -> (Self, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("podlife-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("the kubeconfig dir");
+        let kc = api.kubeconfig(&dir);
+        let mut args = vec![
+            "--kube-api",
+            "kubeconfig",
+            "--kubeconfig",
+            kc.to_str().expect("a UTF-8 temp dir"),
+            "--node-name",
+            "node-a",
+        ];
+        args.extend_from_slice(extra);
+        (Self::start_with_agent_args(&args), dir)
+    }
+
     /// With extra agent flags (ring-buffer size, token file ...).
     pub fn start_with_agent_args(args: &[&str]) -> Self {
         // The agent binary is checked before anything is started.

@@ -16,19 +16,7 @@ use serde_json::Value;
 fn a_crashed_child_process_becomes_an_event_on_its_pod() {
     podlife_e2e::require_root();
     let api = ApiServer::start(World::default());
-    let tmp = std::env::temp_dir().join(format!("podlife-kube-events-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let kc = api.kubeconfig(&tmp);
-    let kc = kc.to_str().unwrap();
-    let mut env = Env::start_with_agent_args(&[
-        "--kube-api",
-        "kubeconfig",
-        "--kubeconfig",
-        kc,
-        "--node-name",
-        "node-a",
-        "--kube-events",
-    ]);
+    let (mut env, tmp) = Env::start_with_kube_api(&api, "kube-events", &["--kube-events"]);
     let pod = env.run_pod_in("shop", "crashy", PodOpts::default());
     let child = env.run_container(
         &pod,

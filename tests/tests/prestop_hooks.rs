@@ -201,17 +201,7 @@ fn an_http_hook_then_a_clean_stop() {
 fn a_sleep_hook_from_the_deletion_to_the_stop_signal() {
     podlife_e2e::require_root();
     let api = ApiServer::start(World::default());
-    let tmp = std::env::temp_dir().join(format!("podlife-prestop-sleep-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let kc = api.kubeconfig(&tmp);
-    let mut env = Env::start_with_agent_args(&[
-        "--kube-api",
-        "kubeconfig",
-        "--kubeconfig",
-        kc.to_str().unwrap(),
-        "--node-name",
-        "node-a",
-    ]);
+    let (mut env, tmp) = Env::start_with_kube_api(&api, "prestop-sleep", &[]);
     let grace = 10;
     let pod = env.run_pod_in("shop", "sleepy", PodOpts::default());
     let app = env.run_container(

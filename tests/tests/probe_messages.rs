@@ -30,17 +30,7 @@ fn api_now() -> String {
 fn a_refused_probe_brings_the_kubelets_message_with_one_lookup() {
     podlife_e2e::require_root();
     let api = ApiServer::start(World::default());
-    let tmp = std::env::temp_dir().join(format!("podlife-probe-messages-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let kc = api.kubeconfig(&tmp);
-    let mut env = Env::start_with_agent_args(&[
-        "--kube-api",
-        "kubeconfig",
-        "--kubeconfig",
-        kc.to_str().unwrap(),
-        "--node-name",
-        "node-a",
-    ]);
+    let (mut env, tmp) = Env::start_with_kube_api(&api, "probe-messages", &[]);
     let pod = env.run_pod_in("shop", "unready", PodOpts::default());
     let app = env.run_container(
         &pod,

@@ -21,10 +21,7 @@ pub struct Comm {
 
 impl Comm {
     pub fn new(s: &str) -> Self {
-        let mut end = s.len().min(CAP);
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = crate::char_boundary::floor_char_boundary(s, CAP);
         let mut bytes = [0u8; CAP];
         bytes[..end].copy_from_slice(&s.as_bytes()[..end]);
         Self {

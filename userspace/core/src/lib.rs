@@ -6,6 +6,7 @@
 //! argv, `probe_message` reads the kubelet's Unhealthy Events, `prestop` reads the kubelet's preStop handler of a container, `termination` sums up
 //! how each container stopped.
 pub mod cgroup_path;
+pub mod char_boundary;
 pub mod comm;
 pub mod engine;
 pub mod kernel_event;

@@ -44,14 +44,7 @@ pub fn container_of_field_path(field_path: &str) -> Option<&str> {
 
 /// `s` cut to at most `max` bytes, at a character boundary.
 pub fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    &s[..crate::char_boundary::floor_char_boundary(s, max)]
 }
 
 #[cfg(test)]

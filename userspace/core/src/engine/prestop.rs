@@ -21,6 +21,12 @@ const AT_GRACE_S: f64 = 0.25;
 /// Default Kubernetes grace period, for the longest hook when the grace is unknown.
 const DEFAULT_GRACE_S: f64 = 30.0;
 
+/// A hook connection begun at `start` is not from before the pod's deletion, when it is known
+/// (the kubelet runs the hook after it; the same slack as to the stop).
+fn after_deletion(deletion: Option<u64>, start: u64) -> bool {
+    deletion.is_none_or(|d| start + HOOK_TO_STOP_NS >= d)
+}
+
 impl Engine {
     /// The configured grace period of a container (its own, else its pod's).
     pub fn grace_of(&self, cid: &str) -> Option<f64> {
@@ -236,9 +242,9 @@ impl Engine {
             }
             Some(st) => {
                 let stop = st.ts;
-                let began_before = start <= stop && (stop - start) as f64 <= longest + 2e9;
-                let after_deletion = deletion.is_none_or(|d| start + HOOK_TO_STOP_NS >= d);
-                if !began_before || !after_deletion {
+                let began_before =
+                    start <= stop && (stop - start) as f64 <= longest + HOOK_TO_STOP_NS as f64;
+                if !began_before || !after_deletion(deletion, start) {
                     return false;
                 }
                 let conn = HookConn {
@@ -276,8 +282,7 @@ impl Engine {
         };
         c.net.hook = None;
         let just_before = conn.end_ns <= ts && ts - conn.end_ns <= HOOK_TO_STOP_NS;
-        let after_deletion = deletion.is_none_or(|d| conn.start_ns + HOOK_TO_STOP_NS >= d);
-        if just_before && after_deletion {
+        if just_before && after_deletion(deletion, conn.start_ns) {
             self.tell_http_hook(uid, cid, port, conn, out);
         }
     }

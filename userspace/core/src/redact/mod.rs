@@ -21,6 +21,8 @@ mod shell;
 
 use std::sync::OnceLock;
 
+use crate::char_boundary::floor_char_boundary;
+
 pub use extra::{ExtraPatterns, PatternError};
 
 /// What a secret is replaced with (part of the API: clients may look for it).
@@ -129,17 +131,6 @@ impl Redactor {
 pub fn redact_argv(argv: &[String]) -> Vec<String> {
     static BUILT_IN: OnceLock<Redactor> = OnceLock::new();
     BUILT_IN.get_or_init(Redactor::default).redact_argv(argv)
-}
-
-fn floor_char_boundary(s: &str, max: usize) -> usize {
-    if s.len() <= max {
-        return s.len();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    end
 }
 
 /// At most [`MAX_ARG_BYTES`]: cut (with `…`) at the last space that fits, never inside a

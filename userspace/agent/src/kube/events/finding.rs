@@ -2,6 +2,7 @@
 //! never reports (a child's OOM kill, a SIGTERM PID 1 dropped, a grace-period overrun, a probe
 //! killed at its timeout, a crashed child process). Pure: typed served event in, finding out.
 
+use podlife_core::char_boundary::floor_char_boundary;
 use podlife_core::timeline::format_rfc3339;
 use podlife_core::{LifecycleKind, ProbeKind, ServedEvent};
 
@@ -26,11 +27,7 @@ pub const MAX_NOTE: usize = 1024;
 
 fn truncate(mut note: String) -> String {
     if note.len() > MAX_NOTE {
-        let mut cut = MAX_NOTE - 3;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
+        note.truncate(floor_char_boundary(&note, MAX_NOTE - 3));
         note.push_str("...");
     }
     note

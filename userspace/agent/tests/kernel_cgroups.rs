@@ -269,14 +269,24 @@ fn oom_kill_in_a_small_memory_cgroup() {
 fn oom_trigger_is_the_allocating_task_not_the_victim() {
     let mut cap = capture();
     let cg = TestCgroup::pod().with_memory_limit(16 << 20);
-    // The victim holds 6 MB (tail keeps the last 6 MB of an endless input) and scores 1000:
-    // the kernel's points for it (its pages plus adj × limit/1000) beat the allocator's.
-    let mut held = cg.spawn(Command::new("busybox").args([
-        "sh",
-        "-c",
-        "echo 1000 > /proc/self/oom_score_adj && exec busybox tail -c 6000000 /dev/zero",
-    ]));
+    // The victim holds 6 MB (tail keeps the last 6 MB of its input until the input ends) and
+    // scores 1000: the kernel's points for it (its pages plus adj × limit/1000) beat the
+    // allocator's. Its input is a pipe this test fills with 6 MB and keeps open: the victim
+    // then waits in read() and allocates nothing more, so the allocator alone can set off the
+    // OOM (reading an endless /dev/zero, the victim itself sometimes did).
+    let mut held = cg.spawn(
+        Command::new("busybox")
+            .args([
+                "sh",
+                "-c",
+                "echo 1000 > /proc/self/oom_score_adj && exec busybox tail -c 6000000",
+            ])
+            .stdin(std::process::Stdio::piped()),
+    );
     let victim = held.id();
+    // Taken out of the Child: `wait` would close it, and tail would end at the EOF.
+    let mut input = held.stdin.take().expect("the victim's stdin");
+    std::io::Write::write_all(&mut input, &vec![0u8; 6_000_000]).expect("fill the victim");
     let rss_kb = || {
         let status = std::fs::read_to_string(format!("/proc/{victim}/status")).unwrap_or_default();
         status
@@ -335,6 +345,7 @@ fn oom_trigger_is_the_allocating_task_not_the_victim() {
     );
     let second = marked(allocator);
     assert_eq!((second.tgid, second.cgroup_id), (allocator, cg.id()));
+    drop(input);
 }
 
 #[test]

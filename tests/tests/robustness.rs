@@ -14,14 +14,7 @@ use serde_json::Value;
 #[test]
 fn an_undersized_ring_buffer_counts_losses_marks_timelines_and_recovers() {
     // Two pages and a drain every 200 ms: a process storm cannot fit.
-    let mut env = Env::start_with_agent_args(&[
-        "--ringbuf-bytes",
-        "8192",
-        "--drain-min-ms",
-        "200",
-        "--drain-max-ms",
-        "200",
-    ]);
+    let mut env = Env::start_with_agent_args(&["--ringbuf-bytes", "8192", "--drain-ms", "200"]);
     let pod = env.run_pod("storm", PodOpts::default());
     let app = env.run_container(
         &pod,

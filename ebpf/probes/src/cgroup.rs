@@ -7,7 +7,8 @@ use aya_ebpf::{
 use podlife_common::{CgroupEvent, Counter, EventKind, KUBEPODS, PATH_LEN, TRACK_INHERITED};
 
 use crate::emit::{
-    config, count, data_loc, field, fill_header, reserve, track_tgid, NO_WAKEUP, TRACKED_CGROUPS,
+    config, count, data_loc, field, fill_header, reserve, track_tgid, FORCE_WAKEUP, NO_WAKEUP,
+    TRACKED_CGROUPS,
 };
 
 struct Layout {
@@ -112,7 +113,13 @@ fn try_cgroup(ctx: &TracePointContext, op: Op, l: Layout) -> Option<()> {
         (*e).pid = pid;
         (*e).path_len = (len - 1) as u32;
     }
-    entry.submit(NO_WAKEUP);
+    // A pod or container cgroup appearing or going is a lifecycle step users wait for: wake the
+    // reader at once. They are rare (a few per pod), unlike attaches, which ride the timer.
+    entry.submit(if op == Op::Attach {
+        NO_WAKEUP
+    } else {
+        FORCE_WAKEUP
+    });
     Some(())
 }
 

@@ -63,19 +63,11 @@ pub struct Args {
     #[arg(long, env = "PODLIFE_RINGBUF_BYTES", default_value_t = 8 << 20, global = true)]
     pub ringbuf_bytes: u32,
 
-    /// Shortest pause between two ring-buffer drains while events keep coming, in milliseconds.
-    #[arg(long, env = "PODLIFE_DRAIN_MIN_MS", default_value_t = 1, global = true)]
-    pub drain_min_ms: u64,
-
-    /// Longest pause between two ring-buffer drains, in milliseconds (adaptive down to the
-    /// minimum while events keep coming).
-    #[arg(
-        long,
-        env = "PODLIFE_DRAIN_MAX_MS",
-        default_value_t = 10,
-        global = true
-    )]
-    pub drain_max_ms: u64,
+    /// Pause between two ring-buffer drains, in milliseconds. The programs submit without waking
+    /// the reader, so a storm is read in batches of this period; the kernel wakes it at once for
+    /// a pod or container cgroup's creation or removal and for an OOM kill.
+    #[arg(long, env = "PODLIFE_DRAIN_MS", default_value_t = 10, global = true)]
+    pub drain_ms: u64,
 
     /// File holding a bearer token required on every endpoint except /healthz, /readyz, /metrics
     /// (`Authorization: Bearer <token>`). Read once at start, trimmed; an empty file is an error.

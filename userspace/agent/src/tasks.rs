@@ -144,8 +144,7 @@ impl Threads {
         let (batches_tx, batches) = std::sync::mpsc::sync_channel(reader::CHANNEL_BATCHES);
         let reader = reader::spawn(
             ring,
-            Duration::from_millis(args.drain_min_ms.max(1)),
-            Duration::from_millis(args.drain_max_ms.max(1)),
+            Duration::from_millis(args.drain_ms.max(1)),
             batches_tx,
             shared.progress.clone(),
             stop.clone(),
@@ -157,6 +156,8 @@ impl Threads {
             mounts,
             batches,
             cri: cri_tx,
+            drain: Duration::from_millis(args.drain_ms.max(1)),
+            urgent_due: 0,
         }
         .spawn()
         .context("starting the pipeline thread")?;

@@ -180,6 +180,30 @@ fn out_of_order_within_the_window_is_reordered() {
 }
 
 #[test]
+fn a_held_event_is_due_one_window_after_its_time_and_expire_releases_it_then() {
+    let mut e = Engine::new(EngineConfig::default());
+    assert_eq!(e.next_release_ns(), None);
+    let mut out = Vec::new();
+    for k in pod() {
+        out.extend(e.apply(&k));
+    }
+    let window = EngineConfig::default().reorder_window_ns;
+    let newest = pod().iter().map(|k| k.ts_ns).max().unwrap();
+    let oldest_held = e.next_release_ns().expect("the newest events are held") - window;
+    assert!(oldest_held <= newest && oldest_held + window > newest);
+    // Not before it is due...
+    out.extend(e.expire(oldest_held + window - 1));
+    assert!(e.next_release_ns().is_some());
+    // ...and everything once the newest is due: the pod's admission is out.
+    out.extend(e.expire(newest + window));
+    assert_eq!(e.next_release_ns(), None);
+    assert_eq!(
+        names(&out).iter().filter(|n| **n == "PodAdmitted").count(),
+        1
+    );
+}
+
+#[test]
 fn late_fork_of_an_exited_pid_beyond_the_window_stays_dead() {
     let mut e = Engine::new(EngineConfig {
         reorder_window_ns: 0,

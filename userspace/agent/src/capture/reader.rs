@@ -1,7 +1,10 @@
 //! The ring-buffer reader: its own OS thread, which takes no lock and does nothing but decode,
-//! so neither HTTP load nor a slow pipeline can starve it. It drains on a short adaptive timer
-//! (the programs submit without wakeups, which costs a fork storm far less), and at once when
-//! the kernel forces a wakeup (OOM kills). Batches go to the pipeline through a bounded channel;
+//! so neither HTTP load nor a slow pipeline can starve it. It drains on a fixed timer (10 ms by
+//! default), and at once when the kernel forces a wakeup (pod and container cgroups, OOM kills).
+//! The timer does not shorten under load: every wakeup of the agent on a busy node preempts a
+//! workload thread, and draining a storm every 1 ms cost a pod's fork+exec storm ~12 % of its
+//! throughput against ~1 % at 10 ms (docs/BENCHMARKS.md); 8 MiB of ring holds far more than
+//! 10 ms of the worst storm measured. Batches go to the pipeline through a bounded channel;
 //! when the pipeline falls behind, records wait in the ring, where the kernel counts any loss.
 
 use std::os::fd::AsRawFd;
@@ -25,31 +28,22 @@ pub type Batch = Vec<Result<Record, DecodeError>>;
 pub const MAX_BATCH: usize = 4096;
 /// Batches the channel to the pipeline holds.
 pub const CHANNEL_BATCHES: usize = 4;
-
-/// Next pause: shorter while records keep coming, up to `max` when idle.
-pub fn next_pause(current: Duration, read: usize, min: Duration, max: Duration) -> Duration {
-    if read > 0 {
-        (current / 2).max(min)
-    } else {
-        (current * 2).min(max)
-    }
-}
+/// How soon a batch the full channel refused is offered again.
+const RETRY: Duration = Duration::from_millis(1);
 
 /// Start the reader thread. It stops when `stop` is set or the pipeline hangs up.
 pub fn spawn(
     mut ring: RingBuf<MapData>,
-    min_pause: Duration,
-    max_pause: Duration,
+    pause: Duration,
     to_pipeline: SyncSender<Batch>,
     progress: Arc<Progress>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
-    let min = min_pause.min(max_pause);
     let wakeups = Wakeups::new(ring.as_raw_fd())?;
     std::thread::Builder::new()
         .name("ring-reader".into())
         .spawn(move || {
-            let mut pause = max_pause;
+            crate::node::sched::no_wakeup_preemption("ring-reader");
             let mut waiting: Option<Batch> = None;
             while !stop.load(Ordering::Relaxed) {
                 progress.reader_loop(WallClock::now_mono_ns());
@@ -66,9 +60,10 @@ pub fn spawn(
                         Err(TrySendError::Disconnected(_)) => return,
                     }
                 }
-                pause = next_pause(pause, n, min, max_pause);
+                // A full batch means more is waiting: read on at once. A full channel: the
+                // pipeline is behind, and records are better kept in the ring meanwhile.
                 if waiting.is_some() {
-                    std::thread::sleep(min);
+                    std::thread::sleep(RETRY.min(pause));
                 } else if n < MAX_BATCH {
                     wakeups.wait(pause);
                 }
@@ -109,24 +104,5 @@ impl Wakeups {
             .max(1);
         // SAFETY: one event slot for the duration of the call.
         unsafe { libc::epoll_wait(self.0.as_raw_fd(), &mut ev, 1, ms) };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pause_adapts_to_load() {
-        let (min, max) = (Duration::from_millis(1), Duration::from_millis(10));
-        let mut p = max;
-        for _ in 0..5 {
-            p = next_pause(p, 100, min, max);
-        }
-        assert_eq!(p, min);
-        for _ in 0..5 {
-            p = next_pause(p, 0, min, max);
-        }
-        assert_eq!(p, max);
     }
 }

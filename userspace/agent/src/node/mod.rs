@@ -10,3 +10,4 @@ pub mod oom_memcg;
 pub mod oom_scope;
 pub mod pod_net;
 pub mod proc_argv;
+pub mod sched;

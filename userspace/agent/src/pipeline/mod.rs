@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use podlife_common::Counter;
+use podlife_core::KernelEventKind;
 use tracing::{info, warn};
 
 use crate::capture::convert::to_kernel_event;
@@ -43,7 +44,17 @@ pub struct Pipeline {
     pub mounts: CgroupMounts,
     pub batches: Receiver<Batch>,
     pub cri: tokio::sync::mpsc::Sender<CriAsk>,
+    /// The reader's drain period: batches come at least this often while events do.
+    pub drain: Duration,
+    /// When (monotonic ns) the newest held lifecycle step the kernel woke the reader for (a
+    /// pod or container cgroup's mkdir or rmdir, an OOM kill) is due; 0 when none is held.
+    pub urgent_due: u64,
 }
+
+/// At most this many events held in the reorder window: a lone step (a pod's cgroup, an OOM
+/// kill), released when due. More: a stream, which the next batch releases, so the pipeline
+/// does not wake once more per batch for it.
+const LONE_EVENTS: usize = 32;
 
 impl Pipeline {
     /// Run until the reader hangs up (shutdown), then release what the engine holds back.
@@ -54,18 +65,25 @@ impl Pipeline {
     }
 
     fn run(mut self) {
+        crate::node::sched::no_wakeup_preemption("pipeline");
         let mut next_tick = Instant::now();
         let mut lost_seen = 0u64;
         let mut rescan = Rescan::default();
         let mut trim = crate::heap::Trim::default();
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            // Wake for the tick, or sooner when an event held in the engine's reorder window is
+            // due: batches come every drain period, and a lone pod creation (the kernel wakes
+            // the reader for it) would otherwise wait for the next one.
+            let wait = next_tick
+                .saturating_duration_since(Instant::now())
+                .min(self.until_release());
             match self.batches.recv_timeout(wait) {
                 Ok(batch) => self.apply(batch),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             facts::apply_pending(&self.shared);
+            self.release_due();
             if Instant::now() >= next_tick {
                 self.tick(&mut lost_seen, &mut rescan);
                 trim.maybe();
@@ -84,25 +102,82 @@ impl Pipeline {
         inner.tick(WallClock::now_mono_ns());
     }
 
+    /// How long to wait for the engine's held events (`TICK` when none is held): until the
+    /// oldest is due when few are held; in a stream, until a held lifecycle step is due, else
+    /// two drain periods (the next batch releases the stream; two, so that a batch a little
+    /// late does not find the timer fired first). At least 1 ms, so that nothing the engine
+    /// keeps past its due time can spin this loop.
+    fn until_release(&self) -> Duration {
+        let inner = self.shared.lock();
+        let Some(due) = inner.engine.next_release_ns() else {
+            return TICK;
+        };
+        let held = inner.engine.held_events();
+        drop(inner);
+        let now = WallClock::now_mono_ns();
+        let wait = if held <= LONE_EVENTS {
+            Duration::from_nanos(due.saturating_sub(now))
+        } else if self.urgent_due > now {
+            Duration::from_nanos(self.urgent_due - now)
+        } else {
+            self.drain * 2
+        };
+        wait.max(Duration::from_millis(1))
+    }
+
+    /// Release what the reorder window holds once it is due, between batches.
+    fn release_due(&mut self) {
+        let now = WallClock::now_mono_ns();
+        let s = &self.shared;
+        let mut inner = s.lock();
+        if now >= self.urgent_due {
+            self.urgent_due = 0;
+        }
+        if inner.engine.next_release_ns().is_none_or(|due| due > now) {
+            return;
+        }
+        let released = inner.engine.expire(now);
+        inner.publish(released);
+        self.send_out(inner);
+    }
+
     /// Decode, convert, apply; release what the engine's reorder window holds back now rather
     /// than at the tick.
     fn apply(&mut self, batch: Batch) {
         let s = &self.shared;
         let mut inner = s.lock();
+        let window = inner.engine.reorder_window_ns();
         for r in batch {
             inner.metrics.ringbuf_events.inc();
             match r {
-                Ok(rec) => inner.on_kernel_event(to_kernel_event(&rec)),
+                Ok(rec) => {
+                    let ev = to_kernel_event(&rec);
+                    if matches!(
+                        ev.kind,
+                        KernelEventKind::CgroupMkdir { .. }
+                            | KernelEventKind::CgroupRmdir { .. }
+                            | KernelEventKind::OomVictim { .. }
+                    ) {
+                        self.urgent_due = self.urgent_due.max(ev.ts_ns.saturating_add(window));
+                    }
+                    inner.on_kernel_event(ev)
+                }
                 Err(_) => inner.metrics.decode_errors.inc(),
             }
         }
         let released = inner.engine.expire(WallClock::now_mono_ns());
         inner.publish(released);
+        self.send_out(inner);
+    }
+
+    /// Hand what the engine derived to live streams and the CRI asks to the runtime client,
+    /// after the lock is let go.
+    fn send_out(&self, mut inner: std::sync::MutexGuard<'_, crate::pipeline::shared::Inner>) {
         let out = std::mem::take(&mut inner.outbox);
         let ask = std::mem::take(&mut inner.cri_queue);
         drop(inner);
         for ev in out {
-            let _ = s.live.send(ev);
+            let _ = self.shared.live.send(ev);
         }
         for id in ask {
             let _ = self.cri.try_send(id);

@@ -163,6 +163,35 @@ impl Engine {
         out
     }
 
+    /// When (monotonic ns) the oldest event held in the reorder window is due, if any: the agent
+    /// calls [`Engine::expire`] then, so a lone event is not kept waiting for the next batch.
+    pub fn next_release_ns(&self) -> Option<u64> {
+        let (ts, first) = self.buffer.front()?;
+        let mut due = ts.saturating_add(self.cfg.reorder_window_ns);
+        // The holds of `release`: a v1 pod event while the cgroup mode is unsettled, the first
+        // victim of a group kill.
+        if self.mode == CgroupMode::Auto
+            && self.is_pod_event(first, false)
+            && !self.buffer.iter().any(|(_, e)| self.is_pod_event(e, true))
+        {
+            due = due.max(ts.saturating_add(self.cfg.v1_fallback_delay_ns));
+        }
+        if let Some(until) = self.group_hold_until(first, *ts) {
+            due = due.max(until);
+        }
+        Some(due)
+    }
+
+    /// How long an event is held back for events of other CPUs that come later.
+    pub fn reorder_window_ns(&self) -> u64 {
+        self.cfg.reorder_window_ns
+    }
+
+    /// Kernel events held in the reorder window now.
+    pub fn held_events(&self) -> usize {
+        self.buffer.len()
+    }
+
     /// Time-based work at `now_ns` (monotonic): release buffered events older than the reorder
     /// window, settle the cgroup mode, drop state past its retention.
     pub fn expire(&mut self, now_ns: u64) -> Vec<LifecycleEvent> {
@@ -206,13 +235,20 @@ impl Engine {
     /// The first victim of a group kill waits until the others are in the window: a slow
     /// console (every kill is logged) can space one kernel pass over tens of milliseconds.
     fn holds_for_its_group(&self, ev: &KernelEvent, ts: u64, now: u64) -> bool {
+        self.group_hold_until(ev, ts)
+            .is_some_and(|until| until > now)
+    }
+
+    /// Until when [`Engine::holds_for_its_group`] holds `ev`, if it is such a first victim.
+    fn group_hold_until(&self, ev: &KernelEvent, ts: u64) -> Option<u64> {
         const GROUP_HOLD_NS: u64 = 200_000_000;
         match ev.kind {
-            KernelEventKind::OomVictim { pid, .. } => {
-                ts.saturating_add(GROUP_HOLD_NS) > now
-                    && self.oom_memcg_hints.get(&pid).is_some_and(|m| m.group_kill)
+            KernelEventKind::OomVictim { pid, .. }
+                if self.oom_memcg_hints.get(&pid).is_some_and(|m| m.group_kill) =>
+            {
+                Some(ts.saturating_add(GROUP_HOLD_NS))
             }
-            _ => false,
+            _ => None,
         }
     }
 

@@ -12,13 +12,13 @@ use podlife_core::{KernelEvent, KernelEventKind};
 /// The bytes of the struct inside a record.
 fn record_bytes(r: &Record) -> &[u8] {
     match r {
-        Record::Exec(e) => as_bytes(e),
+        Record::Exec(e) => as_bytes(&**e),
         Record::Exit(e) => as_bytes(e),
         Record::Fork(e) => as_bytes(e),
         Record::SignalGenerate(e) | Record::SignalDeliver(e) => as_bytes(e),
         Record::Setns(e) | Record::Unshare(e) => as_bytes(e),
-        Record::CgroupMkdir(e) | Record::CgroupRmdir(e) | Record::CgroupAttach(e) => as_bytes(e),
-        Record::OomVictim(e) => as_bytes(e),
+        Record::CgroupMkdir(e) | Record::CgroupRmdir(e) | Record::CgroupAttach(e) => as_bytes(&**e),
+        Record::OomVictim(e) => as_bytes(&**e),
         Record::SockState(e) => as_bytes(e),
         Record::TcpReset(e) => as_bytes(e),
         Record::KubeletConn(e) => as_bytes(e),

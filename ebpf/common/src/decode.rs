@@ -1,5 +1,6 @@
 //! Bounds-checked decoding of ring-buffer records (userspace only).
 
+use alloc::boxed::Box;
 use core::fmt;
 use core::mem::size_of;
 
@@ -10,21 +11,22 @@ unsafe impl aya::Pod for ProbeConfig {}
 unsafe impl aya::Pod for KubeletSock {}
 
 /// One decoded record, copied out of the ring buffer.
-// Exec records are large (argv); boxing them would allocate on the hottest path for nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// The large kinds are boxed (exec ~840 bytes with argv and filename, cgroup paths, OOM): inline,
+// every record of a batch took their size, and a fork/exit storm spent a fifth of the agent's
+// CPU moving ~850-byte slots that held 50-byte records (perf, `stress-ng --vfork`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
-    Exec(ExecEvent),
+    Exec(Box<ExecEvent>),
     Exit(ExitEvent),
     Fork(ForkEvent),
     SignalGenerate(SignalEvent),
     SignalDeliver(SignalEvent),
     Setns(NsEvent),
     Unshare(NsEvent),
-    CgroupMkdir(CgroupEvent),
-    CgroupRmdir(CgroupEvent),
-    CgroupAttach(CgroupEvent),
-    OomVictim(OomEvent),
+    CgroupMkdir(Box<CgroupEvent>),
+    CgroupRmdir(Box<CgroupEvent>),
+    CgroupAttach(Box<CgroupEvent>),
+    OomVictim(Box<OomEvent>),
     SockState(SockEvent),
     TcpReset(ResetEvent),
     KubeletConn(KubeletConnEvent),
@@ -95,7 +97,7 @@ fn read<T: Plain>(kind: u32, bytes: &[u8]) -> Result<T, DecodeError> {
 }
 
 /// An exec record: variable-length, at least its head; the part of `data` not sent reads as zeros.
-fn read_exec(kind: u32, bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
+fn read_exec(kind: u32, bytes: &[u8]) -> Result<Box<ExecEvent>, DecodeError> {
     if bytes.len() < EXEC_HEAD_LEN {
         return Err(DecodeError::Short {
             kind,
@@ -103,11 +105,30 @@ fn read_exec(kind: u32, bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
             got: bytes.len(),
         });
     }
-    let mut e = core::mem::MaybeUninit::<ExecEvent>::zeroed();
+    // Built in place on the heap: no 840-byte value on the stack to copy there.
+    let mut e = Box::<ExecEvent>::new_zeroed();
     let n = bytes.len().min(size_of::<ExecEvent>());
     // SAFETY: all-zero is a valid `ExecEvent` (`Plain`); at most its size is copied over it.
     unsafe {
         core::ptr::copy_nonoverlapping(bytes.as_ptr(), e.as_mut_ptr().cast::<u8>(), n);
+        Ok(e.assume_init())
+    }
+}
+
+/// [`read`] into a box, for the large kinds.
+fn read_boxed<T: Plain>(kind: u32, bytes: &[u8]) -> Result<Box<T>, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short {
+            kind,
+            need,
+            got: bytes.len(),
+        });
+    }
+    let mut e = Box::<T>::new_uninit();
+    // SAFETY: length checked above; `Plain` types accept any bit pattern; every byte is written.
+    unsafe {
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), e.as_mut_ptr().cast::<u8>(), need);
         Ok(e.assume_init())
     }
 }
@@ -130,10 +151,10 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         EventKind::SignalDeliver => Record::SignalDeliver(read(k, bytes)?),
         EventKind::Setns => Record::Setns(read(k, bytes)?),
         EventKind::Unshare => Record::Unshare(read(k, bytes)?),
-        EventKind::CgroupMkdir => Record::CgroupMkdir(read(k, bytes)?),
-        EventKind::CgroupRmdir => Record::CgroupRmdir(read(k, bytes)?),
-        EventKind::CgroupAttach => Record::CgroupAttach(read(k, bytes)?),
-        EventKind::OomVictim => Record::OomVictim(read(k, bytes)?),
+        EventKind::CgroupMkdir => Record::CgroupMkdir(read_boxed(k, bytes)?),
+        EventKind::CgroupRmdir => Record::CgroupRmdir(read_boxed(k, bytes)?),
+        EventKind::CgroupAttach => Record::CgroupAttach(read_boxed(k, bytes)?),
+        EventKind::OomVictim => Record::OomVictim(read_boxed(k, bytes)?),
         EventKind::SockState => Record::SockState(read(k, bytes)?),
         EventKind::TcpReset => Record::TcpReset(read(k, bytes)?),
         EventKind::KubeletConn => Record::KubeletConn(read(k, bytes)?),
@@ -208,8 +229,8 @@ mod tests {
         // Sent with only the bytes used; the full struct decodes the same.
         let sent = exec_bytes(&e);
         assert_eq!(sent.len(), EXEC_HEAD_LEN + 16);
-        assert_eq!(decode(sent), Ok(Record::Exec(e)));
-        assert_eq!(decode(as_bytes(&e)), Ok(Record::Exec(e)));
+        assert_eq!(decode(sent), Ok(Record::Exec(Box::new(e))));
+        assert_eq!(decode(as_bytes(&e)), Ok(Record::Exec(Box::new(e))));
         assert_eq!(e.argv(), b"sh\0-c\0x\0");
         assert_eq!(e.filename(), b"/bin/sh\0");
         assert!(matches!(
@@ -295,11 +316,11 @@ mod tests {
             path,
         };
         let c = cgroup(EventKind::CgroupMkdir);
-        assert_eq!(decode(as_bytes(&c)), Ok(Record::CgroupMkdir(c)));
+        assert_eq!(decode(as_bytes(&c)), Ok(Record::CgroupMkdir(Box::new(c))));
         let c = cgroup(EventKind::CgroupRmdir);
-        assert_eq!(decode(as_bytes(&c)), Ok(Record::CgroupRmdir(c)));
+        assert_eq!(decode(as_bytes(&c)), Ok(Record::CgroupRmdir(Box::new(c))));
         let c = cgroup(EventKind::CgroupAttach);
-        assert_eq!(decode(as_bytes(&c)), Ok(Record::CgroupAttach(c)));
+        assert_eq!(decode(as_bytes(&c)), Ok(Record::CgroupAttach(Box::new(c))));
         let o = OomEvent {
             header: header(EventKind::OomVictim),
             pid: 5,
@@ -313,7 +334,7 @@ mod tests {
             present: OOM_HAS_ANON_RSS,
             victim_comm: target_comm,
         };
-        assert_eq!(decode(as_bytes(&o)), Ok(Record::OomVictim(o)));
+        assert_eq!(decode(as_bytes(&o)), Ok(Record::OomVictim(Box::new(o))));
         let mut saddr = [0; 16];
         saddr[..4].copy_from_slice(&[10, 88, 0, 7]);
         let mut daddr = [0; 16];

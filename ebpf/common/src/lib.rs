@@ -9,6 +9,9 @@ pub mod config;
 pub mod event;
 
 #[cfg(feature = "user")]
+extern crate alloc;
+
+#[cfg(feature = "user")]
 pub mod decode;
 
 pub use config::*;

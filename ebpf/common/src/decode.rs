@@ -83,8 +83,8 @@ unsafe impl Plain for SockEvent {}
 unsafe impl Plain for ResetEvent {}
 unsafe impl Plain for KubeletConnEvent {}
 
-fn read<T: Plain>(kind: u32, bytes: &[u8]) -> Result<T, DecodeError> {
-    let need = size_of::<T>();
+/// At least `need` bytes, or the error that says how many were missing.
+fn at_least(kind: u32, bytes: &[u8], need: usize) -> Result<(), DecodeError> {
     if bytes.len() < need {
         return Err(DecodeError::Short {
             kind,
@@ -92,19 +92,18 @@ fn read<T: Plain>(kind: u32, bytes: &[u8]) -> Result<T, DecodeError> {
             got: bytes.len(),
         });
     }
+    Ok(())
+}
+
+fn read<T: Plain>(kind: u32, bytes: &[u8]) -> Result<T, DecodeError> {
+    at_least(kind, bytes, size_of::<T>())?;
     // SAFETY: length checked above; `Plain` types accept any bit pattern; unaligned read.
     Ok(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
 /// An exec record: variable-length, at least its head; the part of `data` not sent reads as zeros.
 fn read_exec(kind: u32, bytes: &[u8]) -> Result<Box<ExecEvent>, DecodeError> {
-    if bytes.len() < EXEC_HEAD_LEN {
-        return Err(DecodeError::Short {
-            kind,
-            need: EXEC_HEAD_LEN,
-            got: bytes.len(),
-        });
-    }
+    at_least(kind, bytes, EXEC_HEAD_LEN)?;
     // Built in place on the heap: no 840-byte value on the stack to copy there.
     let mut e = Box::<ExecEvent>::new_zeroed();
     let n = bytes.len().min(size_of::<ExecEvent>());
@@ -118,13 +117,7 @@ fn read_exec(kind: u32, bytes: &[u8]) -> Result<Box<ExecEvent>, DecodeError> {
 /// [`read`] into a box, for the large kinds.
 fn read_boxed<T: Plain>(kind: u32, bytes: &[u8]) -> Result<Box<T>, DecodeError> {
     let need = size_of::<T>();
-    if bytes.len() < need {
-        return Err(DecodeError::Short {
-            kind,
-            need,
-            got: bytes.len(),
-        });
-    }
+    at_least(kind, bytes, need)?;
     let mut e = Box::<T>::new_uninit();
     // SAFETY: length checked above; `Plain` types accept any bit pattern; every byte is written.
     unsafe {

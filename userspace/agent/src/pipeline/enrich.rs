@@ -92,10 +92,15 @@ fn clock_ticks() -> u64 {
 #[derive(Default)]
 pub struct Restore {
     alive: std::collections::BTreeSet<String>,
+    /// The newest stored event's wall time: the agent was alive when it saw it, even when it
+    /// died between writing a batch and writing the heartbeat after it.
+    newest_ns: Option<i128>,
 }
 
 impl Restore {
     pub fn event(&mut self, history: &mut crate::pipeline::history::History, ev: ServedEvent) {
+        let ts = i128::from(ev.ts_wall_ns);
+        self.newest_ns = Some(self.newest_ns.map_or(ts, |n| n.max(ts)));
         if matches!(ev.kind, LifecycleKind::PodRemoved) {
             self.alive.remove(&*ev.uid);
         } else if !self.alive.contains(&*ev.uid) {
@@ -108,7 +113,7 @@ impl Restore {
         if loaded.unloaded_bytes > 0 {
             inner.history.mark_expired_before_oldest();
         }
-        let Some(last) = loaded.last_alive_ns else {
+        let Some(last) = self.last_alive_ns(loaded.last_alive_ns) else {
             return;
         };
         for uid in self.alive {
@@ -130,6 +135,15 @@ impl Restore {
             if let Some(store) = &inner.store {
                 store.append(&kept.to_json(Fields::All));
             }
+        }
+    }
+
+    /// When the previous run was last known alive: its heartbeat or its newest stored event,
+    /// whichever is later.
+    fn last_alive_ns(&self, heartbeat_ns: Option<i128>) -> Option<i128> {
+        match (heartbeat_ns, self.newest_ns) {
+            (Some(h), Some(n)) => Some(h.max(n)),
+            (h, n) => h.or(n),
         }
     }
 }
@@ -165,5 +179,38 @@ mod tests {
         let mut t = runtime_trees(&procs);
         t.sort();
         assert_eq!(t, vec![20, 21, 22, 23, 30, 31]);
+    }
+
+    fn stored(uid: &str, ts_wall_ns: i64, kind: LifecycleKind) -> ServedEvent {
+        ServedEvent {
+            seq: 0,
+            ts_wall_ns,
+            uid: uid.into(),
+            names: None,
+            container: None,
+            container_id: None,
+            source: Source::Kernel,
+            kind,
+        }
+    }
+
+    #[test]
+    fn the_gap_starts_at_the_newest_stored_event_when_the_heartbeat_is_older() {
+        let mut history = crate::pipeline::history::History::new(8, 8, 8);
+        let mut r = Restore::default();
+        assert_eq!(r.last_alive_ns(None), None, "nothing stored, no heartbeat");
+        assert_eq!(r.last_alive_ns(Some(5)), Some(5));
+        r.event(&mut history, stored("a", 300, LifecycleKind::PodAdmitted));
+        r.event(&mut history, stored("b", 200, LifecycleKind::PodAdmitted));
+        // Killed after a batch reached the disk but before the heartbeat that follows it.
+        assert_eq!(r.last_alive_ns(Some(250)), Some(300));
+        assert_eq!(r.last_alive_ns(Some(900)), Some(900));
+        assert_eq!(
+            r.last_alive_ns(None),
+            Some(300),
+            "a batch before the first heartbeat"
+        );
+        r.event(&mut history, stored("a", 100, LifecycleKind::PodRemoved));
+        assert_eq!(r.alive.iter().collect::<Vec<_>>(), vec!["b"]);
     }
 }

@@ -489,6 +489,21 @@ pub fn bpfstats() -> Result<Value> {
     )
 }
 
+/// The cost every process pays while the agent runs, pod or not: the syscall tracepoints it
+/// attaches (execve argv, setns, unshare) send every syscall through the traced path.
+pub fn syscalls(pairs: usize) -> Result<Value> {
+    let host = Cgroup::new("bench-syscalls-host")?;
+    let cg = tracked("syscalls")?;
+    const N: u64 = 3_000_000;
+    Ok(json!({
+        "getppid_host_untracked": ab(pairs, || workload::syscalls(&host, "getppid", N))?,
+        "write_devnull_host_untracked": ab(pairs, || workload::syscalls(&host, "write", N))?,
+        "getppid_tracked": ab(pairs, || workload::syscalls(&cg, "getppid", N))?,
+        "unit": "syscalls per second of one process, 3 M calls a run",
+        "targets": "none yet: measured so that the syscall hooks' node-wide cost is known",
+    }))
+}
+
 /// Connect/accept storms on loopback, on the host and in a pod cgroup: our own storm (every
 /// connection accepted then aborted with a reset) and stress-ng's socket stressor (connections
 /// that carry data), plus the network programs' cost per run in the storm.

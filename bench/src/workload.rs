@@ -26,6 +26,15 @@ pub fn worker(args: &[String]) -> Result<()> {
             println!("{}", sock_storm(secs)?);
             Ok(())
         }
+        Some("syscalls") => {
+            let which = args.get(1).map(String::as_str).unwrap_or("getppid");
+            let n: u64 = args
+                .get(2)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(3_000_000);
+            println!("{}", syscall_loop(which, n)?);
+            Ok(())
+        }
         Some("memhog") => {
             // Touch memory in 1 MiB steps until the OOM killer ends us.
             let mut keep: Vec<Vec<u8>> = Vec::new();
@@ -36,6 +45,46 @@ pub fn worker(args: &[String]) -> Result<()> {
         }
         other => anyhow::bail!("unknown worker {other:?}"),
     }
+}
+
+/// `n` of the cheapest syscalls back to back: calls per second. While any syscall tracepoint
+/// is attached, every syscall of every process on the node takes the kernel's traced entry and
+/// exit path, whether or not a program runs for it; this is where that cost shows.
+fn syscall_loop(which: &str, n: u64) -> Result<f64> {
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&null);
+    let byte = [0u8; 1];
+    let t = Instant::now();
+    match which {
+        // SAFETY: getppid takes no arguments and cannot fail.
+        "getppid" => (0..n).for_each(|_| unsafe {
+            std::hint::black_box(libc::syscall(libc::SYS_getppid));
+        }),
+        // SAFETY: an open fd and a 1-byte buffer that outlives the call.
+        "write" => (0..n).for_each(|_| unsafe {
+            std::hint::black_box(libc::write(fd, byte.as_ptr().cast(), 1));
+        }),
+        other => anyhow::bail!("unknown syscall loop {other:?} (getppid, write)"),
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+/// One `podlife-bench worker syscalls <which> <n>` in `cg`: calls per second.
+pub fn syscalls(cg: &Cgroup, which: &str, n: u64) -> Result<f64> {
+    let me = std::env::current_exe()?;
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cg.wrap(&format!("{} worker syscalls {which} {n}", me.display())))
+        .output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<f64>()
+        .with_context(|| {
+            format!(
+                "syscalls worker printed {:?}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
 }
 
 /// Connect/accept on loopback until `secs` pass: a listener on an ephemeral 127.0.0.1 port whose

@@ -184,13 +184,15 @@ impl Pools {
             },
             _ => K::OomVictim {
                 pid: self.pid(u)?,
-                victim_comm: u.arbitrary::<bool>()?.then(|| "stress".into()),
-                total_vm_kb: u.arbitrary()?,
-                anon_rss_kb: u.arbitrary()?,
-                file_rss_kb: u.arbitrary()?,
-                shmem_rss_kb: u.arbitrary()?,
-                pgtables_kb: u.arbitrary()?,
-                oom_score_adj: u.arbitrary()?,
+                info: Box::new(podlife_core::OomVictimInfo {
+                    victim_comm: u.arbitrary::<bool>()?.then(|| "stress".into()),
+                    total_vm_kb: u.arbitrary()?,
+                    anon_rss_kb: u.arbitrary()?,
+                    file_rss_kb: u.arbitrary()?,
+                    shmem_rss_kb: u.arbitrary()?,
+                    pgtables_kb: u.arbitrary()?,
+                    oom_score_adj: u.arbitrary()?,
+                }),
             },
         })
     }

@@ -220,14 +220,12 @@ fn oom_kill_in_a_small_memory_cgroup() {
         .0
         .iter()
         .find_map(|e| match &e.kind {
-            K::OomVictim {
-                pid: p,
-                anon_rss_kb,
-                total_vm_kb,
-                victim_comm,
-                oom_score_adj,
-                ..
-            } if *p == pid => Some((*anon_rss_kb, *total_vm_kb, *victim_comm, *oom_score_adj)),
+            K::OomVictim { pid: p, info } if *p == pid => Some((
+                info.anon_rss_kb,
+                info.total_vm_kb,
+                info.victim_comm,
+                info.oom_score_adj,
+            )),
             _ => None,
         })
         .unwrap();

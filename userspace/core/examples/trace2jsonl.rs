@@ -218,13 +218,15 @@ impl Converter {
             "unshare" => K::Unshare { flags: n("flags") },
             "oom_mark_victim" => K::OomVictim {
                 pid: n("victim") as u32,
-                victim_comm: f.get("victim_comm").map(|s| podlife_core::Comm::new(s)),
-                total_vm_kb: f.get("total_vm_kb").map(|v| num(v)),
-                anon_rss_kb: f.get("anon_rss_kb").map(|v| num(v)),
-                file_rss_kb: f.get("file_rss_kb").map(|v| num(v)),
-                shmem_rss_kb: f.get("shmem_rss_kb").map(|v| num(v)),
-                pgtables_kb: f.get("pgtables_kb").map(|v| num(v)),
-                oom_score_adj: f.get("oom_score_adj").map(|v| v.parse().unwrap_or(0)),
+                info: Box::new(podlife_core::OomVictimInfo {
+                    victim_comm: f.get("victim_comm").map(|s| podlife_core::Comm::new(s)),
+                    total_vm_kb: f.get("total_vm_kb").map(|v| num(v)),
+                    anon_rss_kb: f.get("anon_rss_kb").map(|v| num(v)),
+                    file_rss_kb: f.get("file_rss_kb").map(|v| num(v)),
+                    shmem_rss_kb: f.get("shmem_rss_kb").map(|v| num(v)),
+                    pgtables_kb: f.get("pgtables_kb").map(|v| num(v)),
+                    oom_score_adj: f.get("oom_score_adj").map(|v| v.parse().unwrap_or(0)),
+                }),
             },
             "cgroup_mkdir" | "cgroup_rmdir" | "cgroup_attach" => {
                 let fields = [n("root"), n("id"), n("level"), n("task")];
@@ -321,13 +323,15 @@ impl Converter {
                 cg = num(field("cg").trim_end_matches(')'));
                 let kind = K::OomVictim {
                     pid,
-                    victim_comm: Some(comm.as_str().into()),
-                    total_vm_kb: None,
-                    anon_rss_kb: Some(num(field("anon_rss_kb"))),
-                    file_rss_kb: None,
-                    shmem_rss_kb: None,
-                    pgtables_kb: None,
-                    oom_score_adj: field("oom_score_adj").parse().ok(),
+                    info: Box::new(podlife_core::OomVictimInfo {
+                        victim_comm: Some(comm.as_str().into()),
+                        total_vm_kb: None,
+                        anon_rss_kb: Some(num(field("anon_rss_kb"))),
+                        file_rss_kb: None,
+                        shmem_rss_kb: None,
+                        pgtables_kb: None,
+                        oom_score_adj: field("oom_score_adj").parse().ok(),
+                    }),
                 };
                 return Some(self.event(ts, ctx_pid, ctx_pid, cg, &ctx_comm, kind));
             }

@@ -187,17 +187,12 @@ pub enum KernelEventKind {
         path: String,
         pid: u32,
     },
-    /// oom:mark_victim. Memory in kB; None where the kernel does not provide the field.
+    /// oom:mark_victim. The victim's details are boxed: OOM kills are rare, and inline they
+    /// made every kernel event (and every slot of the reorder window) half again as large.
     OomVictim {
         pid: u32,
-        /// The victim's comm (the event's own `comm` is the task that ran the OOM killer).
-        victim_comm: Option<Comm>,
-        total_vm_kb: Option<u64>,
-        anon_rss_kb: Option<u64>,
-        file_rss_kb: Option<u64>,
-        shmem_rss_kb: Option<u64>,
-        pgtables_kb: Option<u64>,
-        oom_score_adj: Option<i32>,
+        #[serde(flatten)]
+        info: Box<OomVictimInfo>,
     },
     /// sock:inet_sock_set_state of a TCP socket. Listener transitions run in the listening
     /// process's context; a connection's later transitions may run in softirq (any current).
@@ -233,6 +228,20 @@ pub enum KernelEventKind {
         start_ns: u64,
         established_ns: Option<u64>,
     },
+}
+
+/// What oom:mark_victim says of its victim. Memory in kB; None where the kernel does not provide
+/// the field.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OomVictimInfo {
+    /// The victim's comm (the event's own `comm` is the task that ran the OOM killer).
+    pub victim_comm: Option<Comm>,
+    pub total_vm_kb: Option<u64>,
+    pub anon_rss_kb: Option<u64>,
+    pub file_rss_kb: Option<u64>,
+    pub shmem_rss_kb: Option<u64>,
+    pub pgtables_kb: Option<u64>,
+    pub oom_score_adj: Option<i32>,
 }
 
 /// How a kubelet connection to a pod ended.
@@ -308,5 +317,27 @@ mod tests {
         assert!(line.contains("\"event\":\"exit\""), "{line}");
         let back: KernelEvent = serde_json::from_str(&line).unwrap();
         assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn an_oom_victim_keeps_its_flat_json_form_and_stays_small() {
+        // The form `podlife record` wrote before the details were boxed.
+        let line = r#"{"ts_ns":5,"tgid":7,"tid":7,"cgroup_id":481,"comm":"memhog","event":"oom_victim","pid":7,"victim_comm":"memhog","total_vm_kb":null,"anon_rss_kb":32384,"oom_score_adj":1000}"#;
+        let ev: KernelEvent = serde_json::from_str(line).unwrap();
+        let KernelEventKind::OomVictim { pid, info } = &ev.kind else {
+            panic!("{ev:?}");
+        };
+        assert_eq!(*pid, 7);
+        assert_eq!(info.victim_comm.as_deref(), Some("memhog"));
+        assert_eq!((info.anon_rss_kb, info.total_vm_kb), (Some(32384), None));
+        assert_eq!((info.file_rss_kb, info.oom_score_adj), (None, Some(1000)));
+        let again = serde_json::to_string(&ev).unwrap();
+        assert!(
+            again.contains(r#""pid":7,"victim_comm":"memhog","#),
+            "{again}"
+        );
+        assert_eq!(serde_json::from_str::<KernelEvent>(&again).unwrap(), ev);
+        // Every event passes through the reorder window by value.
+        assert!(std::mem::size_of::<KernelEvent>() <= 112);
     }
 }

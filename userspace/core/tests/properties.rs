@@ -89,13 +89,15 @@ fn kind() -> impl Strategy<Value = KernelEventKind> {
         any::<u64>().prop_map(|flags| KernelEventKind::Unshare { flags }),
         pid.prop_map(|pid| KernelEventKind::OomVictim {
             pid,
-            victim_comm: None,
-            total_vm_kb: Some(1),
-            anon_rss_kb: None,
-            file_rss_kb: None,
-            shmem_rss_kb: None,
-            pgtables_kb: None,
-            oom_score_adj: None
+            info: Box::new(podlife_core::OomVictimInfo {
+                victim_comm: None,
+                total_vm_kb: Some(1),
+                anon_rss_kb: None,
+                file_rss_kb: None,
+                shmem_rss_kb: None,
+                pgtables_kb: None,
+                oom_score_adj: None
+            }),
         }),
     ]
 }

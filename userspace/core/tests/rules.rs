@@ -123,13 +123,15 @@ fn oom_victim(ts: u64, context: u32, pid: u32) -> KernelEvent {
         "hog",
         KernelEventKind::OomVictim {
             pid,
-            victim_comm: Some("hog".into()),
-            total_vm_kb: Some(100),
-            anon_rss_kb: Some(64),
-            file_rss_kb: None,
-            shmem_rss_kb: None,
-            pgtables_kb: None,
-            oom_score_adj: Some(1000),
+            info: Box::new(podlife_core::OomVictimInfo {
+                victim_comm: Some("hog".into()),
+                total_vm_kb: Some(100),
+                anon_rss_kb: Some(64),
+                file_rss_kb: None,
+                shmem_rss_kb: None,
+                pgtables_kb: None,
+                oom_score_adj: Some(1000),
+            }),
         },
     )
 }

@@ -392,13 +392,15 @@ fn the_timeline_sums_up_the_shutdown_in_json_and_text() {
 fn oom_of(pid: u32) -> KernelEvent {
     let kind = KernelEventKind::OomVictim {
         pid,
-        victim_comm: Some("sh".into()),
-        total_vm_kb: None,
-        anon_rss_kb: Some(64),
-        file_rss_kb: None,
-        shmem_rss_kb: None,
-        pgtables_kb: None,
-        oom_score_adj: None,
+        info: Box::new(podlife_core::OomVictimInfo {
+            victim_comm: Some("sh".into()),
+            total_vm_kb: None,
+            anon_rss_kb: Some(64),
+            file_rss_kb: None,
+            shmem_rss_kb: None,
+            pgtables_kb: None,
+            oom_score_adj: None,
+        }),
     };
     ev(30 * MS, pid, 21, "sh", kind)
 }

@@ -129,14 +129,16 @@ pub fn to_kernel_event(r: &Record) -> KernelEvent {
             &e.header,
             KernelEventKind::OomVictim {
                 pid: e.pid,
-                victim_comm: (e.present & OOM_HAS_COMM != 0)
-                    .then(|| Comm::from_kernel(&e.victim_comm)),
-                total_vm_kb: opt(e.present, OOM_HAS_TOTAL_VM, e.total_vm_kb),
-                anon_rss_kb: opt(e.present, OOM_HAS_ANON_RSS, e.anon_rss_kb),
-                file_rss_kb: opt(e.present, OOM_HAS_FILE_RSS, e.file_rss_kb),
-                shmem_rss_kb: opt(e.present, OOM_HAS_SHMEM_RSS, e.shmem_rss_kb),
-                pgtables_kb: opt(e.present, OOM_HAS_PGTABLES, e.pgtables_kb),
-                oom_score_adj: (e.present & OOM_HAS_SCORE_ADJ != 0).then_some(e.oom_score_adj),
+                info: Box::new(podlife_core::OomVictimInfo {
+                    victim_comm: (e.present & OOM_HAS_COMM != 0)
+                        .then(|| Comm::from_kernel(&e.victim_comm)),
+                    total_vm_kb: opt(e.present, OOM_HAS_TOTAL_VM, e.total_vm_kb),
+                    anon_rss_kb: opt(e.present, OOM_HAS_ANON_RSS, e.anon_rss_kb),
+                    file_rss_kb: opt(e.present, OOM_HAS_FILE_RSS, e.file_rss_kb),
+                    shmem_rss_kb: opt(e.present, OOM_HAS_SHMEM_RSS, e.shmem_rss_kb),
+                    pgtables_kb: opt(e.present, OOM_HAS_PGTABLES, e.pgtables_kb),
+                    oom_score_adj: (e.present & OOM_HAS_SCORE_ADJ != 0).then_some(e.oom_score_adj),
+                }),
             },
         ),
         Record::SockState(e) => event(
@@ -396,13 +398,15 @@ mod tests {
             convert(&o),
             with_header(KernelEventKind::OomVictim {
                 pid: 5,
-                victim_comm: Some("pause".into()),
-                total_vm_kb: Some(11),
-                anon_rss_kb: Some(12),
-                file_rss_kb: Some(13),
-                shmem_rss_kb: Some(14),
-                pgtables_kb: Some(15),
-                oom_score_adj: Some(-998),
+                info: Box::new(podlife_core::OomVictimInfo {
+                    victim_comm: Some("pause".into()),
+                    total_vm_kb: Some(11),
+                    anon_rss_kb: Some(12),
+                    file_rss_kb: Some(13),
+                    shmem_rss_kb: Some(14),
+                    pgtables_kb: Some(15),
+                    oom_score_adj: Some(-998),
+                }),
             })
         );
         // Fields the running kernel does not give are absent, not 0.
@@ -411,13 +415,15 @@ mod tests {
             convert(&o),
             with_header(KernelEventKind::OomVictim {
                 pid: 5,
-                victim_comm: None,
-                total_vm_kb: None,
-                anon_rss_kb: Some(12),
-                file_rss_kb: None,
-                shmem_rss_kb: None,
-                pgtables_kb: None,
-                oom_score_adj: None,
+                info: Box::new(podlife_core::OomVictimInfo {
+                    victim_comm: None,
+                    total_vm_kb: None,
+                    anon_rss_kb: Some(12),
+                    file_rss_kb: None,
+                    shmem_rss_kb: None,
+                    pgtables_kb: None,
+                    oom_score_adj: None,
+                }),
             })
         );
         let mut saddr = [0; 16];

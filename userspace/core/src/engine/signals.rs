@@ -155,8 +155,11 @@ impl Engine {
     }
 
     pub(super) fn on_oom(&mut self, ev: &KernelEvent, out: &mut Vec<LifecycleEvent>) {
-        let KernelEventKind::OomVictim {
-            pid,
+        let KernelEventKind::OomVictim { pid, info } = &ev.kind else {
+            return;
+        };
+        let pid = *pid;
+        let crate::OomVictimInfo {
             victim_comm,
             total_vm_kb,
             anon_rss_kb,
@@ -164,11 +167,7 @@ impl Engine {
             shmem_rss_kb,
             oom_score_adj,
             ..
-        } = &ev.kind
-        else {
-            return;
-        };
-        let pid = *pid;
+        } = &**info;
         // The kill usually runs in the victim's own context: then its cgroup is the event's.
         let cid = self
             .procs

@@ -65,7 +65,8 @@ pub struct Args {
 
     /// Pause between two ring-buffer drains, in milliseconds. The programs submit without waking
     /// the reader, so a storm is read in batches of this period; the kernel wakes it at once for
-    /// a pod or container cgroup's creation or removal and for an OOM kill.
+    /// a pod or container cgroup's creation or removal and for an OOM kill. While the ring stays
+    /// empty the pause doubles up to 100 ms (with a ring of 1 MiB or more).
     #[arg(long, env = "PODLIFE_DRAIN_MS", default_value_t = 10, global = true)]
     pub drain_ms: u64,
 

@@ -142,9 +142,11 @@ impl Threads {
         // bounded channel: HTTP load and the disk can slow neither.
         let stop = Arc::new(AtomicBool::new(false));
         let (batches_tx, batches) = std::sync::mpsc::sync_channel(reader::CHANNEL_BATCHES);
+        let pause = Duration::from_millis(args.drain_ms.max(1));
         let reader = reader::spawn(
             ring,
-            Duration::from_millis(args.drain_ms.max(1)),
+            pause,
+            reader::idle_pause_max(pause, args.ringbuf_bytes),
             batches_tx,
             shared.progress.clone(),
             stop.clone(),

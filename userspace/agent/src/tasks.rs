@@ -158,7 +158,7 @@ impl Threads {
             mounts,
             batches,
             cri: cri_tx,
-            drain: Duration::from_millis(args.drain_ms.max(1)),
+            drain: pause,
             urgent_due: 0,
         }
         .spawn()

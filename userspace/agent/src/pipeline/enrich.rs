@@ -99,8 +99,7 @@ pub struct Restore {
 
 impl Restore {
     pub fn event(&mut self, history: &mut crate::pipeline::history::History, ev: ServedEvent) {
-        let ts = i128::from(ev.ts_wall_ns);
-        self.newest_ns = Some(self.newest_ns.map_or(ts, |n| n.max(ts)));
+        self.newest_ns = self.newest_ns.max(Some(i128::from(ev.ts_wall_ns)));
         if matches!(ev.kind, LifecycleKind::PodRemoved) {
             self.alive.remove(&*ev.uid);
         } else if !self.alive.contains(&*ev.uid) {
@@ -139,12 +138,9 @@ impl Restore {
     }
 
     /// When the previous run was last known alive: its heartbeat or its newest stored event,
-    /// whichever is later.
+    /// whichever is later (`None` orders before any `Some`).
     fn last_alive_ns(&self, heartbeat_ns: Option<i128>) -> Option<i128> {
-        match (heartbeat_ns, self.newest_ns) {
-            (Some(h), Some(n)) => Some(h.max(n)),
-            (h, n) => h.or(n),
-        }
+        heartbeat_ns.max(self.newest_ns)
     }
 }
 
